@@ -1,0 +1,74 @@
+"""Pair banks: counterfactual (base, source) pairs with their base and counterfactual labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class PairBank:
+    """P shared (base, source) pairs and the labels every variable's interchange yields.
+
+    Attributes:
+        base: (P, *input_shape) inputs of the base runs.
+        source: (P, *input_shape) inputs of the source runs.
+        base_labels: (P, O) long, the causal model's output on the base (O output heads).
+        counterfactual_labels: variable -> (P, O) long, the output of the base run with
+            that variable set to its value on the source.
+    """
+
+    base: Tensor
+    source: Tensor
+    base_labels: Tensor
+    counterfactual_labels: dict[str, Tensor]
+
+    @property
+    def size(self) -> int:
+        return int(self.base.shape[0])
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(self.counterfactual_labels)
+
+    def changes_output(self, variable: str) -> Tensor:
+        """(P,) bool: pairs where interchanging ``variable`` changes some output head."""
+        return (self.counterfactual_labels[variable] != self.base_labels).any(dim=-1)
+
+    def subset(self, index: Tensor | slice) -> PairBank:
+        """The pairs at ``index`` (a slice, a long index or a bool mask)."""
+        return PairBank(
+            base=self.base[index],
+            source=self.source[index],
+            base_labels=self.base_labels[index],
+            counterfactual_labels={v: y[index] for v, y in self.counterfactual_labels.items()},
+        )
+
+    def to(self, device: torch.device | str) -> PairBank:
+        return PairBank(
+            base=self.base.to(device),
+            source=self.source.to(device),
+            base_labels=self.base_labels.to(device),
+            counterfactual_labels={
+                v: y.to(device) for v, y in self.counterfactual_labels.items()
+            },
+        )
+
+    def change_rates(self) -> dict[str, float]:
+        """Share of pairs where each variable's interchange changes the output."""
+        return {v: float(self.changes_output(v).float().mean()) for v in self.variables}
+
+
+@dataclass(frozen=True)
+class Banks:
+    """The three disjoint banks of one job: fit the coupling, calibrate handles, test them."""
+
+    fit: PairBank
+    calibration: PairBank
+    test: PairBank
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return self.fit.variables

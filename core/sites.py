@@ -1,0 +1,143 @@
+"""Sites as data: a location in the forward pass plus a support inside it, with string ids.
+
+Ids (plot-method.md §1): ``layer:2`` (a hidden layer's whole output), ``step:3`` (a recurrent
+net's hidden state after step 3), ``layer:2/dims:16-31`` (coordinates 16..31 inclusive),
+``layer:2/dims:17`` (one neuron), ``layer:2/pca:4`` (span of the top 4 principal directions),
+``layer:2/pca:4-7`` (principal directions 4..7), ``layer:2/das:4`` (a learned 4-dim subspace).
+Supports are half-open ``[start, stop)`` internally and inclusive in ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from core.errors import SiteError
+
+SupportKind = Literal["all", "dims", "pca", "das"]
+
+_LOCATION = re.compile(r"^(layer|step):(\d+)(?:/pos:(-?\d+))?$")
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+@dataclass(frozen=True, order=True)
+class Site:
+    """One candidate site.
+
+    Attributes:
+        location: the coarse place in the forward pass, e.g. ``layer:2`` or ``step:0``.
+        kind: ``all`` (the whole location), ``dims`` (coordinates), ``pca`` (principal
+            directions of the location's activations) or ``das`` (a learned subspace).
+        start: first coordinate / component of the support (0 for ``all``).
+        stop: one past the last coordinate / component (the width for ``all``).
+    """
+
+    location: str
+    kind: SupportKind = "all"
+    start: int = 0
+    stop: int = 0
+
+    @property
+    def size(self) -> int:
+        """Number of coordinates (or basis directions) in the support."""
+        return self.stop - self.start
+
+    @property
+    def id(self) -> str:
+        if self.kind == "all":
+            return self.location
+        if self.kind == "das":
+            return f"{self.location}/das:{self.size}"
+        if self.kind == "pca" and self.start == 0:
+            return f"{self.location}/pca:{self.stop}"
+        if self.kind == "dims" and self.size == 1:
+            return f"{self.location}/dims:{self.start}"
+        return f"{self.location}/{self.kind}:{self.start}-{self.stop - 1}"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def parse_site(site_id: str, widths: dict[str, int] | None = None) -> Site:
+    """Parse a site id; with ``widths`` (location -> width), also check it exists.
+
+    Raises:
+        SiteError: the id does not parse, names an unknown location or leaves the width.
+    """
+    location, _, support = site_id.partition("/")
+    if support.startswith("pos:"):  # a token position belongs to the location
+        pos, _, support = support.partition("/")
+        location = f"{location}/{pos}"
+    if not _LOCATION.match(location):
+        raise SiteError(f"cannot parse location {location!r} (expected layer:N or step:N)", site_id)
+    width = None
+    if widths is not None:
+        if location not in widths:
+            known = ", ".join(widths)
+            raise SiteError(f"the net has no location {location!r} (it has {known})", site_id)
+        width = widths[location]
+    if not support:
+        return Site(location, "all", 0, width if width is not None else 0)
+    kind, _, spec = support.partition(":")
+    match = _RANGE.match(spec)
+    if kind not in ("dims", "pca", "das") or not match:
+        raise SiteError(f"cannot parse support {support!r} (dims:A-B, pca:K, pca:A-B, das:K)",
+                        site_id)
+    first, last = int(match.group(1)), match.group(2)
+    if kind == "das" or (kind == "pca" and last is None):
+        start, stop = 0, first
+    else:
+        start, stop = first, (int(last) if last is not None else first) + 1
+    if stop <= start:
+        raise SiteError("empty support", site_id)
+    if width is not None and stop > width:
+        raise SiteError(f"support ends at {stop - 1} but {location} has width {width}", site_id)
+    return Site(location, kind, start, stop)  # type: ignore[arg-type]
+
+
+def location_sites(widths: dict[str, int]) -> list[Site]:
+    """One whole-location site per location, in forward order."""
+    return [Site(loc, "all", 0, width) for loc, width in widths.items()]
+
+
+def block_sites(parents: Iterable[Site], block_size: int) -> list[Site]:
+    """Coordinate groups of ``block_size`` inside each parent (the last may be smaller)."""
+    out: list[Site] = []
+    for parent in parents:
+        _require_coordinates(parent)
+        for start in range(parent.start, parent.stop, block_size):
+            out.append(Site(parent.location, "dims", start, min(start + block_size, parent.stop)))
+    return out
+
+
+def neuron_sites(parents: Iterable[Site]) -> list[Site]:
+    """Every single coordinate inside each parent."""
+    return block_sites(parents, 1)
+
+
+def pca_band_sites(parents: Iterable[Site], band_size: int) -> list[Site]:
+    """Bands of ``band_size`` principal directions of each parent's location.
+
+    A whole-location parent is split into bands over all its components; a PCA parent
+    is split inside its own band (for a finer PCA level).
+    """
+    out: list[Site] = []
+    for parent in parents:
+        if parent.kind not in ("all", "pca"):
+            raise SiteError("PCA bands refine a whole location or a PCA band", parent.id)
+        for start in range(parent.start, parent.stop, band_size):
+            out.append(Site(parent.location, "pca", start, min(start + band_size, parent.stop)))
+    return out
+
+
+def unique_sites(sites: Sequence[Site]) -> list[Site]:
+    """Sites without repeats, first occurrence order kept."""
+    return list(dict.fromkeys(sites))
+
+
+def _require_coordinates(parent: Site) -> None:
+    if parent.kind not in ("all", "dims"):
+        raise SiteError("coordinate groups refine a whole location or a coordinate group",
+                        parent.id)

@@ -1,0 +1,171 @@
+"""JobSpec: one schema for a job, whether it comes as YAML to ``plot run`` or JSON to the API.
+
+Every model is frozen and refuses unknown keys, so a typo is an error naming its field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.errors import SpecError
+
+Granularity = Literal["layer", "step", "block", "neuron", "pca"]
+Solver = Literal["sinkhorn", "emd", "unbalanced"]
+CostKind = Literal["mse", "cosine", "agreement"]
+SiteMarginal = Literal["uniform", "effect"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelRef(_Frozen):
+    """Which net to run: a directory (``config.json`` + ``model.safetensors``) or a
+    registered model id of the service. Omit both to use a built-in task's default net."""
+
+    path: str | None = None
+    id: str | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelRef:
+        if self.path is not None and self.id is not None:
+            raise ValueError("give either path or id, not both")
+        return self
+
+
+class TaskSpec(_Frozen):
+    """The causal side: a built-in task with parameters, or a counterfactual dataset
+    (a JSONL file for ``plot run``, an uploaded dataset id for the service)."""
+
+    builtin: Literal["hierarchical_equality", "binary_addition"] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TaskSpec:
+        if (self.builtin is None) == (self.dataset is None):
+            raise ValueError("give exactly one of builtin or dataset")
+        if self.dataset is not None and self.params:
+            raise ValueError("params belong to a builtin task, not to a dataset")
+        return self
+
+
+class PairsSpec(_Frozen):
+    """Sizes of the fit / calibration / test banks and the seed that draws them."""
+
+    fit: int = Field(1000, ge=2)
+    calibration: int = Field(1000, ge=2)
+    test: int = Field(1000, ge=2)
+    seed: int = 0
+    changed_share: float = Field(
+        0.5, ge=0.0, le=1.0,
+        description="target share of pairs where each variable's interchange changes the "
+        "output (built-in tasks)",
+    )
+
+
+class LevelSpec(_Frozen):
+    """One progressive level: which sites it enumerates and how many it keeps."""
+
+    granularity: Granularity
+    keep: int = Field(2, ge=1, description="top sites per variable refined by the next level")
+    block_size: int = Field(8, ge=1, description="coordinates per group (granularity block)")
+    band_size: int = Field(4, ge=1, description="principal directions per band (pca)")
+
+
+class CouplingSpec(_Frozen):
+    """The transport problem and the grids of its knobs, chosen on the calibration bank."""
+
+    solver: Solver = "sinkhorn"
+    cost: CostKind = "mse"
+    epsilons: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 0.3])
+    betas: list[float] = Field(
+        default_factory=lambda: [0.05, 0.1, 0.5, 1.0, 5.0],
+        description="KL weight of the relaxed site marginal (solver unbalanced)",
+    )
+    null_row: bool = True
+    site_marginal: SiteMarginal = "uniform"
+    max_iter: int = Field(2000, ge=1)
+    tol: float = Field(1e-9, gt=0)
+
+    @model_validator(mode="after")
+    def _positive_grids(self) -> CouplingSpec:
+        for name in ("epsilons", "betas"):
+            values = getattr(self, name)
+            if not values or any(v <= 0 for v in values):
+                raise ValueError(f"{name} must be a non-empty list of positive numbers")
+        return self
+
+
+class CalibrationSpec(_Frozen):
+    """Grids of handle size k (top sites) and strength lambda."""
+
+    top_k: list[int] = Field(default_factory=lambda: list(range(1, 21)))
+    strengths: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0,
+                                 16.0, 24.0, 32.0, 48.0, 64.0, 80.0]
+    )
+
+    @model_validator(mode="after")
+    def _positive_grids(self) -> CalibrationSpec:
+        if not self.top_k or any(k < 1 for k in self.top_k):
+            raise ValueError("top_k must be a non-empty list of integers >= 1")
+        if not self.strengths or any(s <= 0 for s in self.strengths):
+            raise ValueError("strengths must be a non-empty list of positive numbers")
+        return self
+
+
+class JobSpec(_Frozen):
+    """A whole localization job."""
+
+    model: ModelRef = Field(default_factory=ModelRef)
+    task: TaskSpec
+    pairs: PairsSpec = Field(default_factory=PairsSpec)
+    levels: list[LevelSpec] | None = None
+    coupling: CouplingSpec = Field(default_factory=CouplingSpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    seed: int = 0
+    priority: int = Field(0, ge=-10, le=10)
+    batch_size: int = Field(4096, ge=1, description="pairs per micro-batch of interventions")
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming its field path (``coupling.epsilons.0``)."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(spec)"
+        lines.append(f"{path}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def parse_job_spec(data: Any, where: str = "spec") -> JobSpec:
+    """Validate a mapping as a JobSpec.
+
+    Raises:
+        SpecError: naming every bad field path.
+    """
+    if not isinstance(data, dict):
+        raise SpecError(f"a job spec is a mapping, got {type(data).__name__}", where)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error), where) from None
+
+
+def load_job_spec(path: Path) -> JobSpec:
+    """Read a YAML (or JSON) job spec file.
+
+    Raises:
+        SpecError: the file is missing, is not YAML, or does not validate.
+    """
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SpecError(f"cannot read the spec: {error.strerror}", str(path)) from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"not valid YAML: {error}", str(path)) from None
+    return parse_job_spec(data, str(path))
