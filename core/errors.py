@@ -43,3 +43,7 @@ class SolverError(PlotError):
 
 class TaskError(PlotError):
     """A built-in task name or parameter that is unknown or out of range."""
+
+
+class JobCancelled(PlotError):
+    """The job was cancelled while it ran (raised between batches, never mid-write)."""

@@ -1,0 +1,1 @@
+"""Subcommands of the ``plot`` console script, one module per family."""
