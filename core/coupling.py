@@ -59,22 +59,37 @@ class Coupling:
         return [i for i, e in enumerate(entropy.tolist()) if e > UNIFORM_ENTROPY]
 
 
-def marginals(rows: int, site_signatures: Tensor, site_marginal: SiteMarginal
-              ) -> tuple[Tensor, Tensor]:
-    """Row marginal uniform over ``rows``; site marginal uniform or ∝ effect mass ‖e_N[s]‖.
+def marginals(variables: int, site_signatures: Tensor, site_marginal: SiteMarginal,
+              null_row: bool = False) -> tuple[Tensor, Tensor]:
+    """Row and site marginals.
+
+    Variables share the row mass equally. With a null row, the null row takes what the
+    variables leave, ``max(1/(V+1), 1 - V/S)``: each variable then claims about one site's
+    worth of mass when sites are many, and the sites that realise no variable can keep
+    theirs instead of being forced onto some variable. The site marginal is uniform or
+    proportional to each site's effect mass ‖e_N[s]‖.
 
     Args:
+        variables: V, the number of variable rows (the null row comes on top).
         site_signatures: (S, P, Y).
+
+    Returns:
+        a (V or V + 1,) and b (S,), float64, each summing to 1.
     """
-    dtype = torch.float64
-    device = site_signatures.device
-    a = torch.full((rows,), 1.0 / rows, dtype=dtype, device=device)
+    dtype, device = torch.float64, site_signatures.device
     sites = site_signatures.shape[0]
+    if null_row:
+        null = max(1.0 / (variables + 1), 1.0 - variables / sites)
+        a = torch.full((variables + 1,), (1.0 - null) / variables, dtype=dtype, device=device)
+        a[-1] = null
+    else:
+        a = torch.full((variables,), 1.0 / variables, dtype=dtype, device=device)
+    uniform = torch.full((sites,), 1.0 / sites, dtype=dtype, device=device)
     if site_marginal == "uniform":
-        return a, torch.full((sites,), 1.0 / sites, dtype=dtype, device=device)
+        return a, uniform
     mass = site_signatures.flatten(1).norm(dim=1).to(dtype)
     if float(mass.sum()) <= 0:
-        return a, torch.full((sites,), 1.0 / sites, dtype=dtype, device=device)
+        return a, uniform
     mass = mass + 1e-12 * float(mass.max())  # no site with exactly zero mass
     return a, mass / mass.sum()
 
@@ -121,9 +136,10 @@ def solve_coupling(
             _require(beta, "coupling.betas")
             plan, log = ot.unbalanced.sinkhorn_unbalanced(
                 a, b, cost64, reg=epsilon, reg_m=(float("inf"), beta),
-                method="sinkhorn_stabilized", numItermax=max_iter, stopThr=tol, log=True)
+                method="sinkhorn", numItermax=max_iter, stopThr=tol, log=True)
             n_iter = len(log["err"])
-            ok = n_iter < max_iter
+            # POT's stabilised variant drifts off an infinite reg_m; check the exact side
+            ok = bool((plan.sum(dim=1) - a).abs().max() < 1e-6)
         else:
             raise SolverError(f"unknown solver {solver!r}", "coupling.solver")
     converged = ok and not any("converge" in str(w.message).lower() for w in caught)

@@ -98,10 +98,10 @@ def level_frames(level: LevelSpec, inputs: LevelInputs, parents: Sequence[Site] 
             for loc in locations}
 
 
-def solve_plans(cost: Tensor, site_signatures: Tensor, spec: CouplingSpec, rows: int
+def solve_plans(cost: Tensor, site_signatures: Tensor, spec: CouplingSpec, variables: int
                 ) -> list[Coupling]:
     """Every plan of the knob grid (ε, or ε × β, or one EMD plan)."""
-    a, b = marginals(rows, site_signatures, spec.site_marginal)
+    a, b = marginals(variables, site_signatures, spec.site_marginal, spec.null_row)
     grid: list[tuple[float | None, float | None]]
     if spec.solver == "emd":
         grid = [(None, None)]
@@ -143,7 +143,7 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
     base_probs = output_probabilities(fit.base.logits)
     cost = cost_matrix(inputs.coupling.cost, var_sigs, site_sigs, base_probs,
                        inputs.num_classes)
-    plans = solve_plans(cost, site_sigs, inputs.coupling, var_sigs.shape[0])
+    plans = solve_plans(cost, site_sigs, inputs.coupling, len(variables))
     t_coupling = time.perf_counter()
 
     directions = {loc: (int(frames[loc].shape[1]) if loc in frames else width)
