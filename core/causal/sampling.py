@@ -5,7 +5,9 @@ variables whose interchange moves the output, coded as bits. A target distributi
 observed patterns is fitted by raking (iterative proportional fitting) so that every
 variable's marginal change rate equals ``changed_share`` while staying as close as possible
 (in KL) to how often the task produces each pattern; integer quotas per pattern are then
-filled from fresh chunks. No pool of ordered pairs is ever enumerated.
+filled from fresh chunks, sized from the observed pattern rates so rare patterns still fill
+in a few rounds. When a quota cannot be met (an infeasible share, or ``max_rounds`` spent),
+the rest is filled greedily toward the target. No pool of ordered pairs is enumerated.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from torch import Tensor
 from core.causal.bank import PairBank, concat_banks
 from core.causal.model import CausalModel
 from core.errors import TaskError
+
+MAX_CHUNK = 1 << 18  # candidates drawn at once at most, to bound memory
 
 Draw = Callable[[int, torch.Generator], PairBank]
 """``draw(m, generator)`` -> m labelled candidate pairs, drawn independently."""
@@ -143,17 +147,22 @@ def sample_controlled_bank(
         raise TaskError(f"need at least one pair, got {n}", "pairs")
     if not 0.0 <= changed_share <= 1.0:
         raise TaskError(f"must lie in [0, 1], got {changed_share}", "pairs.changed_share")
-    chunk_size = max(4 * n, 4096)
-    chunk = draw(chunk_size, generator)
+    first_size = max(4 * n, 4096)
+    chunk = draw(first_size, generator)
     num_variables = len(chunk.variables)
     patterns, counts = torch.unique(change_codes(chunk), return_counts=True)
     weights = rake_weights(counts.double(), code_bits(patterns, num_variables), changed_share)
     remaining = allocate_quotas(weights, n)
+    seen = torch.zeros_like(remaining)  # candidates of each pattern drawn so far
+    drawn = 0
     picked: list[PairBank] = []
     for round_index in range(max_rounds):
         if round_index > 0:
-            chunk = draw(chunk_size, generator)
-        taken = _take_quotas(change_codes(chunk), patterns, remaining)
+            chunk = draw(_next_chunk_size(remaining, seen, drawn, first_size), generator)
+        codes = change_codes(chunk)
+        seen += (codes.unsqueeze(-1) == patterns).sum(dim=0)
+        drawn += chunk.size
+        taken = _take_quotas(codes, patterns, remaining)
         picked.append(chunk.subset(taken))
         if int(remaining.sum()) == 0:
             break
@@ -166,6 +175,15 @@ def sample_controlled_bank(
         picked.append(extra)
     bank = concat_banks(picked)
     return bank.subset(torch.randperm(bank.size, generator=generator))
+
+
+def _next_chunk_size(remaining: Tensor, seen: Tensor, drawn: int, floor: int) -> int:
+    """Candidates the next chunk needs to meet the slowest open quota at the observed
+    pattern rates (with a margin), between ``floor`` and ``MAX_CHUNK``."""
+    open_ = remaining > 0
+    rate = seen[open_].double() / drawn  # (K_open,) > 0: every quota's pattern was seen
+    needed = float((remaining[open_].double() / rate).max()) * 1.25
+    return int(min(max(needed, floor), max(MAX_CHUNK, floor)))
 
 
 def _take_quotas(codes: Tensor, patterns: Tensor, remaining: Tensor) -> Tensor:
