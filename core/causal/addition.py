@@ -47,7 +47,7 @@ class BinaryAddition:
         num_bits: bits per operand n; the net runs n steps and has n + 1 binary heads.
     """
 
-    name = "binary_addition"
+    name: str = "binary_addition"
 
     def __init__(self, num_bits: int = 4) -> None:
         self.params: dict[str, Any] = {"num_bits": num_bits}

@@ -41,8 +41,8 @@ class HierarchicalEquality:
         seed: seed of the entity table, so a trained net and later banks share it.
     """
 
-    name = "hierarchical_equality"
-    variables = ("WX", "YZ")
+    name: str = "hierarchical_equality"
+    variables: tuple[str, ...] = ("WX", "YZ")
 
     def __init__(self, num_entities: int = 100, embedding_dim: int = 4, seed: int = 0) -> None:
         self.params: dict[str, Any] = {
