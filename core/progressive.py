@@ -298,10 +298,10 @@ def calibrate_variable(
                       test),
     }
     scores = {}
-    for name, (plan, bank) in evaluate.items():
+    for name, (chosen_plan, bank) in evaluate.items():
         split = "test" if bank is test else "calibration"
-        hits = exact_matches(net, traces[split], plan, bank.counterfactual_labels[variable],
-                             inputs.max_rows)[0]
+        hits = exact_matches(net, traces[split], chosen_plan,
+                             bank.counterfactual_labels[variable], inputs.max_rows)[0]
         scores[name] = summarize_iia(hits, bank.changes_output(variable))
     plan = plans[best.plan]
     handle = HandleResult(
