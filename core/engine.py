@@ -17,7 +17,7 @@ from torch import Tensor
 
 from core.causal.bank import PairBank
 from core.intervene import interchange
-from core.nets.base import InterventableNet, Trace
+from core.nets.base import DerivedActivations, InterventableNet, Trace
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,15 @@ class Interventions:
 def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int) -> Trace:
     """Trace (B, *input_shape) in micro-batches and concatenate."""
     parts = [net.trace(inputs[i:i + max_rows]) for i in range(0, inputs.shape[0], max_rows)]
-    return Trace(
-        inputs=inputs,
-        activations={k: torch.cat([p.activations[k] for p in parts]) for k in parts[0].activations},
-        logits=torch.cat([p.logits for p in parts]),
+    first = parts[0].activations
+    activations = (
+        DerivedActivations.concat([p.activations for p in parts
+                                   if isinstance(p.activations, DerivedActivations)])
+        if isinstance(first, DerivedActivations)
+        else {k: torch.cat([p.activations[k] for p in parts]) for k in first}
     )
+    return Trace(inputs=inputs, activations=activations,
+                 logits=torch.cat([p.logits for p in parts]))
 
 
 def trace_bank(net: InterventableNet, bank: PairBank, max_rows: int = 65536) -> BankTraces:

@@ -5,6 +5,14 @@ net's hidden state after step 3), ``layer:2/dims:16-31`` (coordinates 16..31 inc
 ``layer:2/dims:17`` (one neuron), ``layer:2/pca:4`` (span of the top 4 principal directions),
 ``layer:2/pca:4-7`` (principal directions 4..7), ``layer:2/das:4`` (a learned 4-dim subspace).
 Supports are half-open ``[start, stop)`` internally and inclusive in ids.
+
+Token nets (transformers) have a location per block, component and position:
+``resid:3/pos:last`` (the residual stream after block 3 at the last real token),
+``attn:3/pos:7`` (block 3's attention output at position 7), ``mlp:3/pos:query`` (block 3's
+MLP output at the named position ``query``) and ``head:3.2/pos:last`` (head 2 of block 3,
+its (d_head,) output before the output projection). A position is an index ``N >= 0``,
+``last``, ``-1`` (an alias of ``last``) or a name the net computes from the prompt. Any
+support may follow: ``resid:3/pos:last/pca:8``.
 """
 
 from __future__ import annotations
@@ -12,13 +20,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from core.errors import SiteError
 
 SupportKind = Literal["all", "dims", "pca", "das"]
 
-_LOCATION = re.compile(r"^(layer|step):(\d+)(?:/pos:(-?\d+))?$")
+_LOCATION = re.compile(
+    r"^(?:(layer|step|resid|attn|mlp):(\d+)|head:(\d+)\.(\d+))(?:/pos:(\d+|-1|[a-z_][a-z0-9_]*))?$"
+)
+TOKEN_COMPONENTS = ("head", "attn", "mlp", "resid")  # forward order inside one block
+TokenComponent = Literal["head", "attn", "mlp", "resid"]
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
@@ -69,9 +81,10 @@ def parse_site(site_id: str, widths: dict[str, int] | None = None) -> Site:
     location, _, support = site_id.partition("/")
     if support.startswith("pos:"):  # a token position belongs to the location
         pos, _, support = support.partition("/")
-        location = f"{location}/{pos}"
+        location = f"{location}/{'pos:last' if pos == 'pos:-1' else pos}"
     if not _LOCATION.match(location):
-        raise SiteError(f"cannot parse location {location!r} (expected layer:N or step:N)", site_id)
+        raise SiteError(f"cannot parse location {location!r} (expected layer:N, step:N, "
+                        "resid|attn|mlp:N/pos:P or head:N.H/pos:P)", site_id)
     width = None
     if widths is not None:
         if location not in widths:
@@ -141,3 +154,76 @@ def _require_coordinates(parent: Site) -> None:
     if parent.kind not in ("all", "dims"):
         raise SiteError("coordinate groups refine a whole location or a coordinate group",
                         parent.id)
+
+
+@dataclass(frozen=True)
+class TokenLocation:
+    """A token net's location: a component of one block at one position.
+
+    Attributes:
+        component: ``resid`` (stream after the block), ``attn``/``mlp`` (that sublayer's
+            output) or ``head`` (one head's output before the output projection).
+        block: the block index.
+        position: an index (as text), ``last`` or a named position.
+        head: the head index for ``head``, else None.
+    """
+
+    component: TokenComponent
+    block: int
+    position: str
+    head: int | None = None
+
+    @property
+    def id(self) -> str:
+        unit = f"{self.block}.{self.head}" if self.component == "head" else str(self.block)
+        return f"{self.component}:{unit}/pos:{self.position}"
+
+
+def parse_token_location(location: str) -> TokenLocation | None:
+    """The parts of a token location id (``resid:3/pos:last``), or None for another kind."""
+    match = _LOCATION.match(location)
+    if match is None or match.group(5) is None:
+        return None
+    position = "last" if match.group(5) == "-1" else match.group(5)
+    if match.group(3) is not None:
+        return TokenLocation("head", int(match.group(3)), position, int(match.group(4)))
+    component = match.group(1)
+    if component not in TOKEN_COMPONENTS:
+        return None
+    return TokenLocation(cast(TokenComponent, component), int(match.group(2)), position)
+
+
+def is_token_net(widths: dict[str, int]) -> bool:
+    """Whether the locations are token locations (a transformer), not layers or steps."""
+    return parse_token_location(next(iter(widths))) is not None
+
+
+def token_sites(widths: dict[str, int], components: Iterable[str],
+                blocks: Iterable[int] | None = None, positions: Iterable[str] | None = None,
+                heads: Iterable[tuple[int, int]] | None = None) -> list[Site]:
+    """Whole-location sites of a token net, filtered, in forward order.
+
+    Args:
+        widths: the net's location -> width.
+        components: which of ``resid``, ``attn``, ``mlp``, ``head`` to keep.
+        blocks: keep these blocks (all when None).
+        positions: keep these positions (all when None).
+        heads: for ``head``, keep these (block, head) pairs (all when None).
+    """
+    keep_components, keep_blocks = set(components), None if blocks is None else set(blocks)
+    keep_positions = None if positions is None else set(positions)
+    keep_heads = None if heads is None else set(heads)
+    out = []
+    for location, width in widths.items():
+        parsed = parse_token_location(location)
+        if parsed is None or parsed.component not in keep_components:
+            continue
+        if keep_blocks is not None and parsed.block not in keep_blocks:
+            continue
+        if keep_positions is not None and parsed.position not in keep_positions:
+            continue
+        if (keep_heads is not None and parsed.head is not None
+                and (parsed.block, parsed.head) not in keep_heads):
+            continue
+        out.append(Site(location, "all", 0, width))
+    return out

@@ -10,7 +10,7 @@ the base and source activations are computed once per bank.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,11 +45,48 @@ class Trace:
 
     def slice(self, start: int, stop: int) -> Trace:
         """The trace of examples ``start:stop``."""
+        activations = self.activations
         return Trace(
             inputs=self.inputs[start:stop],
-            activations={k: v[start:stop] for k, v in self.activations.items()},
+            activations=(activations.slice(start, stop)
+                         if isinstance(activations, DerivedActivations)
+                         else {k: v[start:stop] for k, v in activations.items()}),
             logits=self.logits[start:stop],
         )
+
+
+class DerivedActivations(dict[str, Tensor]):
+    """Location activations derived on demand from a few batch-first stream tensors.
+
+    A token net has a location per (block, component, position): storing each (B, D)
+    activation would cost locations × B × D. It keeps its per-token streams instead and
+    derives a location's activation when it is looked up; nothing derived is cached, so
+    memory stays at the streams' size. Iterating yields no keys (use the net's ``widths``).
+
+    Attributes:
+        streams: name -> (B, ...) tensors, batch first.
+        derive: ``derive(streams, location) -> (B, D)``; raises ``KeyError`` for an
+            unknown location.
+    """
+
+    def __init__(self, streams: dict[str, Tensor],
+                 derive: Callable[[dict[str, Tensor], str], Tensor]) -> None:
+        super().__init__()
+        self.streams = streams
+        self.derive = derive
+
+    def __missing__(self, location: str) -> Tensor:
+        return self.derive(self.streams, location)
+
+    def slice(self, start: int, stop: int) -> DerivedActivations:
+        return DerivedActivations({k: v[start:stop] for k, v in self.streams.items()},
+                                  self.derive)
+
+    @staticmethod
+    def concat(parts: Sequence[DerivedActivations]) -> DerivedActivations:
+        """The streams of ``parts`` concatenated along the batch."""
+        streams = {k: torch.cat([p.streams[k] for p in parts]) for k in parts[0].streams}
+        return DerivedActivations(streams, parts[0].derive)
 
 
 class InterventableNet(nn.Module, ABC):
@@ -75,6 +112,20 @@ class InterventableNet(nn.Module, ABC):
     @abstractmethod
     def output_shape(self) -> tuple[int, int]:
         """(O heads, C classes)."""
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """dtype of the inputs: float vectors, or ``torch.long`` token ids for a token net."""
+        return torch.float32
+
+    @property
+    def tokens_per_row(self) -> int:
+        """Positions one resumed row carries; the engine divides its row budget by it."""
+        return 1
+
+    def text_encoder(self) -> Callable[[str], list[int]] | None:
+        """``encode(text) -> input_shape token ids`` when the net has a tokenizer, else None."""
+        return None
 
     @abstractmethod
     def trace(self, inputs: Tensor) -> Trace:

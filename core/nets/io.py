@@ -18,7 +18,10 @@ from safetensors.torch import save_file
 
 from core.errors import ModelLoadError
 from core.nets.base import InterventableNet
+from core.nets.hf import HF_CONFIG_FILE, load_hf_net
 from core.nets.registry import build_net
+from core.nets.tokenizer import load_word_tokenizer
+from core.nets.transformer import TransformerNet
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -119,6 +122,10 @@ def load_net(
 ) -> InterventableNet:
     """Load a net directory holding ``config.json`` and ``model.safetensors``.
 
+    A directory with ``plot.json`` (``{"arch": "hf", ...}``) is a local Hugging Face
+    causal LM instead and loads through ``core.nets.hf.load_hf_net``; a transformer's
+    ``tokenizer.json`` is loaded with it.
+
     Args:
         directory: the net directory (relative to ``root`` when ``root`` is given).
         root: when given, refuse a directory or file that resolves outside it.
@@ -135,11 +142,16 @@ def load_net(
     root_path = None if root is None else Path(root)
     net_dir = resolve_net_dir(directory, root_path)
     if not net_dir.is_dir():
-        raise ModelLoadError("is not a directory", where=str(directory))
+        raise ModelLoadError("is not a local directory (nets are never downloaded)",
+                             where=str(directory))
+    if (net_dir / HF_CONFIG_FILE).is_file():
+        return load_hf_net(net_dir, device)
     config = _read_config(_net_file(net_dir, CONFIG_FILE, root_path))
     net = build_net(config)
     tensors = _read_tensors(_net_file(net_dir, WEIGHTS_FILE, root_path), net.state_dict())
     net.load_state_dict(tensors, strict=True)
+    if isinstance(net, TransformerNet):
+        net.tokenizer = load_word_tokenizer(net_dir)
     net.to(device)
     net.eval()
     net.requires_grad_(False)
@@ -168,6 +180,8 @@ def save_net(net: InterventableNet, directory: Path | str) -> Path:
     weights_tmp = net_dir / f".{WEIGHTS_FILE}.tmp"
     save_file(tensors, str(weights_tmp), metadata={"format": "pt"})
     os.replace(weights_tmp, net_dir / WEIGHTS_FILE)
+    if isinstance(net, TransformerNet) and net.tokenizer is not None:
+        net.tokenizer.save(net_dir)
     return net_dir
 
 

@@ -14,8 +14,12 @@ from core.errors import ModelLoadError
 from core.nets.base import InterventableNet
 from core.nets.gru import GRUNet
 from core.nets.mlp import ACTIVATIONS, MLP
+from core.nets.tokens import parse_named_positions
+from core.nets.transformer import TransformerNet
 
-ARCHS: dict[str, type[InterventableNet]] = {"mlp": MLP, "gru": GRUNet}
+ARCHS: dict[str, type[InterventableNet]] = {
+    "mlp": MLP, "gru": GRUNet, "transformer": TransformerNet,
+}
 
 
 def _is_positive_int(value: object) -> bool:
@@ -27,6 +31,22 @@ def _is_positive_int_list(value: object) -> bool:
     return isinstance(value, list) and len(value) > 0 and all(map(_is_positive_int, value))
 
 
+def _is_nonneg_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_nonneg_int_list(value: object) -> bool:
+    return isinstance(value, list) and len(value) > 0 and all(map(_is_nonneg_int, value))
+
+
+def _is_optional_nonneg_int(value: object) -> bool:
+    return value is None or _is_nonneg_int(value)
+
+
+def _is_object(value: object) -> bool:
+    return isinstance(value, Mapping)
+
+
 def _is_activation(value: object) -> bool:
     return isinstance(value, str) and value in ACTIVATIONS
 
@@ -36,6 +56,9 @@ _KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "positive_int": (_is_positive_int, "a positive integer"),
     "positive_int_list": (_is_positive_int_list, "a non-empty list of positive integers"),
     "activation": (_is_activation, f"one of {sorted(ACTIVATIONS)}"),
+    "nonneg_int_list": (_is_nonneg_int_list, "a non-empty list of integers >= 0"),
+    "optional_nonneg_int": (_is_optional_nonneg_int, "null or an integer >= 0"),
+    "object": (_is_object, "a JSON object"),
 }
 
 # arch -> field -> kind. ``arch`` itself is checked first and is not listed.
@@ -52,10 +75,25 @@ _FIELDS: dict[str, dict[str, str]] = {
         "num_steps": "positive_int",
         "num_classes": "positive_int",
     },
+    "transformer": {
+        "vocab_size": "positive_int",
+        "d_model": "positive_int",
+        "n_layers": "positive_int",
+        "n_heads": "positive_int",
+        "d_mlp": "positive_int",
+        "max_len": "positive_int",
+        "label_token_ids": "nonneg_int_list",
+        "pad_token_id": "optional_nonneg_int",
+        "named_positions": "object",
+    },
 }
 
 # Optional fields and the value a config without them means.
-_DEFAULTS: dict[str, dict[str, Any]] = {"mlp": {"activation": "relu"}, "gru": {}}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {"activation": "relu"},
+    "gru": {},
+    "transformer": {"pad_token_id": None, "named_positions": {}},
+}
 
 
 def validate_net_config(config: object) -> dict[str, Any]:
@@ -96,7 +134,27 @@ def validate_net_config(config: object) -> dict[str, Any]:
             raise ModelLoadError(
                 f"must be {description}, found {filled[name]!r}", where=f"config.json:{name}"
             )
+    if arch == "transformer":
+        _check_transformer(filled)
     return dict(filled)
+
+
+def _check_transformer(config: Mapping[str, Any]) -> None:
+    """Cross-field checks of a transformer config (ids inside the vocabulary, head split)."""
+    if config["d_model"] % config["n_heads"]:
+        raise ModelLoadError(f"must divide d_model ({config['d_model']})",
+                             where="config.json:n_heads")
+    vocab = config["vocab_size"]
+    for name in ("label_token_ids", "pad_token_id"):
+        value = config[name]
+        ids = value if isinstance(value, list) else [] if value is None else [value]
+        if any(i >= vocab for i in ids):
+            raise ModelLoadError(f"token ids must be < vocab_size ({vocab})",
+                                 where=f"config.json:{name}")
+    for name, spec in parse_named_positions(config["named_positions"]).items():
+        if spec.token >= vocab:
+            raise ModelLoadError(f"token ids must be < vocab_size ({vocab})",
+                                 where=f"config.json:named_positions.{name}")
 
 
 def build_net(config: object) -> InterventableNet:

@@ -1,0 +1,248 @@
+"""A local Hugging Face causal LM as an ``InterventableNet`` (``plot.json``: ``arch: hf``).
+
+The directory holds what ``save_pretrained`` wrote for the model and its tokenizer, plus
+``plot.json``: ``{"arch": "hf", "labels": [" A", " B"], "max_len": 32,
+"named_positions": {...}}``. Both are loaded with ``local_files_only=True``: nothing is
+ever downloaded. Sites are the same as the built-in transformer's (``resid:3/pos:last``,
+``attn``, ``mlp``, ``head:3.2``), found through a per-``model_type`` table of module
+paths and read or replaced only through ``core.hooks.hooked``.
+
+``transformers`` is imported when such a net is loaded, never by importing ``core``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from core.errors import ModelLoadError, PlotError
+from core.hooks import Hook, hooked
+from core.nets.base import Edit, InterventableNet, Trace, tile
+from core.nets.tokenizer import label_token_ids
+from core.nets.tokens import (
+    LAST,
+    edit_at,
+    group_edits,
+    parse_named_positions,
+    position_labels,
+    resolve_positions,
+    token_activations,
+    token_widths,
+)
+
+HF_CONFIG_FILE = "plot.json"
+
+
+@dataclass(frozen=True)
+class SiteTable:
+    """Where a model family keeps its blocks and their parts (dotted module paths)."""
+
+    blocks: str
+    attn: str
+    mlp: str
+    o_proj: str
+
+
+# model_type -> module paths. Every family here is pre-norm with x + attn then + mlp,
+# which ``mlp = Δresid - attn`` relies on.
+SITE_TABLES: dict[str, SiteTable] = {
+    "gpt2": SiteTable("transformer.h", "attn", "mlp", "attn.c_proj"),
+    **{family: SiteTable("model.layers", "self_attn", "mlp", "self_attn.o_proj")
+       for family in ("llama", "mistral", "qwen2")},
+}
+
+
+def _submodule(root: nn.Module, path: str) -> nn.Module:
+    return root.get_submodule(path)
+
+
+class HFNet(InterventableNet):
+    """A causal LM whose output is the label tokens' logits at the last real token.
+
+    ``resume`` reruns the whole forward on ``copies`` tiled copies of the batch with hooks
+    at the edited locations: a Hugging Face model gives no cheaper entry point into its
+    middle blocks. Every edit, the first included, receives (copies * B, D).
+    """
+
+    def __init__(self, lm: nn.Module, tokenizer: Any, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        hf: Any = getattr(lm, "config")  # noqa: B009 (a Module attribute mypy cannot see)
+        self.table = SITE_TABLES[str(hf.model_type)]
+        self.blocks = list(_submodule(lm, self.table.blocks))  # type: ignore[call-overload]
+        d_model, n_heads = int(hf.hidden_size), int(hf.num_attention_heads)
+        self.n_heads = n_heads
+        self.d_head = int(getattr(hf, "head_dim", None) or d_model // n_heads)
+        self.max_len = int(config["max_len"])
+        self.named = parse_named_positions(config.get("named_positions", {}),
+                                           f"{HF_CONFIG_FILE}:named_positions")
+        self.labels = position_labels(self.max_len, self.named)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+            else tokenizer.eos_token_id
+        self.pad_token_id = int(pad if pad is not None else 0)
+        try:
+            ids = label_token_ids(lambda t: list(tokenizer.encode(t, add_special_tokens=False)),
+                                  config["labels"])
+        except PlotError as error:
+            raise ModelLoadError(error.message, f"{HF_CONFIG_FILE}:{error.where}") from None
+        self.register_buffer("label_ids", torch.tensor(ids), persistent=False)
+        self.config = {**config, "model_type": str(hf.model_type), "label_token_ids": ids}
+        self._widths = token_widths(len(self.blocks), n_heads, d_model, self.labels,
+                                    self.d_head)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return self._widths
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.max_len,)
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        return (1, len(self.config["labels"]))
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.long
+
+    @property
+    def tokens_per_row(self) -> int:
+        return self.max_len
+
+    def text_encoder(self) -> Callable[[str], list[int]] | None:
+        def encode(text: str) -> list[int]:
+            ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+            if len(ids) > self.max_len:
+                raise ModelLoadError(f"{len(ids)} tokens, the net takes at most "
+                                     f"{self.max_len}", "text")
+            return ids + [self.pad_token_id] * (self.max_len - len(ids))
+        return encode
+
+    def part(self, block: int, name: str) -> nn.Module:
+        return _submodule(self.blocks[block], getattr(self.table, name))
+
+    def project(self, block: int, z: Tensor) -> Tensor:
+        out: Tensor = self.part(block, "o_proj")(z)
+        return out
+
+    def _logits(self, ids: Tensor, positions: Tensor) -> Tensor:
+        """Run the base model, then the LM head only at the last position: (R, 1, C)."""
+        mask = (ids != self.pad_token_id).long()
+        mask[torch.arange(ids.shape[0]), positions[:, self.labels.index(LAST)]] = 1
+        hidden = cast(Any, self.lm).base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = torch.arange(ids.shape[0], device=ids.device)
+        last = hidden[rows, positions[:, self.labels.index(LAST)]]  # (R, D)
+        lm: Any = self.lm
+        head = lm.get_output_embeddings()
+        label_ids: Tensor = self.label_ids  # type: ignore[assignment]
+        bias = None if head.bias is None else head.bias[label_ids]
+        return functional.linear(last, head.weight[label_ids], bias).unsqueeze(1)
+
+    def trace(self, inputs: Tensor) -> Trace:
+        positions = resolve_positions(inputs, self.pad_token_id, self.named)
+        resid: list[Tensor | None] = [None] * (len(self.blocks) + 1)
+        z: list[Tensor | None] = [None] * len(self.blocks)
+
+        def keep(store: list[Tensor | None], i: int) -> Callable[[Tensor], None]:
+            def read(t: Tensor) -> None:
+                store[i] = t
+            return read
+
+        hooks = [Hook(self.blocks[0], keep(resid, 0), "input")]
+        for i, block in enumerate(self.blocks):
+            hooks.append(Hook(block, keep(resid, i + 1)))
+            hooks.append(Hook(self.part(i, "o_proj"), keep(z, i), "input"))
+        with hooked(hooks):
+            logits = self._logits(inputs, positions)
+        rows, length = inputs.shape
+        heads = torch.stack([t.reshape(rows, length, self.n_heads, self.d_head)
+                             for t in z if t is not None], dim=1)
+        activations = token_activations(torch.stack([t for t in resid if t is not None], 1),
+                                        heads, positions, self.labels, self.project)
+        return Trace(inputs=inputs, activations=activations, logits=logits)
+
+    def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
+        self.first_edited(edits)
+        positions = tile(trace.activations.streams["positions"], copies)  # type: ignore[attr-defined]
+        hooks = []
+        for block, group in sorted(group_edits(edits, self.labels).items()):
+            for loc, column, edit in group:
+                at = positions[:, column]
+                if loc.component == "head":
+                    hooks.append(Hook(self.part(block, "o_proj"),
+                                      self._head_edit(at, edit, loc.head), "input"))
+                else:
+                    module = self.blocks[block] if loc.component == "resid" \
+                        else self.part(block, loc.component)
+                    hooks.append(Hook(module, self._stream_edit(at, edit)))
+        with hooked(hooks):
+            return self._logits(tile(trace.inputs, copies), positions)
+
+    @staticmethod
+    def _stream_edit(at: Tensor, edit: Edit) -> Callable[[Tensor], Tensor]:
+        return lambda t: edit_at(t, at, edit)
+
+    def _head_edit(self, at: Tensor, edit: Edit, head: int | None) -> Callable[[Tensor], Tensor]:
+        def apply(t: Tensor) -> Tensor:
+            z = t.reshape(*t.shape[:2], self.n_heads, self.d_head)  # (R, T, H, dh)
+            return edit_at(z, at, edit, head).reshape(t.shape)
+        return apply
+
+
+def load_hf_net(directory: Path, device: str | torch.device = "cpu") -> HFNet:
+    """Load the causal LM and tokenizer in ``directory`` (local files only) and wrap them.
+
+    Raises:
+        ModelLoadError: ``where`` names ``plot.json:<field>``, the directory (not a local
+            Hugging Face model, or a family without a site table) or a label.
+    """
+    config = _read_plot_config(directory)
+    try:
+        import transformers
+    except ImportError as error:  # an optional dependency of the worker image
+        raise ModelLoadError("arch hf needs the transformers package",
+                             f"{HF_CONFIG_FILE}:arch") from error
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        lm = transformers.AutoModelForCausalLM.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"is not a local Hugging Face causal LM: {error}",
+                             str(directory)) from None
+    model_type = str(lm.config.model_type)
+    if model_type not in SITE_TABLES:
+        raise ModelLoadError(f"no site table for model_type {model_type!r} (known: "
+                             f"{sorted(SITE_TABLES)})", str(directory))
+    net = HFNet(lm, tokenizer, config)
+    net.to(device)
+    net.eval()
+    net.requires_grad_(False)
+    return net
+
+
+def _read_plot_config(directory: Path) -> dict[str, Any]:
+    try:
+        config = json.loads((directory / HF_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelLoadError(f"cannot be read: {error}", HF_CONFIG_FILE) from None
+    if not isinstance(config, dict) or config.get("arch") != "hf":
+        raise ModelLoadError('must be an object with "arch": "hf"', f"{HF_CONFIG_FILE}:arch")
+    labels = config.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ModelLoadError("must be a non-empty list of label strings",
+                             f"{HF_CONFIG_FILE}:labels")
+    max_len = config.get("max_len")
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise ModelLoadError("must be a positive integer", f"{HF_CONFIG_FILE}:max_len")
+    extra = set(config) - {"arch", "labels", "max_len", "named_positions"}
+    if extra:
+        raise ModelLoadError("unexpected field", f"{HF_CONFIG_FILE}:{sorted(extra)[0]}")
+    return config

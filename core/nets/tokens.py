@@ -1,0 +1,193 @@
+"""Token positions and per-token streams shared by the token nets (our transformer, local HF).
+
+A token net keeps two streams per traced batch: the residual stream before and after every
+block, ``resid`` (B, L + 1, T, D), and every head's output before the output projection,
+``z`` (B, L, T, H, d_head), plus ``positions`` (B, P): the index each position label
+resolves to in each example. Every location (``resid:3/pos:last``, ``head:1.0/pos:7``, ...)
+is derived from these on demand, so a trace costs O(L T D) per example however many
+positions are named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.errors import ModelLoadError, SiteError
+from core.nets.base import DerivedActivations, Edit, tile
+from core.sites import TOKEN_COMPONENTS, TokenLocation, parse_token_location
+
+LAST = "last"
+
+# block i, z (n, H * d_head) -> that block's attention output (n, D)
+Projection = Callable[[int, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class NamedPosition:
+    """A position computed from the prompt: the ``occurrence``-th (0-based) occurrence of
+    ``token``, shifted by ``offset`` (``{"token": 7, "offset": 1}``: the token after the
+    first token 7)."""
+
+    token: int
+    occurrence: int = 0
+    offset: int = 0
+
+
+def parse_named_positions(value: object, where: str = "config.json:named_positions"
+                          ) -> dict[str, NamedPosition]:
+    """``{name: {"token": id, "occurrence": k, "offset": o}}`` -> named positions.
+
+    Raises:
+        ModelLoadError: naming the bad entry.
+    """
+    if not isinstance(value, Mapping):
+        raise ModelLoadError("must be an object of name -> {token, occurrence, offset}", where)
+    out = {}
+    for name, spec in value.items():
+        here = f"{where}.{name}"
+        if not isinstance(name, str) or not name.isidentifier() or not name.islower() \
+                or name == LAST:
+            raise ModelLoadError("a position name is a lower-case identifier other than "
+                                 "'last'", here)
+        if not isinstance(spec, Mapping) or set(spec) - {"token", "occurrence", "offset"} \
+                or "token" not in spec:
+            raise ModelLoadError("must be {token, occurrence?, offset?}", here)
+        values = [spec["token"], spec.get("occurrence", 0), spec.get("offset", 0)]
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in values) \
+                or values[0] < 0 or values[1] < 0:
+            raise ModelLoadError("token and occurrence are integers >= 0, offset an integer",
+                                 here)
+        out[name] = NamedPosition(*values)
+    return out
+
+
+def position_labels(max_len: int, named: Mapping[str, NamedPosition]) -> list[str]:
+    """Every position label of a net: indices ``0..T-1``, ``last``, then the named ones."""
+    return [*map(str, range(max_len)), LAST, *named]
+
+
+def resolve_positions(ids: Tensor, pad_token_id: int | None,
+                      named: Mapping[str, NamedPosition]) -> Tensor:
+    """(B, P) long: where each position label of ``position_labels`` falls in each example.
+
+    Args:
+        ids: (B, T) token ids, right-padded with ``pad_token_id`` (None: never padded).
+
+    Raises:
+        SiteError: a named position is missing from an example, or falls outside it.
+    """
+    batch, length = ids.shape
+    index = torch.arange(length, device=ids.device).expand(batch, length)  # (B, T)
+    if pad_token_id is None:
+        last = torch.full((batch,), length - 1, device=ids.device)
+    else:
+        last = (ids != pad_token_id).long().sum(dim=1).clamp(min=1) - 1  # (B,)
+    columns = [index, last.unsqueeze(1)]
+    for name, spec in named.items():
+        hits = (ids == spec.token) & ((ids == spec.token).long().cumsum(dim=1)
+                                      == spec.occurrence + 1)  # (B, T)
+        found = hits.any(dim=1)
+        position = hits.long().argmax(dim=1) + spec.offset  # (B,)
+        if not bool(found.all()) or bool(((position < 0) | (position > last)).any()):
+            raise SiteError(f"named position {name!r} is missing from or outside an example",
+                            f"pos:{name}")
+        columns.append(position.unsqueeze(1))
+    return torch.cat(columns, dim=1)
+
+
+def token_widths(n_layers: int, n_heads: int, d_model: int, labels: list[str],
+                 d_head: int | None = None) -> dict[str, int]:
+    """Location -> width, in forward order: per block its heads, attn, mlp, then resid.
+
+    ``d_head`` defaults to ``d_model // n_heads``.
+    """
+    widths: dict[str, int] = {}
+    for block in range(n_layers):
+        for component in TOKEN_COMPONENTS:
+            heads = range(n_heads) if component == "head" else [None]
+            for head in heads:
+                width = (d_head or d_model // n_heads) if head is not None else d_model
+                for label in labels:
+                    widths[TokenLocation(component, block, label, head).id] = width  # type: ignore[arg-type]
+    return widths
+
+
+def token_activations(resid: Tensor, z: Tensor, positions: Tensor, labels: list[str],
+                      project: Projection) -> DerivedActivations:
+    """Lazily derived location activations of a traced batch.
+
+    Args:
+        resid: (B, L + 1, T, D) residual stream; index 0 is the embedding, i + 1 after block i.
+        z: (B, L, T, H, d_head) head outputs before the output projection.
+        positions: (B, P) resolved ``labels``.
+        project: the blocks' output projections, to derive ``attn`` from ``z``.
+    """
+    column = {label: i for i, label in enumerate(labels)}
+
+    def derive(streams: dict[str, Tensor], location: str) -> Tensor:
+        parsed = parse_token_location(location)
+        if parsed is None or parsed.position not in column:
+            raise KeyError(location)
+        rows = torch.arange(streams["positions"].shape[0], device=streams["positions"].device)
+        at = streams["positions"][:, column[parsed.position]]  # (B,)
+        block = parsed.block
+        if parsed.component == "resid":
+            return streams["resid"][rows, block + 1, at]
+        if parsed.component == "head":
+            return streams["z"][rows, block, at, parsed.head]
+        attn = project(block, streams["z"][rows, block, at].flatten(1))  # (B, D)
+        if parsed.component == "attn":
+            return attn
+        # a pre-LN block adds attn then mlp to the stream: mlp = Δresid - attn
+        return streams["resid"][rows, block + 1, at] - streams["resid"][rows, block, at] - attn
+
+    return DerivedActivations({"resid": resid, "z": z, "positions": positions}, derive)
+
+
+def group_edits(edits: Mapping[str, Edit], labels: list[str]
+                ) -> dict[int, list[tuple[TokenLocation, int, Edit]]]:
+    """block -> [(location, position column, edit)] in forward order inside the block."""
+    column = {label: i for i, label in enumerate(labels)}
+    grouped: dict[int, list[tuple[TokenLocation, int, Edit]]] = {}
+    for location, edit in edits.items():
+        parsed = parse_token_location(location)
+        if parsed is None or parsed.position not in column:
+            raise SiteError("not a location of this net", location)
+        grouped.setdefault(parsed.block, []).append((parsed, column[parsed.position], edit))
+    for group in grouped.values():
+        group.sort(key=lambda item: TOKEN_COMPONENTS.index(item[0].component))
+    return grouped
+
+
+def edit_at(stream: Tensor, at: Tensor, edit: Edit, head: int | None = None) -> Tensor:
+    """Apply ``edit`` to each row's activation at position ``at`` (and ``head``).
+
+    Args:
+        stream: (R, T, D) or, with ``head``, (R, T, H, d_head).
+        at: (R,) position of each row.
+        edit: (R, D) -> (R, D) or (copies * R, D) (it may tile, the first edit does).
+
+    Returns:
+        The edited stream, (R, ...) or (copies * R, ...) copy-major; ``stream`` is untouched.
+    """
+    rows = torch.arange(stream.shape[0], device=stream.device)
+    current = stream[rows, at] if head is None else stream[rows, at, head]  # (R, D)
+    new = edit(current)
+    copies = new.shape[0] // stream.shape[0]
+    out = tile(stream, copies).clone()
+    rows, at = torch.arange(out.shape[0], device=out.device), tile(at, copies)
+    if head is None:
+        out[rows, at] = new.to(out.dtype)
+    else:
+        out[rows, at, head] = new.to(out.dtype)
+    return out
+
+
+def match_rows(tensor: Tensor, rows: int) -> Tensor:
+    """Tile (R, ...) copy-major to ``rows`` rows (a multiple of R)."""
+    return tile(tensor, rows // tensor.shape[0])
+
