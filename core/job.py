@@ -28,6 +28,7 @@ from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
 from core.nets.train import TrainConfig, train_net
+from core.nets.transformer import TransformerNet
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.result import JobResult, LevelResult
 from core.spec import JobSpec, LevelSpec
@@ -41,6 +42,8 @@ TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "hierarchical_equality": TrainConfig(lr=3e-3, batch_size=1024, max_steps=10_000,
                                          target_accuracy=1.0, target_loss=1e-3),
     "binary_addition": TrainConfig(target_accuracy=1.0),
+    "mcqa": TrainConfig(lr=1e-3, batch_size=128, max_steps=3000, target_accuracy=0.995,
+                        target_loss=0.03, eval_size=1024, eval_every=100),
 }
 
 
@@ -94,6 +97,8 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
     """Train ``task``'s default net and save it with its task parameters and report."""
     torch.manual_seed(seed)
     net = build_net(task.default_net_config())
+    if isinstance(net, TransformerNet):  # its word tokenizer is saved with it
+        net.tokenizer = getattr(task, "tokenizer", None)
     on_event(EngineEvent("progress", {"stage": "training", "done": 0, "total": 1}))
     report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name))
     save_net(net, directory)
@@ -149,7 +154,8 @@ def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
     path = (context.data_root / spec.task.dataset).resolve()
     if not path.is_relative_to(context.data_root.resolve()):
         raise DatasetError("the dataset path leaves the data root", "task.dataset")
-    bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape)
+    bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape,
+                        input_dtype=net.input_dtype, tokenize=net.text_encoder())
     return split_dataset(bank, spec.pairs)
 
 
@@ -193,6 +199,8 @@ def run_job(
     banks = resolve_banks(spec, context, task, net)
     device = context.torch_device()
     max_rows = context.max_rows(spec.max_rows)
+    if spec.max_rows is None:  # a token net's row carries T positions of activations
+        max_rows = max(1, max_rows // net.tokens_per_row)
     traces = {split: trace_bank(net, getattr(banks, split), max_rows)
               for split in ("fit", "calibration", "test")}
     t_banks = time.perf_counter()

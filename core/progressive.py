@@ -33,6 +33,7 @@ from core.signatures import abstract_signatures, neural_signatures, output_proba
 from core.sites import (
     Site,
     block_sites,
+    is_token_net,
     location_sites,
     neuron_sites,
     parse_site,
@@ -40,6 +41,7 @@ from core.sites import (
     unique_sites,
 )
 from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from core.token_levels import enumerate_token_sites
 
 CancelCheck = Callable[[], bool]
 
@@ -68,7 +70,12 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
                     frames: dict[str, Tensor]) -> list[Site]:
     """The candidate sites of a level, refining ``parents`` (or every location)."""
     widths = net.widths
+    if is_token_net(widths) and level.granularity in ("position", "layer", "step", "head"):
+        return enumerate_token_sites(level, widths, parents)
     prefix = next(iter(widths)).split(":")[0]
+    if level.granularity in ("position", "head"):
+        raise SiteError(f"{level.granularity} levels need a token net (a transformer)",
+                        "levels.granularity")
     if level.granularity in ("layer", "step"):
         if level.granularity != prefix:
             raise SiteError(f"this net's locations are {prefix}:N, not {level.granularity}:N",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.errors import SpecError
 
-Granularity = Literal["layer", "step", "block", "neuron", "pca"]
+Granularity = Literal["position", "layer", "step", "head", "block", "neuron", "pca"]
 Solver = Literal["sinkhorn", "emd", "unbalanced"]
 CostKind = Literal["mse", "cosine", "agreement"]
 SiteMarginal = Literal["uniform", "effect"]
@@ -41,7 +41,7 @@ class TaskSpec(_Frozen):
     """The causal side: a built-in task with parameters, or a counterfactual dataset
     (a JSONL file for ``plot run``, an uploaded dataset id for the service)."""
 
-    builtin: Literal["hierarchical_equality", "binary_addition"] | None = None
+    builtin: Literal["hierarchical_equality", "binary_addition", "mcqa"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
 
@@ -75,6 +75,18 @@ class LevelSpec(_Frozen):
     keep: int = Field(2, ge=1, description="top sites per variable refined by the next level")
     block_size: int = Field(8, ge=1, description="coordinates per group (granularity block)")
     band_size: int = Field(4, ge=1, description="principal directions per band (pca)")
+    layer: int | None = Field(
+        None, ge=0,
+        description="token nets, granularity position: the block whose output is patched at "
+        "each position (None: the middle block)",
+    )
+    component: Literal["resid", "attn", "mlp"] = Field(
+        "resid", description="token nets, granularity position or layer: which output")
+    positions: list[str] | None = Field(
+        None,
+        description="token nets, granularity position (or a first layer level): the positions "
+        "to enumerate (None: every position of the net)",
+    )
     scope: Literal["shared", "per_variable"] = Field(
         "shared",
         description="shared: one coupling of every variable over the refinement of all kept "

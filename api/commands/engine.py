@@ -35,7 +35,7 @@ def default_cache_dir() -> Path:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = commands.add_parser("train", help="train a built-in task's net here (CPU)")
-    train.add_argument("task", choices=["hierarchical_equality", "binary_addition"])
+    train.add_argument("task", choices=["hierarchical_equality", "binary_addition", "mcqa"])
     train.add_argument("--out", type=Path, required=True, help="net directory to write")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(handler=train_command)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,13 @@ from typing import Any
 import torch
 
 from core.causal.bank import Banks, PairBank
-from core.errors import DatasetError
+from core.errors import DatasetError, PlotError
 from core.spec import PairsSpec
 
 ROW_KEYS = ("base", "source", "base_label", "counterfactual_labels")
+
+Tokenize = Callable[[str], list[int]]
+"""A net's text encoder: text -> its input_shape token ids (padded)."""
 
 
 @dataclass
@@ -34,6 +37,8 @@ class _Layout:
     variables: tuple[str, ...] | None = None
     input_origin: str = "the net input shape"
     heads_origin: str = "the net output shape"
+    input_dtype: torch.dtype = torch.float32
+    tokenize: Tokenize | None = None
     rows: list[tuple[list[float], list[float], list[int], dict[str, list[int]]]] = field(
         default_factory=list
     )
@@ -44,6 +49,8 @@ def read_dataset(
     input_shape: tuple[int, ...] | None = None,
     output_shape: tuple[int, int] | None = None,
     name: str = "dataset",
+    input_dtype: torch.dtype = torch.float32,
+    tokenize: Tokenize | None = None,
 ) -> PairBank:
     """Read a counterfactual JSONL dataset into a PairBank.
 
@@ -54,9 +61,11 @@ def read_dataset(
         output_shape: (O heads, C classes) of the net; labels must have O heads and lie in
             [0, C). When omitted, every row must have the first row's head count.
         name: what ``where`` calls the lines when they are not read from a path.
+        input_dtype: dtype of the inputs; an integer dtype (token ids) refuses fractions.
+        tokenize: the net's text encoder; with it a row's base and source may be text.
 
     Returns:
-        A PairBank with base/source (P, *input_shape) float32 and labels (P, O) long, the
+        A PairBank with base/source (P, *input_shape) in ``input_dtype`` and labels (P, O) long, the
         variables in the first row's order.
 
     Raises:
@@ -69,8 +78,9 @@ def read_dataset(
             data = path.read_bytes()
         except OSError as error:
             raise DatasetError(f"cannot read the dataset: {error.strerror}", str(path)) from None
-        return parse_dataset_bytes(data, str(path), input_shape, output_shape)
-    return _parse_lines(path_or_lines, name, input_shape, output_shape)
+        return parse_dataset_bytes(data, str(path), input_shape, output_shape, input_dtype,
+                                   tokenize)
+    return _parse_lines(path_or_lines, name, input_shape, output_shape, input_dtype, tokenize)
 
 
 def parse_dataset_bytes(
@@ -78,6 +88,8 @@ def parse_dataset_bytes(
     name: str,
     input_shape: tuple[int, ...] | None = None,
     output_shape: tuple[int, int] | None = None,
+    input_dtype: torch.dtype = torch.float32,
+    tokenize: Tokenize | None = None,
 ) -> PairBank:
     """Parse an uploaded JSONL dataset (UTF-8 bytes) named ``name``; see ``read_dataset``.
 
@@ -90,7 +102,7 @@ def parse_dataset_bytes(
         raise DatasetError(f"not UTF-8 text (byte {error.start})", name) from None
     # split on newlines only: str.splitlines would also break at U+2028 inside strings
     lines = (line.removesuffix("\r") for line in text.split("\n"))
-    return _parse_lines(lines, name, input_shape, output_shape)
+    return _parse_lines(lines, name, input_shape, output_shape, input_dtype, tokenize)
 
 
 def write_dataset(path: str | Path, bank: PairBank) -> None:
@@ -146,11 +158,15 @@ def _parse_lines(
     name: str,
     input_shape: tuple[int, ...] | None,
     output_shape: tuple[int, int] | None,
+    input_dtype: torch.dtype = torch.float32,
+    tokenize: Tokenize | None = None,
 ) -> PairBank:
     layout = _Layout(
         input_shape=tuple(input_shape) if input_shape is not None else None,
         num_heads=output_shape[0] if output_shape is not None else None,
         num_classes=output_shape[1] if output_shape is not None else None,
+        input_dtype=input_dtype,
+        tokenize=tokenize,
     )
     for number, line in enumerate(lines, start=1):
         if line.strip():
@@ -160,8 +176,8 @@ def _parse_lines(
     shape = (len(layout.rows), *layout.input_shape)
     base, source, base_labels, counterfactual = zip(*layout.rows, strict=True)
     return PairBank(
-        base=torch.tensor(base, dtype=torch.float32).reshape(shape),
-        source=torch.tensor(source, dtype=torch.float32).reshape(shape),
+        base=torch.tensor(base, dtype=torch.float64).to(layout.input_dtype).reshape(shape),
+        source=torch.tensor(source, dtype=torch.float64).to(layout.input_dtype).reshape(shape),
         base_labels=torch.tensor(base_labels, dtype=torch.long),
         counterfactual_labels={
             v: torch.tensor([row[v] for row in counterfactual], dtype=torch.long)
@@ -207,11 +223,20 @@ def _parse_row(line: str, where: str, layout: _Layout) -> None:
 
 
 def _parse_input(value: Any, key: str, where: str, layout: _Layout) -> list[float]:
-    """The flat numbers of one input, after checking its shape against the layout."""
+    """The flat numbers of one input (text tokenized first), its shape checked."""
+    if isinstance(value, str):
+        if layout.tokenize is None:
+            raise DatasetError(f"{key}: text needs a net with a tokenizer", where)
+        try:
+            value = layout.tokenize(value)
+        except PlotError as error:
+            raise DatasetError(f"{key}: {error.message}", where) from None
     try:
         shape, flat = _flatten(value)
     except ValueError as error:
         raise DatasetError(f"{key}: {error}", where) from None
+    if not layout.input_dtype.is_floating_point and not all(x.is_integer() for x in flat):
+        raise DatasetError(f"{key}: the net takes token ids, found a fraction", where)
     if layout.input_shape is None:
         layout.input_shape = shape
         layout.input_origin = f"the first row ({where})"

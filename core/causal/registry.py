@@ -11,6 +11,7 @@ import torch
 from core.causal.addition import BinaryAddition
 from core.causal.bank import Banks
 from core.causal.heq import HierarchicalEquality
+from core.causal.mcqa import MultipleChoiceColours
 from core.causal.task import CausalTask
 from core.errors import TaskError
 from core.spec import PairsSpec
@@ -22,6 +23,7 @@ BUILTIN_TASKS: dict[str, tuple[Callable[..., CausalTask], dict[str, int | None]]
         {"num_entities": 2, "embedding_dim": 1, "seed": None},
     ),
     "binary_addition": (BinaryAddition, {"num_bits": 2}),
+    "mcqa": (MultipleChoiceColours, {"num_objects": 1, "num_options": 2}),
 }
 
 MAX_NUM_BITS = 30  # operands are drawn as int64 sums of 2**num_bits

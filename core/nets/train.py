@@ -18,7 +18,7 @@ from torch.nn import functional
 from core.errors import SpecError, TaskError
 from core.nets.base import InterventableNet, net_device
 
-# (n, generator) -> inputs (n, *input_shape) float, labels (n, O) long
+# (n, generator) -> inputs (n, *input_shape) in net.input_dtype, labels (n, O) long
 ExampleSampler = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
 # Offsets the held-out stream from the training stream of the same seed.
@@ -145,9 +145,10 @@ def summed_head_loss(logits: Tensor, labels: Tensor) -> Tensor:
 def _check_examples(net: InterventableNet, inputs: Tensor, labels: Tensor) -> None:
     """Refuse a sampler whose examples do not fit the net."""
     n = inputs.shape[0]
-    if tuple(inputs.shape[1:]) != net.input_shape or not inputs.is_floating_point():
+    if tuple(inputs.shape[1:]) != net.input_shape or inputs.dtype != net.input_dtype:
         raise TaskError(
-            f"expected float (n, {net.input_shape}), found {inputs.dtype} {tuple(inputs.shape)}",
+            f"expected {net.input_dtype} (n, {net.input_shape}), found {inputs.dtype} "
+            f"{tuple(inputs.shape)}",
             where="inputs",
         )
     heads, classes = net.output_shape
@@ -183,7 +184,8 @@ def train_net(
     Args:
         net: the net to train; left in eval mode with ``requires_grad`` False.
         sample_examples: draws n examples from a generator: inputs (n, *input_shape),
-            labels (n, O) long. Called with CPU generators; tensors go to the net's device.
+            labels (n, O) long (inputs in ``net.input_dtype``: token ids for a token net).
+            Called with CPU generators; tensors go to the net's device.
         seed: seeds the initialisation, the training stream and the held-out stream.
         config: optimisation knobs (``TrainConfig()`` when None).
         progress: called after each held-out evaluation.
