@@ -81,7 +81,8 @@ def parse_site(site_id: str, widths: dict[str, int] | None = None) -> Site:
     location, _, support = site_id.partition("/")
     if support.startswith("pos:"):  # a token position belongs to the location
         pos, _, support = support.partition("/")
-        location = f"{location}/{'pos:last' if pos == 'pos:-1' else pos}"
+        token = location.split(":")[0] in TOKEN_COMPONENTS
+        location = f"{location}/{'pos:last' if pos == 'pos:-1' and token else pos}"
     if not _LOCATION.match(location):
         raise SiteError(f"cannot parse location {location!r} (expected layer:N, step:N, "
                         "resid|attn|mlp:N/pos:P or head:N.H/pos:P)", site_id)

@@ -3,7 +3,18 @@ from __future__ import annotations
 import pytest
 
 from core.errors import SiteError
-from core.sites import Site, block_sites, location_sites, neuron_sites, parse_site, pca_band_sites
+from core.sites import (
+    Site,
+    TokenLocation,
+    block_sites,
+    is_token_net,
+    location_sites,
+    neuron_sites,
+    parse_site,
+    parse_token_location,
+    pca_band_sites,
+    token_sites,
+)
 
 WIDTHS = {"layer:0": 16, "layer:1": 16, "layer:2": 32}
 
@@ -52,3 +63,36 @@ def test_enumeration_per_granularity() -> None:
 def test_coordinate_groups_do_not_refine_pca_bands() -> None:
     with pytest.raises(SiteError):
         block_sites([Site("layer:0", "pca", 0, 4)], 2)
+
+
+@pytest.mark.parametrize("site_id", ["resid:3/pos:last", "attn:3/pos:7", "mlp:0/pos:query",
+                                     "head:3.2/pos:last", "resid:1/pos:last/pca:8",
+                                     "head:0.1/pos:4/dims:2-3", "mlp:2/pos:option_a/das:4"])
+def test_token_site_ids_round_trip(site_id: str) -> None:
+    site = parse_site(site_id)
+    assert site.id == site_id
+    parsed = parse_token_location(site.location)
+    assert parsed is not None and parsed.id == site.location
+
+
+def test_minus_one_is_last_for_token_locations_only() -> None:
+    assert parse_site("attn:3/pos:-1").id == "attn:3/pos:last"
+    assert parse_site("layer:5/pos:-1").id == "layer:5/pos:-1"
+    assert parse_token_location("head:1.0/pos:-1") == TokenLocation("head", 1, "last", 0)
+    assert parse_token_location("layer:2") is None
+
+
+@pytest.mark.parametrize("site_id", ["resid:3", "resid:x/pos:1", "head:3/pos:1",
+                                     "resid:1/pos:-2", "resid:1/pos:Last", "attn:1.2/pos:0"])
+def test_bad_token_site_ids_are_refused(site_id: str) -> None:
+    with pytest.raises(SiteError) as error:
+        parse_site(site_id, {"resid:0/pos:0": 4})
+    assert error.value.where == site_id
+
+
+def test_token_sites_filter_by_component_block_and_position() -> None:
+    widths = {f"{c}:{b}/pos:{p}": 4 for b in range(2) for c in ("attn", "resid")
+              for p in ("0", "last")}
+    assert is_token_net(widths) and not is_token_net(WIDTHS)
+    sites = token_sites(widths, ["resid"], positions=["last"])
+    assert [s.id for s in sites] == ["resid:0/pos:last", "resid:1/pos:last"]
