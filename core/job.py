@@ -42,7 +42,7 @@ TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "hierarchical_equality": TrainConfig(lr=3e-3, batch_size=1024, max_steps=10_000,
                                          target_accuracy=1.0, target_loss=1e-3),
     "binary_addition": TrainConfig(target_accuracy=1.0),
-    "mcqa": TrainConfig(lr=1e-3, batch_size=128, max_steps=3000, target_accuracy=0.995,
+    "mcqa": TrainConfig(lr=3e-3, batch_size=128, max_steps=3000, target_accuracy=0.995,
                         target_loss=0.03, eval_size=1024, eval_every=100),
 }
 

@@ -78,7 +78,7 @@ class LevelSpec(_Frozen):
     layer: int | None = Field(
         None, ge=0,
         description="token nets, granularity position: the block whose output is patched at "
-        "each position (None: the middle block)",
+        "each position (None: block (n_layers - 1) // 2)",
     )
     component: Literal["resid", "attn", "mlp"] = Field(
         "resid", description="token nets, granularity position or layer: which output")

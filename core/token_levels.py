@@ -1,6 +1,6 @@
 """The sites a coarse level enumerates on a token net (a transformer): positions, layers, heads.
 
-``position``: the output of one block (``LevelSpec.layer``, default the middle one) at each
+``position``: the output of one block (``LevelSpec.layer``, default block (L - 1) // 2) at each
 position; ``layer``: every block at the positions the previous level kept (or at
 ``LevelSpec.positions``); ``head``: every head of the blocks and positions kept before.
 Finer levels (blocks, neurons, PCA bands) refine a token location like any other.
@@ -48,7 +48,7 @@ def enumerate_token_sites(level: LevelSpec, widths: dict[str, int],
     positions: list[str] | None = (list(dict.fromkeys(p.position for p in kept)) if kept
                                    else level.positions)
     if level.granularity == "position":
-        layer = blocks // 2 if level.layer is None else level.layer
+        layer = (blocks - 1) // 2 if level.layer is None else level.layer
         if layer >= blocks:
             raise SiteError(f"the net has blocks 0..{blocks - 1}", "levels.layer")
         sites = token_sites(widths, [level.component], [layer], positions)

@@ -58,14 +58,16 @@ class MultipleChoiceColours:
     """The MCQA copy-colours task (implements ``CausalTask``) over a word vocabulary.
 
     Args:
-        num_objects: facts in the prompt (distinct objects).
+        num_objects: facts in the prompt (distinct objects). One by default: with two, the
+            default net sits at ~87 % (answering from any fact colour among the options)
+            for thousands of steps before it learns to read the question.
         num_options: lettered options (distinct colours, one of them the answer).
     """
 
     name: str = "mcqa"
     variables: tuple[str, ...] = ("answer_pointer", "answer_token")
 
-    def __init__(self, num_objects: int = 2, num_options: int = 3) -> None:
+    def __init__(self, num_objects: int = 1, num_options: int = 3) -> None:
         if num_objects > len(OBJECTS):
             raise TaskError(f"must be at most {len(OBJECTS)}", "task.params.num_objects")
         if num_options > len(LETTERS):
@@ -173,14 +175,14 @@ class MultipleChoiceColours:
 
     def default_net_config(self) -> dict[str, Any]:
         return {
-            "arch": "transformer", "vocab_size": len(VOCAB), "d_model": 64, "n_layers": 4,
-            "n_heads": 4, "d_mlp": 128, "max_len": self.length,
+            "arch": "transformer", "vocab_size": len(VOCAB), "d_model": 32, "n_layers": 3,
+            "n_heads": 4, "d_mlp": 64, "max_len": self.length,
             "label_token_ids": self.label_ids, "pad_token_id": None,
             "named_positions": self.named_positions(),
         }
 
     def default_levels(self) -> list[dict[str, Any]]:
-        # stage A: positions (index positions, the last one as ``last``) at a middle block;
+        # stage A: positions (index positions, the last one as ``last``) at block (L-1)//2;
         # then every block at each variable's kept positions; then PCA bands at its site
         positions = [*map(str, range(self.length - 1)), "last"]
         return [{"granularity": "position", "keep": 2, "positions": positions},

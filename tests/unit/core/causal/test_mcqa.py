@@ -11,7 +11,7 @@ from core.errors import TaskError
 
 
 def test_encoded_ids_are_the_tokenized_prompts_and_labels_point_at_the_colour() -> None:
-    task = MultipleChoiceColours(num_objects=2, num_options=3)
+    task = MultipleChoiceColours(num_objects=2, num_options=3)  # two facts: the query matters
     inputs = task.sample_inputs(50, torch.Generator().manual_seed(0))
     ids = task.encode(inputs)
     assert ids.shape == (50, *task.input_shape) and ids.dtype == torch.long

@@ -1,0 +1,105 @@
+"""Token-net levels: positions, layers and heads; stage A on a small trained MCQA transformer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from core.causal.mcqa import MultipleChoiceColours
+from core.errors import SiteError
+from core.job import JobContext, run_job
+from core.nets import TrainConfig, build_net, save_net, train_net
+from core.nets.transformer import TransformerNet
+from core.result import JobResult
+from core.sites import parse_site, parse_token_location
+from core.spec import LevelSpec, parse_job_spec
+from core.token_levels import enumerate_token_sites
+from tests.unit.core.nets.test_transformer import tiny
+
+
+def ids(level: dict[str, Any], parents: list[str] | None = None) -> list[str]:
+    net = tiny()
+    kept = [parse_site(p, net.widths) for p in parents] if parents else None
+    return [s.id for s in enumerate_token_sites(LevelSpec(**level), net.widths, kept)]
+
+
+def test_position_level_patches_one_block_at_every_position() -> None:
+    sites = ids({"granularity": "position"})
+    assert sites[:2] == ["resid:1/pos:0", "resid:1/pos:1"] and len(sites) == 8
+    assert ids({"granularity": "position", "layer": 0, "positions": ["last", "2"]}) == [
+        "resid:0/pos:2", "resid:0/pos:last"]
+
+
+def test_layer_level_spans_every_block_at_the_kept_positions() -> None:
+    assert ids({"granularity": "layer", "component": "mlp"},
+               ["resid:1/pos:last", "resid:1/pos:3"]) == [
+        "mlp:0/pos:3", "mlp:0/pos:last", "mlp:1/pos:3", "mlp:1/pos:last", "mlp:2/pos:3",
+        "mlp:2/pos:last"]
+
+
+def test_head_level_refines_the_kept_block_and_position() -> None:
+    assert ids({"granularity": "head"}, ["resid:2/pos:last"]) == [
+        "head:2.0/pos:last", "head:2.1/pos:last"]
+
+
+def test_a_layer_beyond_the_net_is_named() -> None:
+    with pytest.raises(SiteError) as error:
+        ids({"granularity": "position", "layer": 3})
+    assert error.value.where == "levels.layer"
+
+
+# A small MCQA transformer, trained once per test session (a few hundred steps).
+SMALL_NET = {"d_model": 32, "n_layers": 2, "n_heads": 4, "d_mlp": 64}
+
+
+@pytest.fixture(scope="session")
+def mcqa_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.set_num_threads(2)
+    task = MultipleChoiceColours()
+    net = build_net(task.default_net_config() | SMALL_NET)
+    assert isinstance(net, TransformerNet)
+    net.tokenizer = task.tokenizer
+    report = train_net(net, task.sample_examples, seed=0, config=TrainConfig(
+        lr=3e-3, batch_size=128, max_steps=1500, target_accuracy=0.99, target_loss=0.05,
+        eval_size=512, eval_every=100))
+    assert report.reached_target, report
+    directory = save_net(net, tmp_path_factory.mktemp("mcqa"))
+    (directory / "task.json").write_text(json.dumps({"builtin": "mcqa", "params": task.params}))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def mcqa_result(mcqa_net: Path) -> JobResult:
+    spec = parse_job_spec({
+        "model": {"path": str(mcqa_net)}, "task": {"builtin": "mcqa"},
+        "pairs": {"fit": 150, "calibration": 150, "test": 150},
+        "levels": MultipleChoiceColours().default_levels()[:2],
+        "calibration": {"top_k": [1, 2], "strengths": [1.0, 8.0, 32.0]},
+        "coupling": {"epsilons": [0.03, 0.1]},
+    })
+    return run_job(spec, JobContext(mcqa_net.parent, mcqa_net.parent,
+                                    mcqa_net.parent / "cache", "cpu"))
+
+
+@pytest.mark.slow
+def test_stage_a_puts_pointer_and_token_on_different_position_layer_sites(
+        mcqa_result: JobResult) -> None:
+    position, layer = mcqa_result.levels
+    assert position.granularity == "position" and layer.granularity == "layer"
+    chosen = {v: parse_token_location(parse_site(sites[0]).location)
+              for v, sites in layer.kept_by_variable.items()}
+    pointer, token = chosen["answer_pointer"], chosen["answer_token"]
+    assert pointer is not None and token is not None
+    assert (pointer.position, pointer.block) != (token.position, token.block)
+    # the answer is read out at the last token
+    assert pointer.position == "last"
+
+
+@pytest.mark.slow
+def test_the_job_records_its_row_budget_and_token_rows(mcqa_result: JobResult) -> None:
+    assert mcqa_result.max_rows == 65536 // MultipleChoiceColours().input_shape[0]
+    assert mcqa_result.net["config"]["arch"] == "transformer"
