@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -113,7 +113,13 @@ def initial_rotation(width: int, columns: int, generator: torch.Generator,
         random = torch.cat([given, random[:, given.shape[1]:]], dim=1)
     q, r = torch.linalg.qr(random)  # q (D, C); sign fix keeps the frame's directions
     signs = torch.sign(torch.diagonal(r))
-    return q * torch.where(signs == 0, torch.ones_like(signs), signs)
+    rotation: Tensor = q * torch.where(signs == 0, torch.ones_like(signs), signs)
+    return rotation
+
+
+def current_basis(rotation: nn.Module, k: int) -> Tensor:
+    """(D, K) the first K columns of the parametrised (orthonormal) weight."""
+    return cast(Tensor, rotation.weight)[:, :k]
 
 
 def _take(trace: Trace, index: Tensor) -> Trace:
@@ -177,7 +183,7 @@ def train_das(net: InterventableNet, traces: BankTraces, targets: Tensor, locati
         for b0 in range(0, pairs, config.batch_size):
             index = order[b0:b0 + config.batch_size]
             batch_loss = interchange_loss(net, traces, index, location,
-                                          rotation.weight[:, :k], targets)
+                                          current_basis(rotation, k), targets)
             # grads of the basis only: the net's parameters get no .grad
             grads = torch.autograd.grad(batch_loss, parameters)
             for parameter, grad in zip(parameters, grads, strict=True):
@@ -192,7 +198,7 @@ def train_das(net: InterventableNet, traces: BankTraces, targets: Tensor, locati
         if epochs >= config.min_epochs and (stale >= config.patience or loss < config.min_loss):
             break
     with torch.no_grad():
-        basis = rotation.weight[:, :k].detach().clone()  # (D, K)
+        basis = current_basis(rotation, k).detach().clone()  # (D, K)
     return DasFit(location, basis, epochs, loss, time.perf_counter() - started, low_rank,
                   epochs * pairs)
 
