@@ -17,7 +17,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-# An edit maps the current activation at a location, (copies * B, D), to the new one.
+from core.errors import SiteError
+
+# An edit maps the current activation at a location to the new one, (copies * B, D). At the
+# first edited location it receives the untiled (B, D) activation, shared by every copy, so
+# an edit that broadcasts (core.intervene.interchange) never materialises the tiled copy.
 Edit = Callable[[Tensor], Tensor]
 
 
@@ -92,12 +96,26 @@ class InterventableNet(nn.Module, ABC):
         return self.trace(inputs).logits
 
     def first_edited(self, edits: Mapping[str, Edit]) -> int:
-        """Index (in forward order) of the earliest edited location."""
+        """Index (in forward order) of the earliest edited location.
+
+        Raises:
+            SiteError: ``edits`` is empty, or names a location the net does not have.
+        """
         order = list(self.widths)
         unknown = [loc for loc in edits if loc not in self.widths]
         if unknown:
-            raise KeyError(f"unknown locations {unknown}; the net has {order}")
+            raise SiteError(f"unknown location; the net has {order}", where=unknown[0])
+        if not edits:
+            raise SiteError("resume needs at least one edited location", where="edits")
         return min(order.index(loc) for loc in edits)
+
+
+def apply_first_edit(edit: Edit, activation: Tensor, copies: int) -> Tensor:
+    """Apply the first edit to the shared (B, D) activation; tile if the edit did not."""
+    out = edit(activation)
+    if out.shape[0] != copies * activation.shape[0]:
+        out = tile(out, copies)
+    return out
 
 
 def tile(tensor: Tensor, copies: int) -> Tensor:

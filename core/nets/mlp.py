@@ -6,13 +6,13 @@ output head with ``num_classes`` classes, so logits are (B, 1, C).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from torch import Tensor, nn
 
-from core.nets.base import Edit, InterventableNet, Trace, tile
+from core.nets.base import Edit, InterventableNet, Trace, apply_first_edit
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -24,7 +24,7 @@ class MLP(InterventableNet):
         super().__init__()
         self.config = dict(config)
         dims = [int(config["input_dim"]), *map(int, config["hidden_dims"])]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(dims))
         self.linears.append(nn.Linear(dims[-1], int(config["num_classes"])))
         self.activation = ACTIVATIONS[config.get("activation", "relu")]()
         self._widths = {f"layer:{i}": d for i, d in enumerate(dims[1:])}
@@ -52,8 +52,8 @@ class MLP(InterventableNet):
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
         start = self.first_edited(edits)
-        h = tile(trace.activations[f"layer:{start}"], copies)  # (copies*B, D)
-        h = edits[f"layer:{start}"](h)
+        h = apply_first_edit(edits[f"layer:{start}"], trace.activations[f"layer:{start}"],
+                             copies)  # (copies*B, D)
         for i in range(start + 1, len(self.linears) - 1):
             h = self.activation(self.linears[i](h))
             edit = edits.get(f"layer:{i}")
