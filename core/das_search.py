@@ -8,7 +8,7 @@ variable at its last level, with k narrowed by that level's handle:
     S = total size (coordinates, PCA directions, or the width for a whole location) of the
         variable's last-level handle sites at that location, or, if the handle has none
         there, of its kept sites there;
-    ks = {k in dims : k <= min(S, D)} ∪ {min(S, D)}.
+    ks = {k in dims : k <= min(S, D)}, or {min(S, D)} when no k in dims is that small.
 
 With ``init: pca`` and a PCA last level, a guided run starts from the handle's principal
 directions (the handle's bands first, strongest first, then the remaining directions in
@@ -60,7 +60,12 @@ def das_config(spec: DasSpec, seed: int) -> DasConfig:
 
 
 def clip_dims(dims: Sequence[int], width: int) -> tuple[int, ...]:
-    """The ranks of ``dims`` that fit in ``width``, ascending (``width`` if none fits)."""
+    """The ranks of ``dims`` that fit in ``width``, ascending (``width`` if none fits).
+
+    Example:
+        >>> clip_dims([1, 2, 4, 8], 6), clip_dims([4, 8], 3)
+        ((1, 2, 4), (3,))
+    """
     return tuple(sorted({k for k in dims if k <= width})) or (width,)
 
 
@@ -92,7 +97,7 @@ def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int
             support = [s for s in handle if s.location == location] or [
                 s for s in kept if s.location == location]
             size = min(sum(s.size for s in support), width)
-            ks = tuple(sorted({k for k in dims if k <= size} | {size}))
+            ks = clip_dims(dims, size)
             init = (handle_frame(frames[location], support)
                     if frames is not None and location in frames else None)
             out.append(DasTarget(variable, location, ks, init))

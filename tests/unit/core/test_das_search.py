@@ -64,6 +64,8 @@ def test_guided_targets_narrow_k_by_the_handle_support(inputs: LevelInputs) -> N
     # Q: handle pca:2-2 (1 direction); its second site pca:3-7 is at layer:1 too.
     assert plan == [("P", "layer:1", (1, 2)), ("P", "layer:0", (1, 2)),
                     ("Q", "layer:1", (1,))]
+    coarse = guided_targets(pca_level(), inputs.net, [2, 4, 16], top=1)
+    assert [t.dims for t in coarse] == [(2,), (1,)]  # no k fits Q's 1 direction: k = 1
 
 
 def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
