@@ -50,7 +50,7 @@ class DasConfig:
     max_epochs: int = 30
     min_epochs: int = 2
     lr: float = 0.01
-    batch_size: int = 256
+    batch_size: int = 64
     patience: int = 3
     rel_delta: float = 1e-3
     min_loss: float = 0.01

@@ -141,7 +141,7 @@ class DasSpec(_Frozen):
     lr: float = Field(0.01, gt=0)
     restarts: int = Field(1, ge=1, description="seeds per (location, k, variable); best on "
                           "the calibration bank is kept")
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(64, ge=1)
     patience: int = Field(3, ge=1, description="epochs without relative loss improvement")
     rel_delta: float = Field(1e-3, ge=0, lt=1)
     init: DasInit = Field("pca", description="pca: guided runs at a PCA level start from "
