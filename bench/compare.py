@@ -31,6 +31,7 @@ from core.das_search import run_das
 from core.engine import trace_bank
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
 from core.progressive import LevelInputs, best_handles, run_levels
+from core.result import DasResult
 from core.spec import DasSpec, JobSpec, parse_job_spec
 
 METHODS = ("PLOT", "PLOT+guided DAS", "full DAS")
@@ -71,14 +72,23 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
                 "forward_passes": plot_passes + guided.forward_passes,
                 "trainings": guided.trainings,
                 "iia": {v: r.iia_test.overall for v, r in guided.best.items()},
-                "sites": {v: [r.site] for v, r in guided.best.items()}},
+                "sites": {v: [r.site] for v, r in guided.best.items()},
+                "runs": das_runs(guided)},
             "full DAS": {
                 "wall_s": full.runtime_s, "forward_passes": full.forward_passes,
                 "trainings": full.trainings,
                 "iia": {v: r.iia_test.overall for v, r in full.best.items()},
-                "sites": {v: [r.site] for v, r in full.best.items()}},
+                "sites": {v: [r.site] for v, r in full.best.items()},
+                "runs": das_runs(full)},
         },
     }
+
+
+def das_runs(result: DasResult) -> list[dict[str, Any]]:
+    """Every trained (site, k, variable): calibration / test IIA, epochs, seconds."""
+    return [{"site": r.site, "variable": r.variable, "iia_calibration": r.iia_calibration,
+             "iia_test": r.iia_test.overall, "epochs": r.epochs, "runtime_s": r.runtime_s,
+             "init": r.init} for r in result.runs]
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
