@@ -10,6 +10,7 @@ from core.causal.dataset import write_dataset
 from core.events import EngineEvent
 from core.job import JobContext, run_job
 from core.nets.io import save_net
+from core.report import render_report
 from core.result import JobResult
 from core.spec import parse_job_spec
 from tests.unit.core.planted_rotated import planted_rotated_bank, planted_rotated_mlp
@@ -56,11 +57,14 @@ def test_job_runs_full_das_after_the_levels(roots: Path) -> None:
         "level_finished")
     assert result.timing["das_s"] > 0
     assert JobResult.from_json(result.to_json()) == result
+    page = render_report(result)
+    assert "DAS (full)" in page and "layer:1/das:2" in page
 
 
 def test_job_without_das_has_no_das_result(roots: Path) -> None:
     result, events = _run(roots, "off")
     assert result.das is None and result.timing["das_s"] == 0.0
+    assert "DAS (" not in render_report(result)
     assert all(e.kind != "das" for e in events)
 
 
