@@ -14,7 +14,6 @@ from core.calibrate import (
     Candidate,
     build_candidates,
     candidate_interventions,
-    exact_matches,
     rank_sites,
     select_candidate,
     summarize_iia,
@@ -26,10 +25,11 @@ from core.coupling import Coupling, marginals, solve_coupling
 from core.engine import BankTraces
 from core.errors import JobCancelled, SiteError
 from core.events import EngineEvent, EventSink, ignore_event
+from core.executors import InterventionExecutor, LocalExecutor, Split
 from core.nets.base import InterventableNet
 from core.pca import pca_frame
 from core.result import HandleResult, LevelResult, PlanSummary
-from core.signatures import abstract_signatures, neural_signatures, output_probabilities
+from core.signatures import abstract_signatures, output_probabilities
 from core.sites import (
     Site,
     block_sites,
@@ -54,6 +54,14 @@ class LevelInputs:
     coupling: CouplingSpec
     calibration: CalibrationSpec
     max_rows: int
+    executor: InterventionExecutor | None = None  # None: this process (LocalExecutor)
+
+    @property
+    def run(self) -> InterventionExecutor:
+        """The executor of the batched interventions."""
+        if self.executor is not None:
+            return self.executor
+        return LocalExecutor(self.net, self.traces, self.max_rows)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -166,7 +174,7 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
                                               "total": total}))
         return report
 
-    site_sigs = neural_signatures(net, fit, sites, frames, inputs.max_rows, tick("signatures"))
+    site_sigs = inputs.run.signatures(sites, frames, tick("signatures"))
     var_sigs = abstract_signatures(inputs.banks.fit.to(device), variables, inputs.num_classes)
     t_signatures = time.perf_counter()
 
@@ -273,7 +281,7 @@ def calibrate_variable(
     Returns:
         The handle and the number of (pair × candidate) forwards spent.
     """
-    net, banks, traces = inputs.net, inputs.banks, inputs.traces
+    banks, traces = inputs.banks, inputs.traces
     device = traces["fit"].base.logits.device
     calibration, test = banks.calibration.to(device), banks.test.to(device)
     soft = candidate_interventions(candidates, sites, directions, frames, device)
@@ -286,7 +294,7 @@ def calibrate_variable(
         progress(done[0], total)
 
     target = calibration.counterfactual_labels[variable]
-    matches = exact_matches(net, traces["calibration"], unique, target, inputs.max_rows, advance)
+    matches = inputs.run.matches("calibration", unique, target, advance)
     accuracy = matches.float().mean(dim=1)[inverse]  # (N,)
     best = candidates[select_candidate(candidates, accuracy)]
     chosen = [best]
@@ -299,9 +307,8 @@ def calibrate_variable(
     }
     scores = {}
     for name, (chosen_plan, bank) in evaluate.items():
-        split = "test" if bank is test else "calibration"
-        hits = exact_matches(net, traces[split], chosen_plan,
-                             bank.counterfactual_labels[variable], inputs.max_rows)[0]
+        split: Split = "test" if bank is test else "calibration"
+        hits = inputs.run.matches(split, chosen_plan, bank.counterfactual_labels[variable])[0]
         scores[name] = summarize_iia(hits, bank.changes_output(variable))
     plan = plans[best.plan]
     handle = HandleResult(
