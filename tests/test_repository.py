@@ -34,3 +34,8 @@ def test_core_imports_no_service_packages() -> None:
         or (word == "os.environ" and word in text)
     ]
     assert offenders == []
+
+
+def test_core_type_checks_strictly() -> None:
+    result = _run(str(BIN / "mypy"), "core")
+    assert result.returncode == 0, result.stdout + result.stderr

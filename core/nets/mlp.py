@@ -59,4 +59,5 @@ class MLP(InterventableNet):
             edit = edits.get(f"layer:{i}")
             if edit is not None:
                 h = edit(h)
-        return self.linears[-1](h).unsqueeze(1)
+        logits: Tensor = self.linears[-1](h).unsqueeze(1)
+        return logits
