@@ -59,8 +59,8 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     plot_s = time.perf_counter() - started
     plot_passes = sum(level.forward_passes for level in levels)
     handles = best_handles(levels)
-    guided = run_das(DasSpec(mode="guided", **das), inputs, levels, schedule[-1].keep, seed)
-    full = run_das(DasSpec(mode="full", **das), inputs, levels, schedule[-1].keep, seed)
+    guided = run_das(DasSpec(mode="guided", **das), inputs, levels, seed)
+    full = run_das(DasSpec(mode="full", **das), inputs, levels, seed)
     return {
         "task": task_name, "seed": seed, "variables": list(banks.variables),
         "methods": {

@@ -3,7 +3,8 @@ training them, and choosing each variable's best subspace on the calibration ban
 
 *Full DAS* trains at every location × every k in ``dims`` (clipped to the width) × every
 variable. *Guided DAS* trains only at the locations of the top ``r`` sites PLOT kept for a
-variable at its last level, with k narrowed by that level's handle:
+variable at its last level (``kept_by_variable``, r = that level's ``keep``), with k
+narrowed by that level's handle:
 
     S = total size (coordinates, PCA directions, or the width for a whole location) of the
         variable's last-level handle sites at that location, or, if the handle has none
@@ -24,7 +25,6 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from core.calibrate import rank_sites
 from core.das import DasConfig, DasFit, das_iia, train_das
 from core.errors import SpecError
 from core.nets.base import InterventableNet
@@ -76,21 +76,20 @@ def full_targets(net: InterventableNet, variables: Sequence[str], dims: Sequence
             for loc, width in net.widths.items() for v in variables]
 
 
-def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int], top: int,
+def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int],
                    frames: dict[str, Tensor] | None = None) -> list[DasTarget]:
-    """The locations of each variable's top ``top`` sites at ``level`` (its last PLOT level).
+    """The locations of the sites each variable kept at ``level`` (its last PLOT level).
 
     Args:
-        level: the finest level PLOT ran; its coupling rows rank the sites per variable.
-        top: r, sites per variable (the level's ``keep``).
+        level: the finest level PLOT ran; ``kept_by_variable`` holds each variable's top r
+            sites, strongest first.
         frames: location -> (D, K) PCA frame of a PCA level, to start runs from the
             handle's principal directions; None for random starts.
     """
     widths = net.widths
     out: list[DasTarget] = []
-    for j, variable in enumerate(level.variables):
-        order = rank_sites(torch.tensor(level.coupling[j]), torch.tensor(level.cost[j]))
-        kept = [parse_site(level.sites[s], widths) for s in order[:top]]
+    for variable in level.variables:
+        kept = [parse_site(s, widths) for s in level.kept_by_variable[variable]]
         handle = [parse_site(s, widths) for s in level.handles[variable].sites]
         for location in dict.fromkeys(site.location for site in kept):
             width = widths[location]
@@ -191,13 +190,12 @@ def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs
                      runtime_s=time.perf_counter() - started)
 
 
-def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], top: int,
-            seed: int = 0, progress: Progress | None = None) -> DasResult:
+def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], seed: int = 0,
+            progress: Progress | None = None) -> DasResult:
     """Full or PLOT-guided DAS, as ``spec.mode`` says.
 
     Args:
         levels: the PLOT levels of the job (guided DAS reads the last one).
-        top: r, the last level's ``keep``.
 
     Raises:
         SpecError: mode ``off``, or ``guided`` without a PLOT level.
@@ -212,7 +210,7 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], t
         kept_locations = [parse_site(s, inputs.net.widths).location for s in last.kept]
         frames = (pca_frames(inputs, kept_locations)
                   if spec.init == "pca" and last.granularity == "pca" else None)
-        targets = guided_targets(last, inputs.net, spec.dims, top, frames)
+        targets = guided_targets(last, inputs.net, spec.dims, frames)
     else:
         raise SpecError("DAS is off", "das.mode")
     result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress)

@@ -166,7 +166,7 @@ def default_levels(spec: JobSpec, task: CausalTask | None, net: InterventableNet
     return [LevelSpec(granularity="block", block_size=8), LevelSpec(granularity="neuron")]
 
 
-def run_job_das(spec: JobSpec, inputs: LevelInputs, levels: Sequence[LevelResult], top: int,
+def run_job_das(spec: JobSpec, inputs: LevelInputs, levels: Sequence[LevelResult],
                 on_event: EventSink, should_cancel: Callable[[], bool]) -> DasResult | None:
     """The DAS baseline of a job after its PLOT levels, or None when ``das.mode`` is off."""
     if spec.das.mode == "off":
@@ -177,7 +177,7 @@ def run_job_das(spec: JobSpec, inputs: LevelInputs, levels: Sequence[LevelResult
             raise JobCancelled("cancelled while training DAS", "das")
         on_event(EngineEvent("das", {"mode": spec.das.mode, "done": done, "total": total}))
 
-    return run_das(spec.das, inputs, levels, top, spec.seed, report)
+    return run_das(spec.das, inputs, levels, spec.seed, report)
 
 
 def run_job(
@@ -218,7 +218,7 @@ def run_job(
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows)
     schedule = default_levels(spec, task, net)
     levels = run_levels(schedule, inputs, on_event, should_cancel, completed, on_level)
-    das = run_job_das(spec, inputs, levels, schedule[-1].keep, on_event, should_cancel)
+    das = run_job_das(spec, inputs, levels, on_event, should_cancel)
     total = time.perf_counter() - started
     handles = best_handles(levels)
     timing = {

@@ -33,20 +33,22 @@ def _handle(variable: str, sites: list[str]) -> HandleResult:
 
 
 def pca_level() -> LevelResult:
-    """A finer PCA level that kept layer:1 bands first and one layer:0 band second."""
+    """A finer PCA level (keep 2) that kept layer:1 bands first, and for P a layer:0 band."""
     sites = ["layer:0/pca:2", "layer:1/pca:2", "layer:1/pca:2-2", "layer:1/pca:3-7"]
     return LevelResult(
         index=1, granularity="pca", variables=["P", "Q"], sites=sites,
         cost=[[0.5, 0.1, 0.9, 0.9], [0.9, 0.9, 0.1, 0.9]],
         coupling=[[0.3, 0.6, 0.05, 0.05], [0.05, 0.05, 0.6, 0.3]],
-        kept=["layer:1/pca:2", "layer:1/pca:2-2"],
+        kept=["layer:1/pca:2", "layer:0/pca:2", "layer:1/pca:2-2", "layer:1/pca:3-7"],
+        kept_by_variable={"P": ["layer:1/pca:2", "layer:0/pca:2"],
+                          "Q": ["layer:1/pca:2-2", "layer:1/pca:3-7"]},
         handles={"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:1/pca:2-2"])},
         plans=[], runtime_s=0.0, forward_passes=0, timing={})
 
 
 def test_full_das_picks_the_planted_site_and_rank_on_calibration(inputs: LevelInputs) -> None:
     seen: list[tuple[int, int]] = []
-    result = run_das(SPEC, inputs, [], top=1, progress=lambda d, t: seen.append((d, t)))
+    result = run_das(SPEC, inputs, [], progress=lambda d, t: seen.append((d, t)))
     assert result.trainings == 2 * 3 * 2 == len(result.runs)  # locations × ks × variables
     assert seen[0] == (0, 12) and seen[-1] == (12, 12)
     assert result.best["P"].site == "layer:1/das:2"
@@ -58,21 +60,23 @@ def test_full_das_picks_the_planted_site_and_rank_on_calibration(inputs: LevelIn
 
 
 def test_guided_targets_narrow_k_by_the_handle_support(inputs: LevelInputs) -> None:
-    targets = guided_targets(pca_level(), inputs.net, [1, 2, 4], top=2)
+    targets = guided_targets(pca_level(), inputs.net, [1, 2, 4])
     plan = [(t.variable, t.location, t.dims) for t in targets]
     # P: handle pca:2 (2 directions) at layer:1; its second site is the layer:0 band.
     # Q: handle pca:2-2 (1 direction); its second site pca:3-7 is at layer:1 too.
     assert plan == [("P", "layer:1", (1, 2)), ("P", "layer:0", (1, 2)),
                     ("Q", "layer:1", (1,))]
-    coarse = guided_targets(pca_level(), inputs.net, [2, 4, 16], top=1)
-    assert [t.dims for t in coarse] == [(2,), (1,)]  # no k fits Q's 1 direction: k = 1
+    coarse = guided_targets(pca_level(), inputs.net, [2, 4, 16])
+    assert [t.dims for t in coarse] == [(2,), (2,), (1,)]  # no k fits Q's 1 direction: k = 1
 
 
 def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided"})
-    result = run_das(spec, inputs, [pca_level()], top=1)
-    assert result.trainings == 3  # P at layer:1 with k 1, 2; Q at layer:1 with k 1
-    assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2"}
+    result = run_das(spec, inputs, [pca_level()])
+    # P at layer:1 and layer:0 with k 1, 2; Q at layer:1 with k 1
+    assert result.trainings == 5
+    assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2", "layer:0/das:1",
+                                             "layer:0/das:2"}
     assert all(r.init == "pca" for r in result.runs)
     assert result.best["P"].site == "layer:1/das:2"
     assert result.best["P"].iia_test.overall >= 0.99
@@ -82,20 +86,20 @@ def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> No
 def test_restarts_multiply_the_trainings(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided", "restarts": 2, "max_epochs": 2,
                                    "init": "random"})
-    result = run_das(spec, inputs, [pca_level()], top=1)
-    assert result.trainings == 6 and len(result.runs) == 3
+    result = run_das(spec, inputs, [pca_level()])
+    assert result.trainings == 10 and len(result.runs) == 5
     assert all(r.init == "random" for r in result.runs)
 
 
 def test_guided_das_without_levels_names_the_mode(inputs: LevelInputs) -> None:
     with pytest.raises(SpecError) as error:
-        run_das(SPEC.model_copy(update={"mode": "guided"}), inputs, [], top=1)
+        run_das(SPEC.model_copy(update={"mode": "guided"}), inputs, [])
     assert error.value.where == "das.mode"
 
 
 def test_das_result_round_trips_through_job_json(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided", "max_epochs": 1, "min_epochs": 1})
-    das = run_das(spec, inputs, [pca_level()], top=1)
+    das = run_das(spec, inputs, [pca_level()])
     job = JobResult(variables=["P", "Q"], levels=[], handles={}, timing={"das_s": 1.0},
                     forward_passes=1, net={}, banks={}, spec={}, device="cpu", max_rows=1,
                     das=das)
