@@ -33,11 +33,11 @@ def register_net(session: Session, caller: Caller, relative: str, root: Path) ->
     Raises:
         ModelLoadError: outside the root, missing or malformed files.
     """
-    from core.nets.io import load_net, net_digest  # here until it lands on main
-
     directory = resolve_under(root, relative)
     if not directory.is_dir():
         raise ModelLoadError("no such directory under the model root", "path")
+    from core.nets.io import load_net, net_digest  # here until it lands on main
+
     load_net(directory, root)
     config = json.loads((directory / "config.json").read_text())
     net = RegisteredNet(owner=caller.owner, path=str(directory.relative_to(root)),
