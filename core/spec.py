@@ -130,7 +130,10 @@ class JobSpec(_Frozen):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     seed: int = 0
     priority: int = Field(0, ge=-10, le=10)
-    batch_size: int = Field(4096, ge=1, description="pairs per micro-batch of interventions")
+    max_rows: int | None = Field(
+        None, ge=1,
+        description="rows (intervention × pair) per stacked forward; None sizes it to the device",
+    )
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -72,3 +72,16 @@ class Banks:
     @property
     def variables(self) -> tuple[str, ...]:
         return self.fit.variables
+
+
+def concat_banks(banks: list[PairBank]) -> PairBank:
+    """One bank holding the pairs of ``banks`` in order (they share variables and shapes)."""
+    first = banks[0]
+    return PairBank(
+        base=torch.cat([b.base for b in banks]),
+        source=torch.cat([b.source for b in banks]),
+        base_labels=torch.cat([b.base_labels for b in banks]),
+        counterfactual_labels={
+            v: torch.cat([b.counterfactual_labels[v] for b in banks]) for v in first.variables
+        },
+    )

@@ -1,0 +1,271 @@
+"""Counterfactual datasets as JSONL: one shared (base, source) pair per row.
+
+A row is ``{"base": x, "source": x, "base_label": y, "counterfactual_labels": {var: y}}``
+where ``x`` is a number or nested list of numbers of the net input shape and ``y`` is an
+int (one output head) or a list of ints (one per head). Every refusal names
+``<file>:<line>``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.causal.bank import Banks, PairBank
+from core.errors import DatasetError
+from core.spec import PairsSpec
+
+ROW_KEYS = ("base", "source", "base_label", "counterfactual_labels")
+
+
+@dataclass
+class _Layout:
+    """What every row must agree on: given up front, or learnt from the first row."""
+
+    input_shape: tuple[int, ...] | None
+    num_heads: int | None
+    num_classes: int | None
+    variables: tuple[str, ...] | None = None
+    input_origin: str = "the net input shape"
+    heads_origin: str = "the net output shape"
+    rows: list[tuple[list[float], list[float], list[int], dict[str, list[int]]]] = field(
+        default_factory=list
+    )
+
+
+def read_dataset(
+    path_or_lines: str | Path | Iterable[str],
+    input_shape: tuple[int, ...] | None = None,
+    output_shape: tuple[int, int] | None = None,
+    name: str = "dataset",
+) -> PairBank:
+    """Read a counterfactual JSONL dataset into a PairBank.
+
+    Args:
+        path_or_lines: a file path, or the lines themselves (then ``name`` labels them).
+        input_shape: the net input shape every base and source must have; when omitted,
+            every row must match the first.
+        output_shape: (O heads, C classes) of the net; labels must have O heads and lie in
+            [0, C). When omitted, every row must have the first row's head count.
+        name: what ``where`` calls the lines when they are not read from a path.
+
+    Returns:
+        A PairBank with base/source (P, *input_shape) float32 and labels (P, O) long, the
+        variables in the first row's order.
+
+    Raises:
+        DatasetError: ``where`` is ``<file>:<line>`` of the first bad row (or the file for an
+            unreadable or empty one); the message says what is wrong.
+    """
+    if isinstance(path_or_lines, str | Path):
+        path = Path(path_or_lines)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise DatasetError(f"cannot read the dataset: {error.strerror}", str(path)) from None
+        return parse_dataset_bytes(data, str(path), input_shape, output_shape)
+    return _parse_lines(path_or_lines, name, input_shape, output_shape)
+
+
+def parse_dataset_bytes(
+    data: bytes,
+    name: str,
+    input_shape: tuple[int, ...] | None = None,
+    output_shape: tuple[int, int] | None = None,
+) -> PairBank:
+    """Parse an uploaded JSONL dataset (UTF-8 bytes) named ``name``; see ``read_dataset``.
+
+    Raises:
+        DatasetError: the bytes are not UTF-8, or a row is bad (``where`` = ``name:line``).
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"not UTF-8 text (byte {error.start})", name) from None
+    # split on newlines only: str.splitlines would also break at U+2028 inside strings
+    lines = (line.removesuffix("\r") for line in text.split("\n"))
+    return _parse_lines(lines, name, input_shape, output_shape)
+
+
+def write_dataset(path: str | Path, bank: PairBank) -> None:
+    """Write ``bank`` as JSONL rows that ``read_dataset`` reads back to an equal bank."""
+    single = bank.base_labels.shape[-1] == 1
+
+    def label(y: list[int]) -> int | list[int]:
+        return y[0] if single else y
+
+    base, source = bank.base.tolist(), bank.source.tolist()
+    base_labels = bank.base_labels.tolist()
+    counterfactual = {v: y.tolist() for v, y in bank.counterfactual_labels.items()}
+    with Path(path).open("w", encoding="utf-8") as file:
+        for i in range(bank.size):
+            row = {
+                "base": base[i],
+                "source": source[i],
+                "base_label": label(base_labels[i]),
+                "counterfactual_labels": {v: label(y[i]) for v, y in counterfactual.items()},
+            }
+            file.write(json.dumps(row) + "\n")
+
+
+def split_dataset(bank: PairBank, pairs: PairsSpec) -> Banks:
+    """Disjoint random fit / calibration / test subsets of a dataset, drawn with pairs.seed.
+
+    Args:
+        bank: every row of the dataset.
+        pairs: the bank sizes and the seed.
+
+    Returns:
+        Banks of sizes ``pairs.fit``, ``pairs.calibration``, ``pairs.test``, no row shared.
+
+    Raises:
+        DatasetError: the dataset has fewer rows than the three banks need.
+    """
+    sizes = (pairs.fit, pairs.calibration, pairs.test)
+    need = sum(sizes)
+    if bank.size < need:
+        raise DatasetError(
+            f"the dataset has {bank.size} rows but fit + calibration + test need {need} "
+            f"({sizes[0]} + {sizes[1]} + {sizes[2]})",
+            "pairs",
+        )
+    order = torch.randperm(bank.size, generator=torch.Generator().manual_seed(pairs.seed))
+    fit, calibration, test = torch.split(order[:need], list(sizes))
+    return Banks(fit=bank.subset(fit), calibration=bank.subset(calibration),
+                 test=bank.subset(test))
+
+
+def _parse_lines(
+    lines: Iterable[str],
+    name: str,
+    input_shape: tuple[int, ...] | None,
+    output_shape: tuple[int, int] | None,
+) -> PairBank:
+    layout = _Layout(
+        input_shape=tuple(input_shape) if input_shape is not None else None,
+        num_heads=output_shape[0] if output_shape is not None else None,
+        num_classes=output_shape[1] if output_shape is not None else None,
+    )
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            _parse_row(line, f"{name}:{number}", layout)
+    if not layout.rows or layout.input_shape is None or layout.variables is None:
+        raise DatasetError("the dataset has no rows", name)
+    shape = (len(layout.rows), *layout.input_shape)
+    base, source, base_labels, counterfactual = zip(*layout.rows, strict=True)
+    return PairBank(
+        base=torch.tensor(base, dtype=torch.float32).reshape(shape),
+        source=torch.tensor(source, dtype=torch.float32).reshape(shape),
+        base_labels=torch.tensor(base_labels, dtype=torch.long),
+        counterfactual_labels={
+            v: torch.tensor([row[v] for row in counterfactual], dtype=torch.long)
+            for v in layout.variables
+        },
+    )
+
+
+def _parse_row(line: str, where: str, layout: _Layout) -> None:
+    """Check one row against ``layout`` (learning it from the first row) and append it."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"invalid JSON: {error.msg} (column {error.colno})", where) from None
+    if not isinstance(row, dict):
+        raise DatasetError(f"a row must be a JSON object, got {_json_type(row)}", where)
+    for key in ROW_KEYS:
+        if key not in row:
+            raise DatasetError(f"missing key {key!r}", where)
+    for key in row:
+        if key not in ROW_KEYS:
+            raise DatasetError(f"unknown key {key!r} (a row has {', '.join(ROW_KEYS)})", where)
+    base = _parse_input(row["base"], "base", where, layout)
+    source = _parse_input(row["source"], "source", where, layout)
+    base_label = _parse_label(row["base_label"], "base_label", where, layout)
+    labels = row["counterfactual_labels"]
+    if not isinstance(labels, dict) or not labels:
+        raise DatasetError("counterfactual_labels must be a non-empty object", where)
+    variables = tuple(labels)
+    if layout.variables is None:
+        layout.variables = variables
+    elif set(variables) != set(layout.variables):
+        raise DatasetError(
+            f"counterfactual_labels has variables {sorted(variables)} but the first row has "
+            f"{sorted(layout.variables)}",
+            where,
+        )
+    counterfactual = {
+        v: _parse_label(labels[v], f"counterfactual_labels.{v}", where, layout)
+        for v in layout.variables
+    }
+    layout.rows.append((base, source, base_label, counterfactual))
+
+
+def _parse_input(value: Any, key: str, where: str, layout: _Layout) -> list[float]:
+    """The flat numbers of one input, after checking its shape against the layout."""
+    try:
+        shape, flat = _flatten(value)
+    except ValueError as error:
+        raise DatasetError(f"{key}: {error}", where) from None
+    if layout.input_shape is None:
+        layout.input_shape = shape
+        layout.input_origin = f"the first row ({where})"
+    elif shape != layout.input_shape:
+        raise DatasetError(
+            f"{key} has shape {list(shape)} but {layout.input_origin} is "
+            f"{list(layout.input_shape)}",
+            where,
+        )
+    return flat
+
+
+def _flatten(value: Any) -> tuple[tuple[int, ...], list[float]]:
+    """(shape, flat numbers) of a number or a nested, rectangular list of numbers."""
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("an input cannot hold an empty list")
+        parts = [_flatten(item) for item in value]
+        inner = parts[0][0]
+        if any(shape != inner for shape, _ in parts):
+            raise ValueError("a ragged nested list (rows of different shapes)")
+        return (len(value), *inner), [x for _, flat in parts for x in flat]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"expected a number or a list of numbers, got {_json_type(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {value}")
+    return (), [float(value)]
+
+
+def _parse_label(value: Any, key: str, where: str, layout: _Layout) -> list[int]:
+    """The heads of one label (an int is one head), checked against the layout."""
+    heads = value if isinstance(value, list) else [value]
+    if not heads:
+        raise DatasetError(f"{key}: a label needs at least one head", where)
+    for head in heads:
+        if isinstance(head, bool) or not isinstance(head, int):
+            raise DatasetError(f"{key}: non-integer label {json.dumps(head)}", where)
+        if head < 0 or (layout.num_classes is not None and head >= layout.num_classes):
+            classes = f"{layout.num_classes} classes" if layout.num_classes else "classes 0.."
+            raise DatasetError(f"{key}: label {head} out of range of {classes}", where)
+    if layout.num_heads is None:
+        layout.num_heads = len(heads)
+        layout.heads_origin = f"the first row ({where})"
+    elif len(heads) != layout.num_heads:
+        raise DatasetError(
+            f"{key} has {len(heads)} heads but {layout.heads_origin} has {layout.num_heads}",
+            where,
+        )
+    return heads
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type."""
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")

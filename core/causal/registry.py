@@ -1,0 +1,91 @@
+"""The built-in causal tasks by name, and the seeded fit / calibration / test banks of a job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.causal.addition import BinaryAddition
+from core.causal.bank import Banks
+from core.causal.heq import HierarchicalEquality
+from core.causal.task import CausalTask
+from core.errors import TaskError
+from core.spec import PairsSpec
+
+# name -> (constructor, {param: smallest allowed value, None when any integer goes})
+BUILTIN_TASKS: dict[str, tuple[Callable[..., CausalTask], dict[str, int | None]]] = {
+    "hierarchical_equality": (
+        HierarchicalEquality,
+        {"num_entities": 2, "embedding_dim": 1, "seed": None},
+    ),
+    "binary_addition": (BinaryAddition, {"num_bits": 2}),
+}
+
+MAX_NUM_BITS = 30  # operands are drawn as int64 sums of 2**num_bits
+
+
+def build_task(name: str, params: Mapping[str, Any] | None = None) -> CausalTask:
+    """The built-in task ``name`` built with ``params`` (defaults for missing keys).
+
+    Args:
+        name: a key of ``BUILTIN_TASKS`` (``hierarchical_equality``, ``binary_addition``).
+        params: integer parameters of that task.
+
+    Returns:
+        The task, its ``params`` holding every parameter including defaults.
+
+    Raises:
+        TaskError: naming ``task.builtin`` for an unknown name, or ``task.params.<key>``
+            for an unknown key or a value that is not an integer in range.
+    """
+    if name not in BUILTIN_TASKS:
+        known = ", ".join(sorted(BUILTIN_TASKS))
+        raise TaskError(f"unknown built-in task {name!r} (known: {known})", "task.builtin")
+    constructor, schema = BUILTIN_TASKS[name]
+    params = dict(params or {})
+    for key, value in params.items():
+        where = f"task.params.{key}"
+        if key not in schema:
+            allowed = ", ".join(schema)
+            raise TaskError(f"unknown parameter of {name} (allowed: {allowed})", where)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TaskError(f"must be an integer, got {value!r}", where)
+        low = schema[key]
+        if low is not None and value < low:
+            raise TaskError(f"must be at least {low}, got {value}", where)
+    if params.get("num_bits", 0) > MAX_NUM_BITS:
+        raise TaskError(f"must be at most {MAX_NUM_BITS}", "task.params.num_bits")
+    return constructor(**params)
+
+
+def bank_generators(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
+    """Three independent generators (fit, calibration, test) derived from one seed."""
+    children = np.random.SeedSequence(seed % 2**64).spawn(3)  # negative seeds too
+    fit, calibration, test = (
+        torch.Generator().manual_seed(int(child.generate_state(1, dtype=np.uint64)[0] >> 1))
+        for child in children
+    )
+    return fit, calibration, test
+
+
+def make_banks(task: CausalTask, pairs: PairsSpec) -> Banks:
+    """The fit, calibration and test banks of a job, each from its own seeded generator.
+
+    Args:
+        task: the built-in task that samples the pairs.
+        pairs: bank sizes, the seed and the target change share.
+
+    Returns:
+        Banks whose sizes are ``pairs.fit``, ``pairs.calibration``, ``pairs.test``; the same
+        seed gives identical banks.
+    """
+    fit, calibration, test = bank_generators(pairs.seed)
+    share = pairs.changed_share
+    return Banks(
+        fit=task.sample_bank(pairs.fit, fit, share),
+        calibration=task.sample_bank(pairs.calibration, calibration, share),
+        test=task.sample_bank(pairs.test, test, share),
+    )

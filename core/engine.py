@@ -1,0 +1,115 @@
+"""The batched intervention engine: many interventions × many pairs through partial forwards.
+
+Clean base and source activations are traced once per bank (``trace_bank``) and reused by
+every site sweep and calibration candidate. ``iter_interventions`` stacks N interventions
+over the P pairs as N copies of the batch and resumes the net only from the first edited
+location, in micro-batches of at most ``max_rows`` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import Tensor
+
+from core.causal.bank import PairBank
+from core.intervene import interchange
+from core.nets.base import InterventableNet, Trace
+
+
+@dataclass(frozen=True)
+class BankTraces:
+    """Clean traces of a bank's base and source inputs, on the net's device."""
+
+    base: Trace
+    source: Trace
+
+    @property
+    def pairs(self) -> int:
+        return self.base.batch_size
+
+    def slice(self, start: int, stop: int) -> BankTraces:
+        return BankTraces(self.base.slice(start, stop), self.source.slice(start, stop))
+
+
+@dataclass(frozen=True)
+class Interventions:
+    """N interventions, each possibly spanning several locations.
+
+    Attributes:
+        coefficients: location -> (N, K) coefficients in that location's frame.
+        frames: location -> (D, K) frame, or absent for the coordinate frame.
+    """
+
+    coefficients: dict[str, Tensor]
+    frames: dict[str, Tensor]
+
+    @property
+    def count(self) -> int:
+        return int(next(iter(self.coefficients.values())).shape[0])
+
+    def slice(self, start: int, stop: int) -> Interventions:
+        return Interventions({k: v[start:stop] for k, v in self.coefficients.items()},
+                             self.frames)
+
+
+@torch.no_grad()
+def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int) -> Trace:
+    """Trace (B, *input_shape) in micro-batches and concatenate."""
+    parts = [net.trace(inputs[i:i + max_rows]) for i in range(0, inputs.shape[0], max_rows)]
+    return Trace(
+        inputs=inputs,
+        activations={k: torch.cat([p.activations[k] for p in parts]) for k in parts[0].activations},
+        logits=torch.cat([p.logits for p in parts]),
+    )
+
+
+def trace_bank(net: InterventableNet, bank: PairBank, max_rows: int = 65536) -> BankTraces:
+    """Trace a bank's base and source inputs once (2 P forward passes)."""
+    device = next(net.parameters()).device
+    return BankTraces(trace_inputs(net, bank.base.to(device), max_rows),
+                      trace_inputs(net, bank.source.to(device), max_rows))
+
+
+@torch.no_grad()
+def iter_interventions(
+    net: InterventableNet, traces: BankTraces, interventions: Interventions, max_rows: int
+) -> Iterator[tuple[slice, slice, Tensor]]:
+    """Run every intervention on every pair, chunk by chunk.
+
+    Yields:
+        (intervention slice, pair slice, logits (n, p, O, C)) in order; each row of the
+        stacked batch is one (intervention, pair) partial forward.
+    """
+    pairs = traces.pairs
+    pair_step = min(pairs, max_rows)
+    for p0 in range(0, pairs, pair_step):
+        p1 = min(p0 + pair_step, pairs)
+        chunk = traces.slice(p0, p1)
+        copies_step = max(1, max_rows // (p1 - p0))
+        for n0 in range(0, interventions.count, copies_step):
+            n1 = min(n0 + copies_step, interventions.count)
+            part = interventions.slice(n0, n1)
+            edits = {
+                loc: partial(interchange, h_source=chunk.source.activations[loc],
+                             coefficients=coef, frame=part.frames.get(loc))
+                for loc, coef in part.coefficients.items()
+            }
+            logits = net.resume(chunk.base, edits, copies=n1 - n0)  # (n*p, O, C)
+            yield slice(n0, n1), slice(p0, p1), logits.view(n1 - n0, p1 - p0, *logits.shape[1:])
+
+
+def run_interventions(
+    net: InterventableNet, traces: BankTraces, interventions: Interventions, max_rows: int
+) -> Tensor:
+    """All logits at once: (N, P, O, C). Prefer ``iter_interventions`` to reduce on the fly."""
+    out: Tensor | None = None
+    for n_slice, p_slice, logits in iter_interventions(net, traces, interventions, max_rows):
+        if out is None:
+            out = logits.new_empty(interventions.count, traces.pairs, *logits.shape[2:])
+        out[n_slice, p_slice] = logits
+    assert out is not None  # count >= 1 and pairs >= 1 always yield a chunk
+    return out

@@ -1,0 +1,226 @@
+"""One job end to end: resolve the net and the pairs, trace the banks, run the levels.
+
+This is the function ``plot run``, ``plot demo``, the service's in-process runner and the
+Ray job runner all call; side effects are limited to reading the net / dataset it is
+pointed at and, for a built-in task without a net, training and caching its default net.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.causal.bank import Banks
+from core.causal.dataset import read_dataset, split_dataset
+from core.causal.registry import build_task, make_banks
+from core.causal.task import CausalTask
+from core.engine import trace_bank
+from core.errors import DatasetError, ModelLoadError
+from core.events import EngineEvent, EventSink, ignore_event
+from core.nets.base import InterventableNet
+from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
+from core.nets.registry import build_net
+from core.nets.train import train_net
+from core.progressive import LevelInputs, best_handles, run_levels
+from core.result import JobResult, LevelResult
+from core.spec import JobSpec, LevelSpec
+
+TASK_FILE = "task.json"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Where a job may read from and cache to (deployment config, not job config).
+
+    Attributes:
+        model_root: ``model.path`` resolves under it; nothing outside it is read.
+        data_root: ``task.dataset`` resolves under it.
+        cache_dir: default nets of built-in tasks are trained once and kept here.
+        device: ``cpu``, ``cuda``, ``cuda:1`` or ``auto`` (CUDA when present).
+    """
+
+    model_root: Path
+    data_root: Path
+    cache_dir: Path
+    device: str = "auto"
+
+    def max_rows(self, requested: int | None) -> int:
+        """Rows per stacked forward: the spec's, or sized to the device's memory."""
+        if requested is not None:
+            return requested
+        device = self.torch_device()
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(max(65536, min(free // 4096, 4_194_304)))
+        return 65536
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def task_default_net(task: CausalTask, cache_dir: Path, seed: int = 0,
+                     on_event: EventSink = ignore_event) -> Path:
+    """The directory of ``task``'s default net, training it into the cache on first use."""
+    config = task.default_net_config()
+    key = json.dumps({"task": task.name, "params": task.params, "config": config, "seed": seed},
+                     sort_keys=True)
+    directory = cache_dir / "nets" / f"{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (directory / "model.safetensors").exists():
+        return directory
+    train_default_net(task, directory, seed, on_event)
+    return directory
+
+
+def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
+                      on_event: EventSink = ignore_event) -> dict[str, Any]:
+    """Train ``task``'s default net and save it with its task parameters and report."""
+    torch.manual_seed(seed)
+    net = build_net(task.default_net_config())
+    on_event(EngineEvent("progress", {"stage": "training", "done": 0, "total": 1}))
+    report = train_net(net, task.sample_examples, seed=seed)
+    save_net(net, directory)
+    record = {"builtin": task.name, "params": task.params, "seed": seed}
+    (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+    summary = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | bool)}
+    (directory / "train.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    on_event(EngineEvent("progress", {"stage": "training", "done": 1, "total": 1}))
+    return summary
+
+
+def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
+                on_event: EventSink) -> tuple[InterventableNet, Path]:
+    """Load the net the spec names, or the built-in task's default net."""
+    device = context.torch_device()
+    if spec.model.id is not None:
+        raise ModelLoadError("a registered model id is resolved by the service; give "
+                             "model.path to plot run", "model.id")
+    if spec.model.path is not None:
+        directory = resolve_net_dir(spec.model.path, context.model_root)
+    elif task is not None:
+        directory = task_default_net(task, context.cache_dir, spec.seed, on_event)
+    else:
+        raise ModelLoadError("a dataset task needs a net: give model.path", "model.path")
+    return load_net(directory, device=device), directory
+
+
+def resolve_task(spec: JobSpec, context: JobContext) -> CausalTask | None:
+    """The built-in task of the spec, with parameters recorded next to its net if any."""
+    if spec.task.builtin is None:
+        return None
+    params: dict[str, Any] = {}
+    if spec.model.path is not None:
+        recorded = resolve_net_dir(spec.model.path, context.model_root) / TASK_FILE
+        if recorded.exists():
+            params = dict(json.loads(recorded.read_text()).get("params", {}))
+    return build_task(spec.task.builtin, {**params, **spec.task.params})
+
+
+def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
+                  net: InterventableNet) -> Banks:
+    """Generate the banks of a built-in task, or split the dataset's rows into them."""
+    if task is not None:
+        if tuple(task.input_shape) != tuple(net.input_shape):
+            raise ModelLoadError(f"the net takes inputs of shape {list(net.input_shape)} but "
+                                 f"{task.name} makes {list(task.input_shape)}", "model.path")
+        if tuple(task.output_shape) != tuple(net.output_shape):
+            raise ModelLoadError(f"the net has outputs {list(net.output_shape)} (heads, classes)"
+                                 f" but {task.name} needs {list(task.output_shape)}",
+                                 "model.path")
+        return make_banks(task, spec.pairs)
+    assert spec.task.dataset is not None  # TaskSpec validates exactly one of the two
+    path = (context.data_root / spec.task.dataset).resolve()
+    if not path.is_relative_to(context.data_root.resolve()):
+        raise DatasetError("the dataset path leaves the data root", "task.dataset")
+    bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape)
+    return split_dataset(bank, spec.pairs)
+
+
+def default_levels(spec: JobSpec, task: CausalTask | None, net: InterventableNet
+                   ) -> list[LevelSpec]:
+    """The spec's levels, else the task's schedule, else one by the net's kind."""
+    if spec.levels:
+        return list(spec.levels)
+    if task is not None:
+        return [LevelSpec(**level) for level in task.default_levels()]
+    if next(iter(net.widths)).startswith("step"):
+        return [LevelSpec(granularity="step", keep=1), LevelSpec(granularity="pca")]
+    return [LevelSpec(granularity="block", block_size=8), LevelSpec(granularity="neuron")]
+
+
+def run_job(
+    spec: JobSpec,
+    context: JobContext,
+    on_event: EventSink = ignore_event,
+    should_cancel: Callable[[], bool] = lambda: False,
+    on_level: Callable[[LevelResult], None] | None = None,
+    completed: Sequence[LevelResult] = (),
+) -> JobResult:
+    """Run a whole PLOT job.
+
+    Args:
+        spec: the validated job spec.
+        context: roots, cache and device.
+        on_event: receives progress events.
+        should_cancel: polled between batches; when true the job raises JobCancelled.
+        on_level: called with each level's checkpoint as soon as it is done.
+        completed: checkpoints of levels already done (a resumed job skips them).
+
+    Raises:
+        PlotError: a subclass naming the bad field, file, tensor or line.
+    """
+    started = time.perf_counter()
+    task = resolve_task(spec, context)
+    net, directory = resolve_net(spec, context, task, on_event)
+    t_net = time.perf_counter()
+    banks = resolve_banks(spec, context, task, net)
+    device = context.torch_device()
+    max_rows = context.max_rows(spec.max_rows)
+    traces = {split: trace_bank(net, getattr(banks, split), max_rows)
+              for split in ("fit", "calibration", "test")}
+    t_banks = time.perf_counter()
+    on_event(EngineEvent("started", {
+        "variables": list(banks.variables),
+        "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
+                  "test": banks.test.size}}))
+    inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows)
+    levels = run_levels(default_levels(spec, task, net), inputs, on_event, should_cancel,
+                        completed, on_level)
+    total = time.perf_counter() - started
+    handles = best_handles(levels)
+    timing = {
+        "total_s": total,
+        "net_s": t_net - started,
+        "banks_s": t_banks - t_net,
+        "signatures_s": sum(level.timing["signatures_s"] for level in levels),
+        "coupling_s": sum(level.timing["coupling_s"] for level in levels),
+        "calibration_s": sum(level.timing["calibration_s"] for level in levels),
+    }
+    result = JobResult(
+        variables=list(banks.variables),
+        levels=levels,
+        handles=handles,
+        timing=timing,
+        forward_passes=sum(level.forward_passes for level in levels)
+        + 2 * (banks.fit.size + banks.calibration.size + banks.test.size),
+        net={"path": str(directory), "digest": net_digest(directory), "config": net.config},
+        banks={split: {"pairs": getattr(banks, split).size,
+                       "change_rates": getattr(banks, split).change_rates()}
+               for split in ("fit", "calibration", "test")},
+        spec=spec.model_dump(mode="json"),
+        device=str(device),
+        max_rows=max_rows,
+    )
+    on_event(EngineEvent("finished", {
+        "total_s": total,
+        "handles": {v: {"sites": h.sites, "iia_test": h.iia_test.overall}
+                    for v, h in handles.items()}}))
+    return result

@@ -1,0 +1,126 @@
+"""Results: per-level checkpoints and the whole job's result, frozen and JSON round-trippable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.calibrate import IIA
+
+
+@dataclass(frozen=True)
+class HandleResult:
+    """The calibrated handle of one variable at one level.
+
+    Attributes:
+        sites: site ids, strongest first; weights: their renormalised coupling weights.
+        k, strength: the chosen handle size and λ; epsilon, beta: the chosen plan's knobs.
+        iia_calibration: exact-match accuracy on the calibration bank (the selection score).
+        iia_test: soft-handle IIA on the test bank; hard_iia_test: the plain interchange
+            of the same sites.
+    """
+
+    variable: str
+    level: int
+    sites: list[str]
+    weights: list[float]
+    k: int
+    strength: float
+    epsilon: float | None
+    beta: float | None
+    iia_calibration: float
+    iia_test: IIA
+    hard_iia_calibration: float
+    hard_iia_test: IIA
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HandleResult:
+        return cls(**{**data, "iia_test": IIA(**data["iia_test"]),
+                      "hard_iia_test": IIA(**data["hard_iia_test"])})
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    epsilon: float | None
+    beta: float | None
+    n_iter: int
+    converged: bool
+    near_uniform_variables: list[str]
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """One progressive level: the checkpoint a restarted job resumes after.
+
+    Attributes:
+        cost: (V, S) normalised cost; coupling: (V, S) each variable's row of its chosen
+            plan, normalised to a distribution over sites.
+        kept: site ids the next level refines (top ``keep`` per variable).
+        timing: seconds spent on signatures, coupling, calibration and test evaluation.
+        forward_passes: (pair × intervention) partial forwards run by this level.
+    """
+
+    index: int
+    granularity: str
+    variables: list[str]
+    sites: list[str]
+    cost: list[list[float]]
+    coupling: list[list[float]]
+    kept: list[str]
+    handles: dict[str, HandleResult]
+    plans: list[PlanSummary]
+    runtime_s: float
+    forward_passes: int
+    timing: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LevelResult:
+        return cls(**{
+            **data,
+            "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
+            "plans": [PlanSummary(**p) for p in data["plans"]],
+        })
+
+    def summary(self) -> dict[str, Any]:
+        """A small record for progress events and logs."""
+        return {
+            "level": self.index,
+            "granularity": self.granularity,
+            "sites": len(self.sites),
+            "kept": self.kept,
+            "runtime_s": round(self.runtime_s, 4),
+            "forward_passes": self.forward_passes,
+            "handles": {v: {"sites": h.sites, "iia_calibration": h.iia_calibration,
+                            "iia_test": h.iia_test.overall} for v, h in self.handles.items()},
+        }
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A whole job: every level, the best handle per variable, timings and provenance."""
+
+    variables: list[str]
+    levels: list[LevelResult]
+    handles: dict[str, HandleResult]
+    timing: dict[str, float]
+    forward_passes: int
+    net: dict[str, Any]
+    banks: dict[str, Any]
+    spec: dict[str, Any]
+    device: str
+    max_rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobResult:
+        return cls(**{
+            **data,
+            "levels": [LevelResult.from_json(level) for level in data["levels"]],
+            "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
+        })

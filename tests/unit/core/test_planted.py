@@ -1,0 +1,77 @@
+"""PLOT on planted nets: each variable on its planted neuron, never on its exact copy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.causal.bank import Banks
+from core.engine import trace_bank
+from core.progressive import LevelInputs, best_handles, run_levels
+from core.result import JobResult, LevelResult
+from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from tests.unit.core.planted import COPIES, P_NEURON, Q_NEURON, planted_bank, planted_mlp
+
+
+@pytest.fixture(scope="module")
+def inputs() -> LevelInputs:
+    net = planted_mlp()
+    banks = Banks(planted_bank(300, 0), planted_bank(300, 1), planted_bank(300, 2))
+    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
+    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
+                       CalibrationSpec(top_k=[1, 2, 4], strengths=[1.0, 2.0]), 50_000)
+
+
+def test_planted_net_is_exact(inputs: LevelInputs) -> None:
+    bank = inputs.banks.test
+    assert bool((inputs.net(bank.base).argmax(-1) == bank.base_labels).all())
+
+
+def _check_planted(levels: list[LevelResult]) -> None:
+    handles = best_handles(levels)
+    assert handles["P"].sites[0] == P_NEURON
+    assert handles["Q"].sites[0] == Q_NEURON
+    for handle in handles.values():
+        assert not set(handle.sites) & set(COPIES)
+        assert handle.iia_test.overall >= 0.99
+        assert handle.hard_iia_test.overall >= 0.99
+        assert handle.iia_test.sensitivity is not None and handle.iia_test.sensitivity >= 0.99
+        assert handle.iia_test.invariance is not None and handle.iia_test.invariance >= 0.99
+
+
+def test_one_coupling_over_all_neurons_finds_the_planted_neurons(inputs: LevelInputs) -> None:
+    levels = run_levels([LevelSpec(granularity="neuron")], inputs)
+    _check_planted(levels)
+    coupling = torch.tensor(levels[0].coupling)
+    sites = levels[0].sites
+    for copy in COPIES:  # the copies have no downstream effect: no variable mass
+        assert float(coupling[:, sites.index(copy)].max()) < 0.05
+
+
+def test_progressive_schedule_finds_the_same_neurons(inputs: LevelInputs) -> None:
+    levels = run_levels([LevelSpec(granularity="block", block_size=3, keep=1),
+                         LevelSpec(granularity="neuron")], inputs)
+    assert levels[1].sites == [f"layer:1/dims:{i}" for i in range(6)]  # refined kept blocks
+    _check_planted(levels)
+    assert best_handles(levels)["P"].level == 1
+
+
+def test_resume_skips_completed_levels_and_reproduces_them(inputs: LevelInputs) -> None:
+    schedule = [LevelSpec(granularity="block", block_size=3, keep=1),
+                LevelSpec(granularity="neuron")]
+    full = run_levels(schedule, inputs)
+    seen: list[int] = []
+    resumed = run_levels(schedule, inputs, completed=full[:1],
+                         on_level=lambda level: seen.append(level.index))
+    assert seen == [1]
+    torch.testing.assert_close(torch.tensor(resumed[1].coupling), torch.tensor(full[1].coupling))
+    assert resumed[1].handles["P"].sites == full[1].handles["P"].sites
+
+
+def test_level_results_round_trip_through_json(inputs: LevelInputs) -> None:
+    level = run_levels([LevelSpec(granularity="neuron")], inputs)[0]
+    assert LevelResult.from_json(level.to_json()) == level
+    job = JobResult(variables=["P", "Q"], levels=[level], handles=best_handles([level]),
+                    timing={"total_s": 1.0}, forward_passes=1, net={}, banks={}, spec={},
+                    device="cpu", max_rows=1)
+    assert JobResult.from_json(job.to_json()) == job
