@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from core.causal.registry import build_task
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.causal.registry import build_task
 from core.events import EngineEvent
 from core.job import JobContext, run_job, task_default_net, train_default_net
 from core.report import render_report

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.auth import Caller
 from api.db.tables import Dataset
 from api.errors import NotFoundError
+from core.causal.dataset import parse_dataset_bytes
 
 
 def store_dataset(
@@ -22,8 +23,6 @@ def store_dataset(
     Raises:
         DatasetError: a malformed row, naming ``name:line``. Nothing is written then.
     """
-    from core.causal.dataset import parse_dataset_bytes  # here until it lands on main
-
     bank = parse_dataset_bytes(data, name)
     digest = hashlib.sha256(data).hexdigest()
     target = dataset_dir / f"{digest}.jsonl"

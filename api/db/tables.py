@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db.base import Base, JsonDoc
+from api.db.base import Base, JsonDoc, UtcDateTime
 
 
 def utcnow() -> datetime:
@@ -20,7 +20,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-Timestamp = DateTime(timezone=True)
+Timestamp = UtcDateTime()
 
 
 class ApiKey(Base):

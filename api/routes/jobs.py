@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -40,8 +39,7 @@ def estimate_eta(job: Job) -> float | None:
     """Seconds left in the current stage at its rate so far; None when there is no rate."""
     if job.status != jobs.RUNNING or job.progress_done <= 0 or job.started_at is None:
         return None
-    started = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=UTC)
-    elapsed = (utcnow() - started).total_seconds()
+    elapsed = (utcnow() - job.started_at).total_seconds()
     left = max(job.progress_total - job.progress_done, 0)
     return round(elapsed / job.progress_done * left, 3)
 

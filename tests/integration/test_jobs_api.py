@@ -18,7 +18,7 @@ LONG_SPEC: dict[str, Any] = {
     "task": {"builtin": "hierarchical_equality"},
     "pairs": {"fit": 4000, "calibration": 4000, "test": 4000},
     "levels": [{"granularity": "layer"}, {"granularity": "neuron"}],
-    "batch_size": 256,
+    "max_rows": 2048,
 }
 
 

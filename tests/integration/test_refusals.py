@@ -21,14 +21,14 @@ def stored(service: Service) -> dict[str, Any]:
 
 def test_oversize_upload_is_413_and_stores_nothing(api_only: Service) -> None:
     before = stored(api_only)
-    body = b'{"variable": "WX"}\n' * 400  # over the 4096-byte limit
+    body = b'{"variable": "WX"}\n' * 4000  # over the 64 KiB limit
     with api_only.client() as client:
         response = client.post("/v1/datasets", params={"name": "big.jsonl"}, content=body)
         assert response.status_code == 413
         assert response.json()["type"] == "TooLargeError"
 
         def chunks() -> Any:  # no Content-Length: the limit is enforced while reading
-            yield from (body[i:i + 1000] for i in range(0, len(body), 1000))
+            yield from (body[i:i + 8192] for i in range(0, len(body), 8192))
 
         streamed = client.post("/v1/datasets", params={"name": "big.jsonl"}, content=chunks())
         assert streamed.status_code == 413
