@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db.tables import Dataset
+from api.db.tables import Dataset, is_resource_id
 from api.errors import NotFoundError
 from core.causal.dataset import parse_dataset_bytes
 
@@ -40,7 +40,7 @@ def store_dataset(
 
 def get_dataset(session: Session, caller: Caller, dataset_id: str) -> Dataset:
     """Raises: NotFoundError: missing or another owner's (admins see all)."""
-    dataset = session.get(Dataset, dataset_id)
+    dataset = session.get(Dataset, dataset_id) if is_resource_id(dataset_id) else None
     if dataset is None or (dataset.owner != caller.owner and not caller.is_admin):
         raise NotFoundError("no such dataset", dataset_id)
     return dataset

@@ -15,8 +15,9 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db.tables import Job, JobLevel, utcnow
+from api.db.tables import Job, JobLevel, is_resource_id, utcnow
 from api.errors import ConflictError, NotFoundError, QuotaError
+from core.errors import SpecError
 from core.spec import JobSpec
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -54,19 +55,44 @@ def _held_by(worker: str) -> ColumnElement[bool]:
 # --- the API side -------------------------------------------------------------------------
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a NUL character, which Postgres text
+    and JSONB cannot store; None if there is none."""
+    if isinstance(value, str):
+        return (path or "(spec)") if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        inner = f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            return inner
+        found = find_nul(item, inner)
+        if found:
+            return found
+    return None
+
+
 def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> Job:
     """Write a queued job for ``owner``.
 
     Raises:
+        SpecError: a string of the spec holds a NUL character.
         QuotaError: ``owner`` already has ``max_queued`` queued jobs.
     """
+    document = spec.model_dump(mode="json")
+    nul_at = find_nul(document)
+    if nul_at is not None:
+        raise SpecError("NUL characters are not allowed", nul_at)
     queued = session.scalar(
         select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == QUEUED)
     )
     if (queued or 0) >= max_queued:
         raise QuotaError(f"{queued} jobs already queued (limit {max_queued})", "owner")
-    job = Job(owner=owner, status=QUEUED, spec=spec.model_dump(mode="json"),
-              priority=spec.priority)
+    job = Job(owner=owner, status=QUEUED, spec=document, priority=spec.priority)
     session.add(job)
     session.commit()
     return job
@@ -78,7 +104,7 @@ def get_job(session: Session, caller: Caller, job_id: str) -> Job:
     Raises:
         NotFoundError: no such job, or another owner's (unless the caller is an admin).
     """
-    job = session.get(Job, job_id)
+    job = session.get(Job, job_id) if is_resource_id(job_id) else None
     if job is None or (job.owner != caller.owner and not caller.is_admin):
         raise NotFoundError("no such job", job_id)
     return job

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db.tables import RegisteredNet
+from api.db.tables import RegisteredNet, is_resource_id
 from api.errors import NotFoundError
 from core.errors import ModelLoadError
 
@@ -49,7 +49,7 @@ def register_net(session: Session, caller: Caller, relative: str, root: Path) ->
 
 def get_net(session: Session, caller: Caller, net_id: str) -> RegisteredNet:
     """Raises: NotFoundError: missing or another owner's (admins see all)."""
-    net = session.get(RegisteredNet, net_id)
+    net = session.get(RegisteredNet, net_id) if is_resource_id(net_id) else None
     if net is None or (net.owner != caller.owner and not caller.is_admin):
         raise NotFoundError("no such model", net_id)
     return net

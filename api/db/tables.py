@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +17,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def is_resource_id(value: str) -> bool:
+    """Job, dataset and model ids are 32 lowercase hex digits (a uuid4)."""
+    return re.fullmatch(ID_PATTERN, value) is not None
 
 
 Timestamp = UtcDateTime()

@@ -130,3 +130,16 @@ def test_job_list_filters_by_status_and_pages(service: Service) -> None:
         assert {j["id"] for j in page["items"] + rest["items"]} == set(ids)
         assert client.list(status="succeeded")["total"] == 3
         assert client.list(status="queued")["total"] == 0
+
+
+def test_a_job_the_engine_refuses_fails_with_its_error_record(service: Service) -> None:
+    spec = {**TINY_SPEC, "task": {"builtin": "hierarchical_equality", "params": {"bogus": 1}}}
+    with client_for(service) as client:
+        job = client.submit(spec)
+        events = list(client.stream_events(job["id"]))
+        ended = client.get(job["id"])
+    assert [e.kind for e in events] == ["queued", "failed"]
+    assert ended["status"] == "failed"
+    assert ended["error"]["type"] == "TaskError"
+    assert ended["error"]["where"] == "task.params.bogus"
+    assert events[-1].data == ended["error"]

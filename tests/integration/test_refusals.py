@@ -44,6 +44,8 @@ def test_invalid_specs_are_422_naming_the_field_and_store_nothing(api_only: Serv
         ({**TINY_SPEC, "model": {"path": "nets/mlp"}}, "model.path"),
         ({**TINY_SPEC, "model": {"id": "nope"}}, "model.id"),
         ({"task": {"dataset": "no-such-id"}}, "task.dataset"),
+        ({**TINY_SPEC, "task": {"builtin": "hierarchical_equality", "params": {"a": "\x00"}}},
+         "task.params.a"),
     ]
     with api_only.client() as client:
         for body, where in cases:
