@@ -140,6 +140,12 @@ def queue_position(session: Session, job: Job) -> int | None:
     ) or 0
 
 
+def count_levels(session: Session, job_id: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(JobLevel).where(JobLevel.job_id == job_id)
+    ) or 0
+
+
 def list_levels(session: Session, job_id: str) -> Sequence[JobLevel]:
     return session.scalars(
         select(JobLevel).where(JobLevel.job_id == job_id).order_by(JobLevel.level)

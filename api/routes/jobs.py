@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
 def to_public(session: SessionDep, job: Job) -> JobPublic:
-    levels_done = len(jobs.list_levels(session, job.id))
+    levels_done = jobs.count_levels(session, job.id)
     return JobPublic(
         id=job.id, owner=job.owner, status=job.status,  # type: ignore[arg-type]
         priority=job.priority, attempt=job.attempt, created_at=job.created_at,
