@@ -63,11 +63,11 @@ def marginals(variables: int, site_signatures: Tensor, site_marginal: SiteMargin
               null_row: bool = False) -> tuple[Tensor, Tensor]:
     """Row and site marginals.
 
-    Variables share the row mass equally. With a null row, the null row takes what the
-    variables leave, ``max(1/(V+1), 1 - V/S)``: each variable then claims about one site's
-    worth of mass when sites are many, and the sites that realise no variable can keep
-    theirs instead of being forced onto some variable. The site marginal is uniform or
-    proportional to each site's effect mass ‖e_N[s]‖.
+    Rows (the variables and, with ``null_row``, the null variable) share the mass equally,
+    so the null row can hold the sites that realise no variable. (Giving the null row the
+    mass the variables "leave", 1 - V/S, was tried: on trained HEQ nets it drained the
+    variable rows and cut calibrated IIA from 0.83 to 0.70.) The site marginal is uniform
+    or proportional to each site's effect mass ‖e_N[s]‖.
 
     Args:
         variables: V, the number of variable rows (the null row comes on top).
@@ -78,12 +78,8 @@ def marginals(variables: int, site_signatures: Tensor, site_marginal: SiteMargin
     """
     dtype, device = torch.float64, site_signatures.device
     sites = site_signatures.shape[0]
-    if null_row:
-        null = max(1.0 / (variables + 1), 1.0 - variables / sites)
-        a = torch.full((variables + 1,), (1.0 - null) / variables, dtype=dtype, device=device)
-        a[-1] = null
-    else:
-        a = torch.full((variables,), 1.0 / variables, dtype=dtype, device=device)
+    rows = variables + 1 if null_row else variables
+    a = torch.full((rows,), 1.0 / rows, dtype=dtype, device=device)
     uniform = torch.full((sites,), 1.0 / sites, dtype=dtype, device=device)
     if site_marginal == "uniform":
         return a, uniform

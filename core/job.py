@@ -27,12 +27,21 @@ from core.events import EngineEvent, EventSink, ignore_event
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
-from core.nets.train import train_net
+from core.nets.train import TrainConfig, train_net
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.result import JobResult, LevelResult
 from core.spec import JobSpec, LevelSpec
 
 TASK_FILE = "task.json"
+
+# Training of each built-in task's default net. HEQ trains on to a confident net (held-out
+# loss ≤ 1e-3): an MLP stopped at the first 99.5 % spreads WX and YZ over many mixed
+# neurons, and transport handles on it fall from ~0.84 to ~0.58 IIA.
+TRAIN_CONFIGS: dict[str, TrainConfig] = {
+    "hierarchical_equality": TrainConfig(lr=3e-3, batch_size=1024, max_steps=10_000,
+                                         target_accuracy=1.0, target_loss=1e-3),
+    "binary_addition": TrainConfig(target_accuracy=1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,7 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
     torch.manual_seed(seed)
     net = build_net(task.default_net_config())
     on_event(EngineEvent("progress", {"stage": "training", "done": 0, "total": 1}))
-    report = train_net(net, task.sample_examples, seed=seed)
+    report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name))
     save_net(net, directory)
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.errors import SiteError
+
 # An edit maps the current activation at a location, (copies * B, D), to the new one.
 Edit = Callable[[Tensor], Tensor]
 
@@ -92,11 +94,17 @@ class InterventableNet(nn.Module, ABC):
         return self.trace(inputs).logits
 
     def first_edited(self, edits: Mapping[str, Edit]) -> int:
-        """Index (in forward order) of the earliest edited location."""
+        """Index (in forward order) of the earliest edited location.
+
+        Raises:
+            SiteError: ``edits`` is empty, or names a location the net does not have.
+        """
         order = list(self.widths)
         unknown = [loc for loc in edits if loc not in self.widths]
         if unknown:
-            raise KeyError(f"unknown locations {unknown}; the net has {order}")
+            raise SiteError(f"unknown location; the net has {order}", where=unknown[0])
+        if not edits:
+            raise SiteError("resume needs at least one edited location", where="edits")
         return min(order.index(loc) for loc in edits)
 
 

@@ -6,8 +6,8 @@ output head with ``num_classes`` classes, so logits are (B, 1, C).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from torch import Tensor, nn
@@ -24,7 +24,7 @@ class MLP(InterventableNet):
         super().__init__()
         self.config = dict(config)
         dims = [int(config["input_dim"]), *map(int, config["hidden_dims"])]
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(dims))
         self.linears.append(nn.Linear(dims[-1], int(config["num_classes"])))
         self.activation = ACTIVATIONS[config.get("activation", "relu")]()
         self._widths = {f"layer:{i}": d for i, d in enumerate(dims[1:])}
