@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from core.events import EngineEvent
+from core.job import JobContext, run_job
+from core.result import LevelResult
 from core.spec import JobSpec
 
 
 class Executor(Protocol):
-    """Runs a job whose dataset and model references are already file paths."""
+    """Runs a job whose dataset and model references are already file paths; the in-process
+    engine here, a Ray job runner on a cluster."""
 
     def __call__(
         self,
@@ -20,6 +23,7 @@ class Executor(Protocol):
         on_event: Callable[[EngineEvent], None],
         should_cancel: Callable[[], bool],
         on_level: Callable[[dict[str, Any]], None],
+        completed: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]: ...
 
 
@@ -39,11 +43,17 @@ class EngineExecutor:
         on_event: Callable[[EngineEvent], None],
         should_cancel: Callable[[], bool],
         on_level: Callable[[dict[str, Any]], None],
+        completed: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        from core.job import JobContext, run_job  # imported here until core.job lands on main
+        """Run the job, resuming after the ``completed`` level checkpoints.
 
+        Raises:
+            JobCancelled: ``should_cancel()`` turned true between batches.
+            PlotError: a subclass naming the bad field, file or line.
+        """
         context = JobContext(model_root=self.model_root, data_root=self.data_root,
                              cache_dir=self.cache_dir, device=self.device)
         result = run_job(spec, context, on_event=on_event, should_cancel=should_cancel,
-                         on_level=lambda level: on_level(level.to_json()))
+                         on_level=lambda level: on_level(level.to_json()),
+                         completed=[LevelResult.from_json(level) for level in completed])
         return dict(result.to_json())

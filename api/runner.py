@@ -4,6 +4,7 @@ runs them with the injected executor, checkpoints levels, publishes events, hono
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -43,6 +44,17 @@ def resolve_spec(session: Session, spec: JobSpec) -> JobSpec:
             raise ModelLoadError("no such registered model", "model.id")
         update["model"] = spec.model.model_copy(update={"id": None, "path": net.path})
     return spec.model_copy(update=update)
+
+
+def to_storable(document: Any) -> Any:
+    """``document`` with non-finite floats as None: JSON (and Postgres JSONB) has no NaN."""
+    if isinstance(document, float):
+        return document if math.isfinite(document) else None
+    if isinstance(document, dict):
+        return {key: to_storable(value) for key, value in document.items()}
+    if isinstance(document, list | tuple):
+        return [to_storable(value) for value in document]
+    return document
 
 
 class JobRunner:
@@ -113,14 +125,19 @@ class JobRunner:
             self._publish(job.id, event.kind, event.data)
 
         def on_level(checkpoint: dict[str, Any]) -> None:
+            index = int(checkpoint.get("index", progress.levels_saved))
             with self._sessions() as session:
-                jobs.save_level(session, job.id, progress.levels_saved, checkpoint)
+                jobs.save_level(session, job.id, index, to_storable(checkpoint))
             progress.levels_saved += 1
 
         try:
             with self._sessions() as session:
                 spec = resolve_spec(session, JobSpec.model_validate(job.spec))
-            result = self._executor(spec, on_event, cancelled.is_set, on_level)
+                # a requeued job resumes after the levels an earlier attempt checkpointed
+                completed = [level.checkpoint for level in jobs.list_levels(session, job.id)]
+            result = to_storable(
+                self._executor(spec, on_event, cancelled.is_set, on_level, completed)
+            )
         except JobCancelled:
             self._end(job.id, "cancelled", {"reason": "cancel requested"},
                       lambda s: jobs.cancel_running_job(s, job.id, self.worker_id))

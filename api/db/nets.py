@@ -11,6 +11,7 @@ from api.auth import Caller
 from api.db.tables import RegisteredNet, is_resource_id
 from api.errors import NotFoundError
 from core.errors import ModelLoadError
+from core.nets.io import load_net, net_digest
 
 
 def resolve_under(root: Path, relative: str) -> Path:
@@ -36,8 +37,6 @@ def register_net(session: Session, caller: Caller, relative: str, root: Path) ->
     directory = resolve_under(root, relative)
     if not directory.is_dir():
         raise ModelLoadError("no such directory under the model root", "path")
-    from core.nets.io import load_net, net_digest  # here until it lands on main
-
     load_net(directory, root)
     config = json.loads((directory / "config.json").read_text())
     net = RegisteredNet(owner=caller.owner, path=str(directory.relative_to(root)),

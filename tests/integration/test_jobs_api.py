@@ -56,7 +56,7 @@ def test_submitted_job_streams_ordered_events_and_stores_its_result(service: Ser
         result = client.result(job["id"])
         assert set(result["result"]["handles"]) == {"WX", "YZ"}
         for handle in result["result"]["handles"].values():
-            assert handle["sites"] and 0.0 <= handle["iia_test"] <= 1.0
+            assert handle["sites"] and 0.0 <= handle["iia_test"]["overall"] <= 1.0
         assert [level["level"] for level in result["levels"]] == [0]
         checkpoint = result["levels"][0]["checkpoint"]
         assert checkpoint["granularity"] == "neuron" and checkpoint["sites"]
