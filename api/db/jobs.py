@@ -104,7 +104,7 @@ def get_job(session: Session, caller: Caller, job_id: str) -> Job:
     Raises:
         NotFoundError: no such job, or another owner's (unless the caller is an admin).
     """
-    job = session.get(Job, job_id) if is_resource_id(job_id) else None
+    job = session.get(Job, job_id, populate_existing=True) if is_resource_id(job_id) else None
     if job is None or (job.owner != caller.owner and not caller.is_admin):
         raise NotFoundError("no such job", job_id)
     return job
