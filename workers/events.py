@@ -39,9 +39,10 @@ class InProcessBus:
     Ids use the Redis form "ms-seq", strictly increasing per job, so SSE resume works the same.
     """
 
-    def __init__(self, maxlen: int = 10_000) -> None:
+    def __init__(self, maxlen: int = 10_000, max_streams: int = 1_000) -> None:
         self._maxlen = maxlen
-        self._streams: dict[str, deque[ProgressEvent]] = {}
+        self._max_streams = max_streams
+        self._streams: dict[str, deque[ProgressEvent]] = {}  # oldest job first
         self._last: dict[str, tuple[int, int]] = {}
         self._changed = threading.Condition()
 
@@ -52,6 +53,10 @@ class InProcessBus:
             ident = (last_ms, last_seq + 1) if ms <= last_ms else (ms, 0)
             self._last[job_id] = ident
             event = ProgressEvent(f"{ident[0]}-{ident[1]}", kind, json.loads(json.dumps(data)))
+            if job_id not in self._streams and len(self._streams) >= self._max_streams:
+                # progress is transient (the job row keeps the result): forget the oldest job
+                oldest = next(iter(self._streams))
+                del self._streams[oldest]
             stream = self._streams.setdefault(job_id, deque(maxlen=self._maxlen))
             stream.append(event)
             self._changed.notify_all()
