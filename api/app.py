@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.sessions = make_sessions(engine)
         app.state.bus = make_bus(settings)
+        app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
         app.state.metrics = ServiceMetrics()
         app.state.executor = EngineExecutor(
             model_root=settings.resolved_model_root, data_root=settings.dataset_dir,

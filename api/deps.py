@@ -35,7 +35,9 @@ def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics  # type: ignore[no-any-return]
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session (and its pooled connection) is released when the handler
+# returns, before the body is sent, so a long SSE stream holds no database connection.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BusDep = Annotated[EventBus, Depends(get_bus)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

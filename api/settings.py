@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 2**20, ge=1)
     max_queued_jobs_per_owner: int = Field(20, ge=1)
     events_maxlen: int = Field(10_000, ge=100)
+    max_event_streams: int = Field(
+        256, ge=1, description="SSE streams reading at once (own thread limiter, so open "
+        "streams never starve ordinary requests)",
+    )
     lease_s: float = Field(120.0, gt=0)
     max_attempts: int = Field(3, ge=1)
     poll_s: float = Field(0.5, gt=0, description="runner's idle poll interval")

@@ -42,8 +42,10 @@ async def stream_events(
     """Forward events after ``after`` until a terminal one (or the client leaves). A job
     that ended with no terminal event left in the stream (it expired) ends the stream too."""
     last_sent = time.monotonic()
+    readers: anyio.CapacityLimiter = request.app.state.event_readers
     while not await request.is_disconnected():
-        batch = await anyio.to_thread.run_sync(bus.read, job_id, after, 100, BLOCK_S)
+        batch = await anyio.to_thread.run_sync(bus.read, job_id, after, 100, BLOCK_S,
+                                               limiter=readers)
         for event in batch:
             yield format_sse(event)
             after = event.id

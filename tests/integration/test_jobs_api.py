@@ -143,3 +143,27 @@ def test_a_job_the_engine_refuses_fails_with_its_error_record(service: Service) 
     assert ended["error"]["type"] == "TaskError"
     assert ended["error"]["where"] == "task.params.bogus"
     assert events[-1].data == ended["error"]
+
+
+def test_many_open_event_streams_do_not_starve_other_requests(api_only: Service) -> None:
+    """More SSE streams than the default worker-thread pool (40) still leave room for reads."""
+    with api_only.client() as client:
+        job = client.post("/v1/jobs", json=TINY_SPEC).json()  # stays queued: no runner
+        streams = [api_only.client() for _ in range(50)]
+        opened = []
+        try:
+            for stream_client in streams:
+                response = stream_client.send(
+                    stream_client.build_request("GET", f"/v1/jobs/{job['id']}/events"),
+                    stream=True)
+                assert response.status_code == 200
+                opened.append(response)
+            first = next(opened[-1].iter_lines())
+            assert first.startswith("id: ")
+            assert client.get(f"/v1/jobs/{job['id']}", timeout=10).json()["status"] == "queued"
+            assert client.get("/v1/jobs", timeout=10).json()["total"] == 1
+        finally:
+            for response in opened:
+                response.close()
+            for stream_client in streams:
+                stream_client.close()
