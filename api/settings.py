@@ -34,24 +34,25 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     redis_url: str | None = None
-    redis_prefix: str = Field("plot", pattern=r"^[A-Za-z0-9_.-]+$")
+    redis_prefix: str = Field(default="plot", pattern=r"^[A-Za-z0-9_.-]+$")
     model_root: Path | None = None
     cache_dir: Path | None = None
     device: str = "cpu"
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    allow_remote: bool = Field(False, description="serve on a non-loopback address")
-    run_jobs: bool = Field(True, description="run queued jobs in this process (a runner thread)")
-    max_upload_bytes: int = Field(50 * 2**20, ge=1)
-    max_queued_jobs_per_owner: int = Field(20, ge=1)
-    events_maxlen: int = Field(10_000, ge=100)
+    port: int = Field(default=8000, ge=0, le=65535)
+    allow_remote: bool = Field(default=False, description="serve on a non-loopback address")
+    run_jobs: bool = Field(default=True,
+                           description="run queued jobs in this process (a runner thread)")
+    max_upload_bytes: int = Field(default=50 * 2**20, ge=1)
+    max_queued_jobs_per_owner: int = Field(default=20, ge=1)
+    events_maxlen: int = Field(default=10_000, ge=100)
     max_event_streams: int = Field(
-        256, ge=1, description="SSE streams reading at once (own thread limiter, so open "
-        "streams never starve ordinary requests)",
+        default=256, ge=1, description="SSE streams reading at once (own thread limiter, so "
+        "open streams never starve ordinary requests)",
     )
-    lease_s: float = Field(120.0, gt=0)
-    max_attempts: int = Field(3, ge=1)
-    poll_s: float = Field(0.5, gt=0, description="runner's idle poll interval")
+    lease_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    poll_s: float = Field(default=0.5, gt=0, description="runner's idle poll interval")
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -110,10 +110,13 @@ class RedisStreamBus:
         start = after if after is not None else "0-0"
         parse_event_id(start)
         block = int(block_s * 1000) if block_s > 0 else None
-        reply = self._client.xread({key: start}, count=count, block=block)
+        # reply: [[key, [(id, {"kind": …, "data": …}), …]]] (decoded), or None on timeout
+        reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] | None = self._client.xread(
+            {key: start}, count=count, block=block
+        )  # type: ignore[assignment]
         return [
             ProgressEvent(str(event_id), fields["kind"], json.loads(fields["data"]))
-            for _, entries in reply or []  # type: ignore[union-attr]
+            for _, entries in reply or []
             for event_id, fields in entries
         ]
 

@@ -43,7 +43,7 @@ def _transition(
         .values(status=target, **values)
         .execution_options(synchronize_session=False)
     )
-    moved = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    moved: bool = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
     return moved
 
@@ -202,7 +202,7 @@ def renew_lease(session: Session, job_id: str, worker: str, lease_s: float) -> b
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False)
     )
-    renewed = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    renewed: bool = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
     return renewed
 

@@ -90,7 +90,7 @@ def test_serve_prints_an_admin_key_on_first_start_only(tmp_path: Path) -> None:
         ) as server:
             try:
                 assert server.stdout is not None
-                lines = []
+                lines: list[str] = []
                 while not (lines and lines[-1].startswith("serving on")):
                     lines.append(server.stdout.readline().strip())
                     assert lines[-1] or server.poll() is None, lines

@@ -20,7 +20,7 @@ from tests.integration.test_refusals import stored
 def heq_jsonl(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """30 hierarchical-equality pairs as JSONL (well under the 64 KiB test limit)."""
     banks = make_banks(build_task("hierarchical_equality"),
-                       PairsSpec(fit=30, calibration=2, test=2))
+                       PairsSpec.model_validate({"fit": 30, "calibration": 2, "test": 2}))
     path = tmp_path_factory.mktemp("datasets") / "heq.jsonl"
     write_dataset(path, banks.fit)
     return path.read_bytes()

@@ -26,7 +26,7 @@ def save_heq_net(root: Path, name: str) -> Path:
 
 def heq_dataset(path: Path, pairs: int) -> bytes:
     banks = make_banks(build_task("hierarchical_equality"),
-                       PairsSpec(fit=pairs, calibration=2, test=2))
+                       PairsSpec.model_validate({"fit": pairs, "calibration": 2, "test": 2}))
     write_dataset(path, banks.fit)
     return path.read_bytes()
 

@@ -45,18 +45,20 @@ def mutated_spec(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
             node = node[part]
     if isinstance(node, dict):
         node[path[-1]] = value
-    return spec
+    mutated: dict[str, Any] = spec
+    return mutated
 
 
 @pytest.fixture
 def declared(api_only: Service) -> dict[tuple[str, str], set[int]]:
     """Status codes each operation declares in the served OpenAPI document."""
     document = httpx.get(f"{api_only.url}/openapi.json").json()
-    return {
+    codes: dict[tuple[str, str], set[int]] = {
         (method.upper(), path): {int(code) for code in operation["responses"]}
         for path, item in document["paths"].items()
         for method, operation in item.items()
     }
+    return codes
 
 
 def check(response: httpx.Response, declared: dict[tuple[str, str], set[int]],
