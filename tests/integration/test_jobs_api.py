@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from api.client import ApiError, PlotClient, ServerEvent
+from api.db import jobs
+from api.db.tables import Job, utcnow
+from core.spec import JobSpec
 from tests.integration.conftest import TINY_SPEC, Service
 from workers.events import parse_event_id
 
@@ -167,3 +171,33 @@ def test_many_open_event_streams_do_not_starve_other_requests(api_only: Service)
                 response.close()
             for stream_client in streams:
                 stream_client.close()
+
+
+def test_a_job_whose_runner_died_is_requeued_and_resumes_after_its_checkpoint(
+    service: Service,
+) -> None:
+    two_levels = {**TINY_SPEC, "levels": [{"granularity": "layer", "keep": 1},
+                                          {"granularity": "neuron"}]}
+    with client_for(service) as client:
+        first = client.submit(two_levels)
+        assert client.wait(first["id"], timeout_s=600)["status"] == "succeeded"
+        level_0 = client.result(first["id"])["levels"][0]["checkpoint"]
+
+    # A runner that claimed this job, checkpointed level 0, then died (its lease ran out).
+    with service.app.state.sessions() as session:
+        orphan = Job(owner="alice", status="running", spec=JobSpec.model_validate(
+            two_levels).model_dump(mode="json"), attempt=1, lease_owner="dead-runner",
+            lease_expires_at=utcnow() - timedelta(seconds=1), started_at=utcnow())
+        session.add(orphan)
+        session.commit()
+        jobs.save_level(session, orphan.id, 0, level_0)
+
+    with client_for(service) as client:
+        events = list(client.stream_events(orphan.id))
+        resumed = client.get(orphan.id)
+        result = client.result(orphan.id)
+    assert resumed["status"] == "succeeded" and resumed["attempt"] == 2
+    assert [e.data["level"] for e in events if e.kind == "level_started"] == [1]
+    assert [level["level"] for level in result["levels"]] == [0, 1]
+    assert result["levels"][0]["checkpoint"] == level_0
+    assert result["result"]["levels"][0]["sites"] == level_0["sites"]
