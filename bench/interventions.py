@@ -31,8 +31,8 @@ from core.engine import trace_bank
 from core.intervene import interchange
 from core.nets.base import InterventableNet
 from core.nets.registry import build_net
-from core.sites import Site, location_sites, neuron_sites
 from core.signatures import neural_signatures
+from core.sites import Site, location_sites, neuron_sites
 
 
 def best_of(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -58,8 +58,8 @@ def per_site_loop(net: InterventableNet, base: torch.Tensor, source: torch.Tenso
         source_trace = net.trace(source)
         mask = torch.zeros(1, net.widths[site.location], device=base.device)
         mask[0, site.start:site.stop] = 1.0
-        edit = {site.location: lambda h, m=mask, loc=site.location:
-                interchange(h, source_trace.activations[loc], m)}
+        edit = {site.location: lambda h, m=mask, src=source_trace.activations[site.location]:
+                interchange(h, src, m)}
         net.resume(net.trace(base), edit)
 
 

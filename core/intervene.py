@@ -14,9 +14,8 @@ intervened on (the base run, possibly already edited upstream).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
-
-from core.nets.base import tile
 
 
 def interchange(h: Tensor, h_source: Tensor, coefficients: Tensor,
@@ -24,7 +23,9 @@ def interchange(h: Tensor, h_source: Tensor, coefficients: Tensor,
     """Apply N interventions to N stacked copies of a batch.
 
     Args:
-        h: (N * P, D) current activations, copy-major (row ``n * P + p``).
+        h: (N * P, D) current activations, copy-major (row ``n * P + p``), or (P, D) when
+            every copy still holds the same activation (the first edited location): it is
+            broadcast, never copied N times.
         h_source: (P, D) clean source activations at the same location.
         coefficients: (N, K) per-direction coefficients of each intervention.
         frame: (D, K) orthonormal columns, or None for the coordinate frame (K = D).
@@ -40,10 +41,12 @@ def interchange(h: Tensor, h_source: Tensor, coefficients: Tensor,
     """
     copies = coefficients.shape[0]
     pairs, width = h_source.shape
-    delta = tile(h_source, copies) - h  # (N*P, D)
-    if frame is not None:
-        delta = delta @ frame  # (N*P, K)
-    delta = delta.view(copies, pairs, -1) * coefficients.unsqueeze(1)  # (N, P, K)
-    if frame is not None:
-        delta = delta @ frame.T  # (N, P, D)
-    return h + delta.reshape(copies * pairs, width)
+    current = h.view(-1, pairs, width)  # (N or 1, P, D)
+    source = h_source.unsqueeze(0)  # (1, P, D), broadcast over the copies
+    if frame is None:
+        # one fused pass, no tiled copy of the source: h + a (h_source - h)
+        out = torch.lerp(current, source, coefficients.unsqueeze(1))
+    else:
+        delta = (source - current) @ frame  # (N, P, K)
+        out = current + (delta * coefficients.unsqueeze(1)) @ frame.T  # (N, P, D)
+    return out.reshape(copies * pairs, width)

@@ -20,4 +20,5 @@ def pca_frame(activations: Tensor) -> Tensor:
     centered = activations.double() - activations.double().mean(dim=0, keepdim=True)
     _, _, vh = torch.linalg.svd(centered, full_matrices=False)  # vh (K, D)
     keep = min(max(activations.shape[0] - 1, 1), activations.shape[1])
-    return vh[:keep].T.to(activations.dtype).contiguous()
+    frame: Tensor = vh[:keep].T.to(activations.dtype).contiguous()
+    return frame

@@ -14,7 +14,6 @@ from core.calibrate import (
     Candidate,
     build_candidates,
     candidate_interventions,
-    exact_matches,
     rank_sites,
     select_candidate,
     summarize_iia,
@@ -26,10 +25,11 @@ from core.coupling import Coupling, marginals, solve_coupling
 from core.engine import BankTraces
 from core.errors import JobCancelled, SiteError
 from core.events import EngineEvent, EventSink, ignore_event
+from core.executors import InterventionExecutor, LocalExecutor, Split
 from core.nets.base import InterventableNet
 from core.pca import pca_frame
 from core.result import HandleResult, LevelResult, PlanSummary
-from core.signatures import abstract_signatures, neural_signatures, output_probabilities
+from core.signatures import abstract_signatures, output_probabilities
 from core.sites import (
     Site,
     block_sites,
@@ -54,6 +54,14 @@ class LevelInputs:
     coupling: CouplingSpec
     calibration: CalibrationSpec
     max_rows: int
+    executor: InterventionExecutor | None = None  # None: this process (LocalExecutor)
+
+    @property
+    def run(self) -> InterventionExecutor:
+        """The executor of the batched interventions."""
+        if self.executor is not None:
+            return self.executor
+        return LocalExecutor(self.net, self.traces, self.max_rows)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -113,14 +121,46 @@ def solve_plans(cost: Tensor, site_signatures: Tensor, spec: CouplingSpec, varia
             for e, beta in grid]
 
 
+@dataclass(frozen=True)
+class GroupOutcome:
+    """What one coupling group (all variables, or one variable in per-variable scope) gave."""
+
+    handles: dict[str, HandleResult]
+    rows: dict[str, Tensor]  # variable -> (S_group,) chosen plan row
+    kept: dict[str, list[Site]]
+    plans: list[PlanSummary]
+    passes: int
+    coupling_s: float
+
+
+def level_parents(level: LevelSpec, variables: Sequence[str],
+                  kept: dict[str, list[Site]] | None) -> dict[str, list[Site] | None]:
+    """The parents each coupling group refines: shared (key "") or one group per variable."""
+    if kept is None:
+        return {"": None}
+    if level.scope == "per_variable":
+        return {v: kept[v] for v in variables}
+    return {"": list(dict.fromkeys(site for v in variables for site in kept[v]))}
+
+
 def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
-              parents: Sequence[Site] | None, on_event: EventSink = ignore_event,
+              kept: dict[str, list[Site]] | None, on_event: EventSink = ignore_event,
               should_cancel: CancelCheck = lambda: False) -> LevelResult:
-    """Run one level and return its checkpoint."""
+    """Run one level and return its checkpoint.
+
+    Args:
+        kept: per variable, the sites the previous level kept (None for the first level).
+    """
     started = time.perf_counter()
     net, variables = inputs.net, inputs.variables
-    frames = level_frames(level, inputs, parents)
-    sites = enumerate_sites(level, net, parents, frames)
+    groups = level_parents(level, variables, kept)
+    every_parent = [p for parents in groups.values() for p in (parents or [])]
+    frames = level_frames(level, inputs, every_parent or None)
+    group_sites = {g: enumerate_sites(level, net, parents, frames)
+                   for g, parents in groups.items()}
+    order = list(net.widths)
+    sites = sorted(unique_sites([s for g in group_sites.values() for s in g]),
+                   key=lambda s: (order.index(s.location), s.kind, s.start))
     on_event(EngineEvent("level_started", {"level": index, "granularity": level.granularity,
                                            "sites": len(sites)}))
     fit = inputs.traces["fit"]
@@ -134,66 +174,101 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
                                               "total": total}))
         return report
 
-    site_sigs = neural_signatures(net, fit, sites, frames, inputs.max_rows, tick("signatures"))
+    site_sigs = inputs.run.signatures(sites, frames, tick("signatures"))
     var_sigs = abstract_signatures(inputs.banks.fit.to(device), variables, inputs.num_classes)
     t_signatures = time.perf_counter()
 
-    if inputs.coupling.null_row:
-        var_sigs = torch.cat([var_sigs, torch.zeros_like(var_sigs[:1])])
-    base_probs = output_probabilities(fit.base.logits)
-    cost = cost_matrix(inputs.coupling.cost, var_sigs, site_sigs, base_probs,
-                       inputs.num_classes)
-    plans = solve_plans(cost, site_sigs, inputs.coupling, len(variables))
-    t_coupling = time.perf_counter()
-
-    directions = {loc: (int(frames[loc].shape[1]) if loc in frames else width)
-                  for loc, width in net.widths.items()}
-    handles: dict[str, HandleResult] = {}
-    chosen_rows: list[Tensor] = []
-    kept: list[Site] = []
-    calibration_passes = 0
-    for j, variable in enumerate(variables):
-        rows = [plan.variable_rows(len(variables))[j].float() for plan in plans]
-        candidates = build_candidates(rows, cost[j], inputs.calibration.top_k,
-                                      inputs.calibration.strengths)
-        handle, passes = calibrate_variable(index, variable, candidates, plans, sites,
-                                            directions, frames, inputs, tick("calibration"))
-        calibration_passes += passes
-        handles[variable] = handle
-        best_plan = next(p for p, plan in enumerate(plans)
-                         if plan.epsilon == handle.epsilon and plan.beta == handle.beta)
-        chosen_rows.append(rows[best_plan])
-        kept.extend(sites[s] for s in rank_sites(rows[best_plan], cost[j])[:level.keep])
-        on_event(EngineEvent("calibration", {
-            "level": index, "variable": variable, "iia_calibration": handle.iia_calibration,
-            "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon}))
-    t_calibration = time.perf_counter()
-
-    warnings_ = [f"the coupling row of {variables[r]} is nearly uniform at epsilon="
-                 f"{plans[0].epsilon}: its handle rests on calibration alone"
-                 for r in plans[0].near_uniform_rows(len(variables))] if len(plans) == 1 else []
-    if plans and all(plan.near_uniform_rows(len(variables)) for plan in plans):
-        warnings_.append("every plan has a nearly uniform variable row: sites are hard to "
-                         "tell apart at this granularity")
-    pairs = fit.pairs
+    position = {site: i for i, site in enumerate(sites)}
+    outcomes = [
+        couple_and_calibrate(index, level, list(variables) if g == "" else [g],
+                             [position[s] for s in group_sites[g]], sites, var_sigs,
+                             site_sigs, frames, inputs, on_event, tick("calibration"))
+        for g in groups
+    ]
+    handles = {v: o.handles[v] for v in variables for o in outcomes if v in o.handles}
+    rows = {v: o.rows[v] for o in outcomes for v in o.rows}
+    kept_now = {v: [s.id for s in o.kept[v]] for o in outcomes for v in o.kept}
+    coupling_s = sum(o.coupling_s for o in outcomes)
+    calibration_s = time.perf_counter() - t_signatures - coupling_s
+    plans = [p for o in outcomes for p in o.plans]
+    warnings_ = []
+    for variable in variables:
+        own = [p for p in plans if p.variable in (variable, None)]
+        if own and all(variable in p.near_uniform_variables for p in own):
+            warnings_.append(f"every plan's row for {variable} is nearly uniform: its sites are "
+                             "hard to tell apart at this granularity, the handle rests on "
+                             "calibration alone")
+    cost = cost_matrix(inputs.coupling.cost, var_sigs, site_sigs,
+                       output_probabilities(fit.base.logits), inputs.num_classes)
     return LevelResult(
         index=index,
         granularity=level.granularity,
         variables=list(variables),
         sites=[s.id for s in sites],
-        cost=cost[: len(variables)].tolist(),
-        coupling=torch.stack(chosen_rows).tolist(),
-        kept=[s.id for s in dict.fromkeys(kept)],
+        cost=cost.tolist(),
+        coupling=[rows[v].tolist() for v in variables],
+        kept=list(dict.fromkeys(s for v in variables for s in kept_now[v])),
+        kept_by_variable=kept_now,
         handles=handles,
-        plans=[PlanSummary(p.epsilon, p.beta, p.n_iter, p.converged,
-                           [variables[r] for r in p.near_uniform_rows(len(variables))])
-               for p in plans],
+        plans=plans,
         runtime_s=time.perf_counter() - started,
-        forward_passes=len(sites) * pairs + calibration_passes,
-        timing={"signatures_s": t_signatures - started, "coupling_s": t_coupling - t_signatures,
-                "calibration_s": t_calibration - t_coupling},
+        forward_passes=len(sites) * fit.pairs + sum(o.passes for o in outcomes),
+        timing={"signatures_s": t_signatures - started, "coupling_s": coupling_s,
+                "calibration_s": calibration_s},
         warnings=warnings_,
     )
+
+
+def couple_and_calibrate(
+    index: int, level: LevelSpec, variables: list[str], columns: list[int],
+    sites: list[Site], var_sigs: Tensor, site_sigs: Tensor, frames: dict[str, Tensor],
+    inputs: LevelInputs, on_event: EventSink, progress: Callable[[int, int], None],
+) -> GroupOutcome:
+    """Couple ``variables`` with the level's sites at ``columns``, then calibrate each.
+
+    Args:
+        var_sigs: (V, P, Y) signatures of every variable of the job, in job order.
+        site_sigs: (S, P, Y) signatures of every site of the level.
+    """
+    started = time.perf_counter()
+    all_variables = list(inputs.variables)
+    group_sigs = var_sigs[[all_variables.index(v) for v in variables]]
+    if inputs.coupling.null_row:
+        group_sigs = torch.cat([group_sigs, torch.zeros_like(group_sigs[:1])])
+    fit = inputs.traces["fit"]
+    cost = cost_matrix(inputs.coupling.cost, group_sigs, site_sigs[columns],
+                       output_probabilities(fit.base.logits), inputs.num_classes)
+    plans = solve_plans(cost, site_sigs[columns], inputs.coupling, len(variables))
+    coupling_s = time.perf_counter() - started
+    directions = {loc: (int(frames[loc].shape[1]) if loc in frames else width)
+                  for loc, width in inputs.net.widths.items()}
+    group_sites = [sites[c] for c in columns]
+    handles: dict[str, HandleResult] = {}
+    rows_out: dict[str, Tensor] = {}
+    kept: dict[str, list[Site]] = {}
+    passes = 0
+    for j, variable in enumerate(variables):
+        rows = [plan.variable_rows(len(variables))[j].float() for plan in plans]
+        candidates = build_candidates(rows, cost[j], inputs.calibration.top_k,
+                                      inputs.calibration.strengths)
+        handle, spent = calibrate_variable(index, variable, candidates, plans, group_sites,
+                                           directions, frames, inputs, progress)
+        passes += spent
+        handles[variable] = handle
+        best = next(p for p, plan in enumerate(plans)
+                    if plan.epsilon == handle.epsilon and plan.beta == handle.beta)
+        full_row = torch.zeros(len(sites))
+        full_row[columns] = rows[best].cpu()
+        rows_out[variable] = full_row
+        kept[variable] = [group_sites[s] for s in rank_sites(rows[best], cost[j])[:level.keep]]
+        on_event(EngineEvent("calibration", {
+            "level": index, "variable": variable, "iia_calibration": handle.iia_calibration,
+            "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon}))
+    scope = variables[0] if level.scope == "per_variable" and len(variables) == 1 else None
+    summaries = [PlanSummary(p.epsilon, p.beta, p.n_iter, p.converged,
+                             [variables[r] for r in p.near_uniform_rows(len(variables))], scope)
+                 for p in plans]
+    return GroupOutcome(handles, rows_out, kept, summaries, passes, coupling_s)
 
 
 def calibrate_variable(
@@ -206,7 +281,7 @@ def calibrate_variable(
     Returns:
         The handle and the number of (pair × candidate) forwards spent.
     """
-    net, banks, traces = inputs.net, inputs.banks, inputs.traces
+    banks, traces = inputs.banks, inputs.traces
     device = traces["fit"].base.logits.device
     calibration, test = banks.calibration.to(device), banks.test.to(device)
     soft = candidate_interventions(candidates, sites, directions, frames, device)
@@ -219,7 +294,7 @@ def calibrate_variable(
         progress(done[0], total)
 
     target = calibration.counterfactual_labels[variable]
-    matches = exact_matches(net, traces["calibration"], unique, target, inputs.max_rows, advance)
+    matches = inputs.run.matches("calibration", unique, target, advance)
     accuracy = matches.float().mean(dim=1)[inverse]  # (N,)
     best = candidates[select_candidate(candidates, accuracy)]
     chosen = [best]
@@ -231,10 +306,9 @@ def calibrate_variable(
                       test),
     }
     scores = {}
-    for name, (plan, bank) in evaluate.items():
-        split = "test" if bank is test else "calibration"
-        hits = exact_matches(net, traces[split], plan, bank.counterfactual_labels[variable],
-                             inputs.max_rows)[0]
+    for name, (chosen_plan, bank) in evaluate.items():
+        split: Split = "test" if bank is test else "calibration"
+        hits = inputs.run.matches(split, chosen_plan, bank.counterfactual_labels[variable])[0]
         scores[name] = summarize_iia(hits, bank.changes_output(variable))
     plan = plans[best.plan]
     handle = HandleResult(
@@ -258,9 +332,9 @@ def run_levels(
     for index in range(len(results), len(levels)):
         if should_cancel():
             raise JobCancelled("cancelled between levels", f"levels.{index}")
-        parents = ([parse_site(s, inputs.net.widths) for s in results[-1].kept]
-                   if results else None)
-        result = run_level(index, levels[index], inputs, parents, on_event, should_cancel)
+        kept = ({v: [parse_site(s, inputs.net.widths) for s in ids]
+                 for v, ids in results[-1].kept_by_variable.items()} if results else None)
+        result = run_level(index, levels[index], inputs, kept, on_event, should_cancel)
         results.append(result)
         on_event(EngineEvent("level_finished", result.summary()))
         if on_level is not None:

@@ -46,6 +46,7 @@ class PlanSummary:
     n_iter: int
     converged: bool
     near_uniform_variables: list[str]
+    variable: str | None = None  # the variable of a per-variable coupling, None when shared
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class LevelResult:
 
     Attributes:
         cost: (V, S) normalised cost; coupling: (V, S) each variable's row of its chosen
-            plan, normalised to a distribution over sites.
-        kept: site ids the next level refines (top ``keep`` per variable).
+            plan, normalised to a distribution over sites (0 outside a per-variable scope).
+        kept: site ids the next level refines (top ``keep`` per variable, in union);
+            kept_by_variable: the same per variable.
         timing: seconds spent on signatures, coupling, calibration and test evaluation.
         forward_passes: (pair × intervention) partial forwards run by this level.
     """
@@ -67,6 +69,7 @@ class LevelResult:
     cost: list[list[float]]
     coupling: list[list[float]]
     kept: list[str]
+    kept_by_variable: dict[str, list[str]]
     handles: dict[str, HandleResult]
     plans: list[PlanSummary]
     runtime_s: float

@@ -75,6 +75,12 @@ class LevelSpec(_Frozen):
     keep: int = Field(2, ge=1, description="top sites per variable refined by the next level")
     block_size: int = Field(8, ge=1, description="coordinates per group (granularity block)")
     band_size: int = Field(4, ge=1, description="principal directions per band (pca)")
+    scope: Literal["shared", "per_variable"] = Field(
+        "shared",
+        description="shared: one coupling of every variable over the refinement of all kept "
+        "sites; per_variable: each variable coupled only with the refinement of its own kept "
+        "sites (stage B of the paper: 'inside the chosen timestep')",
+    )
 
 
 class CouplingSpec(_Frozen):

@@ -118,11 +118,12 @@ def write_outputs(result: JobResult, out: Path) -> None:
 
 def results_table(result: JobResult) -> Table:
     table = Table(title="PLOT handles")
-    for column in ("variable", "level", "sites", "IIA cal", "IIA test", "sensitivity",
-                   "invariance", "hard IIA test"):
+    for column in ("variable", "level", "top site", "IIA cal", "IIA test", "sens.", "inv.",
+                   "hard IIA"):
         table.add_column(column)
     for variable, h in result.handles.items():
-        table.add_row(variable, str(h.level), ", ".join(h.sites[:4]) + (" …" if h.k > 4 else ""),
+        sites = h.sites[0] + (f" +{h.k - 1}" if h.k > 1 else "")
+        table.add_row(variable, str(h.level), sites,
                       f"{h.iia_calibration:.3f}", f"{h.iia_test.overall:.3f}",
                       _fmt(h.iia_test.sensitivity), _fmt(h.iia_test.invariance),
                       f"{h.hard_iia_test.overall:.3f}")

@@ -105,4 +105,8 @@ class BinaryAddition:
         }
 
     def default_levels(self) -> list[dict[str, Any]]:
-        return [{"granularity": "step", "keep": 1}, {"granularity": "pca", "band_size": 4}]
+        # stage A couples carries with timesteps; stage B couples each carry only with the
+        # principal directions of its own chosen timestep (a whole-state interchange also
+        # moves that step's sum bit, so stage A handles are coarse by construction)
+        return [{"granularity": "step", "keep": 1},
+                {"granularity": "pca", "band_size": 1, "scope": "per_variable"}]

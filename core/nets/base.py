@@ -19,7 +19,9 @@ from torch import Tensor, nn
 
 from core.errors import SiteError
 
-# An edit maps the current activation at a location, (copies * B, D), to the new one.
+# An edit maps the current activation at a location to the new one, (copies * B, D). At the
+# first edited location it receives the untiled (B, D) activation, shared by every copy, so
+# an edit that broadcasts (core.intervene.interchange) never materialises the tiled copy.
 Edit = Callable[[Tensor], Tensor]
 
 
@@ -106,6 +108,14 @@ class InterventableNet(nn.Module, ABC):
         if not edits:
             raise SiteError("resume needs at least one edited location", where="edits")
         return min(order.index(loc) for loc in edits)
+
+
+def apply_first_edit(edit: Edit, activation: Tensor, copies: int) -> Tensor:
+    """Apply the first edit to the shared (B, D) activation; tile if the edit did not."""
+    out = edit(activation)
+    if out.shape[0] != copies * activation.shape[0]:
+        out = tile(out, copies)
+    return out
 
 
 def tile(tensor: Tensor, copies: int) -> Tensor:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from core.nets.base import Edit, InterventableNet, Trace, tile
+from core.nets.base import Edit, InterventableNet, Trace, apply_first_edit, tile
 
 
 class GRUNet(InterventableNet):
@@ -55,11 +55,11 @@ class GRUNet(InterventableNet):
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
         start = self.first_edited(edits)
-        inputs = tile(trace.inputs, copies)  # (copies*B, T, I)
-        h = edits[f"step:{start}"](tile(trace.activations[f"step:{start}"], copies))
+        inputs = tile(trace.inputs[:, start + 1:], copies)  # (copies*B, T - start - 1, I)
+        h = apply_first_edit(edits[f"step:{start}"], trace.activations[f"step:{start}"], copies)
         logits = [tile(trace.logits[:, :start], copies), self.heads[start](h).unsqueeze(1)]
         for t in range(start + 1, self.num_steps):
-            h = self.cell(inputs[:, t], h)
+            h = self.cell(inputs[:, t - start - 1], h)
             edit = edits.get(f"step:{t}")
             if edit is not None:
                 h = edit(h)

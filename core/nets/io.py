@@ -171,19 +171,24 @@ def save_net(net: InterventableNet, directory: Path | str) -> Path:
     return net_dir
 
 
-def net_digest(directory: Path | str) -> str:
+def net_digest(directory: Path | str, root: Path | str | None = None) -> str:
     """sha256 (hex) over the bytes of ``config.json`` and ``model.safetensors``.
 
     Each file enters as its name, its length and its bytes, so moving bytes from one file
     to the other changes the digest. Nets are cached by this content key.
 
+    Args:
+        directory: the net directory (relative to ``root`` when ``root`` is given).
+        root: when given, refuse a directory or file that resolves outside it.
+
     Raises:
-        ModelLoadError: ``where`` names a missing file.
+        ModelLoadError: ``where`` names a missing file, or a directory outside ``root``.
     """
-    net_dir = Path(directory)
+    root_path = None if root is None else Path(root)
+    net_dir = resolve_net_dir(directory, root_path)
     digest = hashlib.sha256()
     for name in (CONFIG_FILE, WEIGHTS_FILE):
-        path = _net_file(net_dir, name, root=None)
+        path = _net_file(net_dir, name, root_path)
         digest.update(f"{name}\0{path.stat().st_size}\0".encode())
         with path.open("rb") as stream:
             for chunk in iter(lambda: stream.read(1 << 20), b""):

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from core.nets.base import Edit, InterventableNet, Trace, tile
+from core.nets.base import Edit, InterventableNet, Trace, apply_first_edit
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -52,11 +52,12 @@ class MLP(InterventableNet):
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
         start = self.first_edited(edits)
-        h = tile(trace.activations[f"layer:{start}"], copies)  # (copies*B, D)
-        h = edits[f"layer:{start}"](h)
+        h = apply_first_edit(edits[f"layer:{start}"], trace.activations[f"layer:{start}"],
+                             copies)  # (copies*B, D)
         for i in range(start + 1, len(self.linears) - 1):
             h = self.activation(self.linears[i](h))
             edit = edits.get(f"layer:{i}")
             if edit is not None:
                 h = edit(h)
-        return self.linears[-1](h).unsqueeze(1)
+        logits: Tensor = self.linears[-1](h).unsqueeze(1)
+        return logits

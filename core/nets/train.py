@@ -216,7 +216,7 @@ def train_net(
         inputs, labels = sample_examples(config.batch_size, generator)
         batch_loss = summed_head_loss(net(inputs.to(device)), labels.to(device))
         optimizer.zero_grad(set_to_none=True)
-        batch_loss.backward()
+        batch_loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         schedule.step()
         step, loss = step + 1, batch_loss.detach().item()

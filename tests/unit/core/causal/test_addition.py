@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from core.causal.addition import BinaryAddition
+from core.spec import LevelSpec
 
 
 def all_operand_pairs(num_bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +65,6 @@ def test_shapes_and_defaults_scale_with_num_bits():
     assert four.default_net_config() == {
         "arch": "gru", "input_size": 2, "hidden_size": 16, "num_steps": 4, "num_classes": 2,
     }
-    assert four.default_levels() == [
-        {"granularity": "step", "keep": 1}, {"granularity": "pca", "band_size": 4},
-    ]
+    levels = [LevelSpec(**level) for level in four.default_levels()]  # valid specs
+    assert [level.granularity for level in levels] == ["step", "pca"]
+    assert levels[1].scope == "per_variable"  # stage B stays inside each carry's timestep

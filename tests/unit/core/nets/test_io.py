@@ -53,6 +53,7 @@ def test_digest_follows_content_not_location(saved_mlp: Path, tmp_path: Path) ->
     copy = save_net(load_net(saved_mlp), tmp_path / "copy")
     assert net_digest(copy) == net_digest(saved_mlp)
     assert len(net_digest(saved_mlp)) == 64
+    assert net_digest("net", root=saved_mlp.parent) == net_digest(saved_mlp)
 
     other = seeded_net(MLP_CONFIG, seed=1)
     assert net_digest(save_net(other, tmp_path / "other")) != net_digest(saved_mlp)
@@ -183,6 +184,8 @@ def _assert_refused(directory: str | Path, root: Path) -> None:
 def test_dotdot_out_of_root_is_refused(root_and_outside: tuple[Path, Path]) -> None:
     root, _ = root_and_outside
     _assert_refused("../outside", root)
+    with pytest.raises(ModelLoadError):
+        net_digest("../outside", root=root)
 
 
 def test_absolute_path_out_of_root_is_refused(root_and_outside: tuple[Path, Path]) -> None:

@@ -38,9 +38,14 @@ def test_resume_copies_are_copy_major(net: InterventableNet) -> None:
     batch, copies = 5, 3
     trace = net.trace(random_inputs(net, batch, seed=2))
     location = list(net.widths)[-1]
-    scale = torch.arange(1, copies + 1).repeat_interleave(batch).unsqueeze(1).float()  # (c*B, 1)
+    scale = torch.arange(1, copies + 1).float().view(copies, 1, 1)  # (c, 1, 1)
 
-    stacked = net.resume(trace, {location: lambda h: h * scale}, copies=copies)
+    def per_copy(h: torch.Tensor) -> torch.Tensor:
+        # the first edit gets the shared (B, D) activation and broadcasts it over the copies
+        assert h.shape[0] == batch
+        return (h.unsqueeze(0) * scale).reshape(copies * batch, -1)
+
+    stacked = net.resume(trace, {location: per_copy}, copies=copies)
 
     assert stacked.shape == (copies * batch, *net.output_shape)
     for c in range(copies):
