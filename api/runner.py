@@ -85,7 +85,8 @@ class JobRunner:
         self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop claiming; a running job is cancelled between batches and requeued later."""
+        """Stop claiming; a running job stops at its next batch boundary and goes back to
+        the queue (keeping its level checkpoints), unless a user cancelled it."""
         self._stopping.set()
         self._thread.join(timeout_s)
 
@@ -139,8 +140,13 @@ class JobRunner:
                 self._executor(spec, on_event, cancelled.is_set, on_level, completed)
             )
         except JobCancelled:
-            self._end(job.id, "cancelled", {"reason": "cancel requested"},
-                      lambda s: jobs.cancel_running_job(s, job.id, self.worker_id))
+            if self._stopping.is_set():  # shutdown, not a user's cancel: hand the job back
+                with self._sessions() as session:
+                    if jobs.release_job(session, job.id, self.worker_id):
+                        self._publish(job.id, "queued", {"reason": "runner stopped"})
+            else:
+                self._end(job.id, "cancelled", {"reason": "cancel requested"},
+                          lambda s: jobs.cancel_running_job(s, job.id, self.worker_id))
         except PlotError as error:
             record = error.to_record()
             self._end(job.id, "failed", record,

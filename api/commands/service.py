@@ -78,7 +78,9 @@ def run_serve(args: argparse.Namespace) -> int:
             _out(f"  {token}")
     _out(f"serving on http://{settings.host}:{settings.port} "
          f"(database {settings.resolved_database_url.split('@')[-1]})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # open SSE streams would hold a graceful shutdown forever: cut them after 10 s
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=10)
     return 0
 
 

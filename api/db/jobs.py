@@ -245,6 +245,16 @@ def cancel_running_job(session: Session, job_id: str, worker: str) -> bool:
                        finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
 
 
+def release_job(session: Session, job_id: str, worker: str) -> bool:
+    """Hand a running job back to the queue (its runner is shutting down); a user's cancel
+    request wins and ends it ``cancelled`` instead."""
+    if _transition(session, job_id, RUNNING, QUEUED, _held_by(worker),
+                   Job.cancel_requested.is_(False), lease_owner=None, lease_expires_at=None):
+        return True
+    cancel_running_job(session, job_id, worker)
+    return False
+
+
 def requeue_expired(session: Session, max_attempts: int, now: datetime | None = None) -> int:
     """Return running jobs whose lease expired to ``queued`` (or ``failed`` once they used
     ``max_attempts``); each job's move is its own conditional update. Returns how many moved."""

@@ -101,7 +101,7 @@ def serve(settings: Settings) -> Iterator[Service]:
     """Run create_app(settings) on a real uvicorn in a thread until the generator closes."""
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, ws="none",
-                            log_level="warning", lifespan="on")
+                            log_level="warning", lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from api.client import ApiError, PlotClient, ServerEvent
 from api.db import jobs
+from api.db.session import make_engine, make_sessions
 from api.db.tables import Job, utcnow
 from core.spec import JobSpec
-from tests.integration.conftest import TINY_SPEC, Service
+from tests.integration.conftest import (
+    TINY_SPEC,
+    Backend,
+    Service,
+    create_database,
+    drop_database,
+    serve,
+    settings_for,
+)
 from workers.events import parse_event_id
 
 pytestmark = pytest.mark.slow
@@ -201,3 +212,30 @@ def test_a_job_whose_runner_died_is_requeued_and_resumes_after_its_checkpoint(
     assert [level["level"] for level in result["levels"]] == [0, 1]
     assert result["levels"][0]["checkpoint"] == level_0
     assert result["result"]["levels"][0]["sites"] == level_0["sites"]
+
+
+def test_stopping_the_server_hands_a_running_job_back_to_the_queue(
+    backend: Backend, engine_cache: Path, tmp_path: Path
+) -> None:
+    own_database = create_database() if backend.name == "postgres" else ""
+    database_url = own_database or f"sqlite:///{tmp_path / 'stop.db'}"
+    settings = settings_for(Backend(backend.name, database_url, None, "plot"),
+                            tmp_path / "data", engine_cache)
+    try:
+        server = serve(settings)
+        service = next(server)
+        with client_for(service) as client:
+            job = client.submit(LONG_SPEC)
+            while client.get(job["id"])["current_level"] is None:
+                time.sleep(0.05)
+        server.close()  # the lifespan stops the runner
+        engine = make_engine(database_url)
+        with make_sessions(engine)() as session:
+            stopped = session.get(Job, job["id"])
+        engine.dispose()
+        assert stopped is not None
+        assert stopped.status == "queued" and stopped.attempt == 1
+        assert stopped.lease_owner is None and stopped.error is None
+    finally:
+        if own_database:
+            drop_database(own_database)
