@@ -6,7 +6,9 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
 
+from api.auth import Caller
 from api.db import datasets, jobs, nets
 from api.db.tables import Job, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
@@ -20,10 +22,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def to_public(session: SessionDep, job: Job) -> JobPublic:
+def to_public(session: Session, job: Job) -> JobPublic:
     levels_done = jobs.count_levels(session, job.id)
     return JobPublic(
-        id=job.id, owner=job.owner, status=job.status,  # type: ignore[arg-type]
+        id=job.id, owner=job.owner, status=job.status,
         priority=job.priority, attempt=job.attempt, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
         cancel_requested=job.cancel_requested, current_level=job.current_level,
@@ -31,7 +33,7 @@ def to_public(session: SessionDep, job: Job) -> JobPublic:
         progress=ProgressPublic(stage=job.progress_stage, done=job.progress_done,
                                 total=job.progress_total),
         queue_position=jobs.queue_position(session, job), eta_s=estimate_eta(job),
-        error=job.error, spec=job.spec,  # type: ignore[arg-type]
+        error=job.error, spec=job.spec,
     )
 
 
@@ -44,7 +46,7 @@ def estimate_eta(job: Job) -> float | None:
     return round(elapsed / job.progress_done * left, 3)
 
 
-def check_references(session: SessionDep, caller: CallerDep, spec: JobSpec) -> None:
+def check_references(session: Session, caller: Caller, spec: JobSpec) -> None:
     """A service job names its dataset and net by id, and only the caller's own.
 
     Raises:

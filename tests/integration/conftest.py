@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ class Backend:
     redis_prefix: str
 
 
-def serve(settings: Settings) -> Iterator[Service]:
+def serve(settings: Settings) -> Generator[Service, None, None]:
     """Run create_app(settings) on a real uvicorn in a thread until the generator closes."""
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, ws="none",
