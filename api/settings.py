@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     run_jobs: bool = Field(default=True,
                            description="run queued jobs in this process (a runner thread)")
     max_upload_bytes: int = Field(default=50 * 2**20, ge=1)
+    max_stored_bytes_per_owner: int = Field(
+        default=2 * 2**30, ge=1, description="total size of one owner's uploaded datasets"
+    )
     max_queued_jobs_per_owner: int = Field(default=20, ge=1)
     events_maxlen: int = Field(default=10_000, ge=100)
     max_event_streams: int = Field(

@@ -7,22 +7,31 @@ import os
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db.tables import Dataset, is_resource_id
-from api.errors import NotFoundError
+from api.errors import NotFoundError, QuotaError
 from core.causal.dataset import parse_dataset_bytes
 
 
 def store_dataset(
-    session: Session, caller: Caller, name: str, data: bytes, dataset_dir: Path
+    session: Session, caller: Caller, name: str, data: bytes, dataset_dir: Path,
+    max_stored_bytes: int,
 ) -> Dataset:
     """Validate ``data`` row by row, write it under its digest, and record it.
 
     Raises:
+        QuotaError: the owner's datasets would pass ``max_stored_bytes`` in all.
         DatasetError: a malformed row, naming ``name:line``. Nothing is written then.
     """
+    stored = session.scalar(
+        select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner == caller.owner)
+    ) or 0
+    if stored + len(data) > max_stored_bytes:
+        raise QuotaError(f"datasets would total {stored + len(data)} bytes "
+                         f"(limit {max_stored_bytes})", "owner")
     bank = parse_dataset_bytes(data, name)
     digest = hashlib.sha256(data).hexdigest()
     target = dataset_dir / f"{digest}.jsonl"

@@ -43,7 +43,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=UPLOAD_BODY,
-             responses=errors(413))
+             responses=errors(413, 429))
 async def upload_dataset(
     request: Request, session: SessionDep, caller: CallerDep, settings: SettingsDep,
     name: Annotated[str, Query(min_length=1, max_length=255, pattern=r"^[\w.\-]+$")],
@@ -52,7 +52,8 @@ async def upload_dataset(
     data = await read_limited(request, settings.max_upload_bytes)
     if not data.strip():
         raise InputError("the dataset is empty", "body")
-    dataset = datasets.store_dataset(session, caller, name, data, settings.dataset_dir)
+    dataset = datasets.store_dataset(session, caller, name, data, settings.dataset_dir,
+                                     settings.max_stored_bytes_per_owner)
     return to_public(dataset)
 
 

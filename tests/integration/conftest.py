@@ -165,7 +165,8 @@ def api_only(backend: Backend, engine_cache: Path, tmp_path: Path) -> Iterator[S
         own = Backend("sqlite", f"sqlite:///{tmp_path / 'api.db'}", None, "plot")
     try:
         yield from serve(settings_for(own, tmp_path / "data", engine_cache, run_jobs=False,
-                                      max_upload_bytes=64 * 1024, max_queued_jobs_per_owner=3))
+                                      max_upload_bytes=64 * 1024, max_queued_jobs_per_owner=3,
+                                      max_stored_bytes_per_owner=100 * 1024))
     finally:
         if url:
             drop_database(url)

@@ -89,3 +89,18 @@ def test_the_same_bytes_are_stored_once(api_only: Service, heq_jsonl: bytes) -> 
     assert [f.name for f in files] == [f"{first.json()['sha256']}.jsonl"]
     with api_only.app.state.sessions() as session:
         assert session.query(Dataset).count() == 2
+
+
+def test_an_owners_stored_datasets_are_capped(api_only: Service, heq_jsonl: bytes) -> None:
+    """The api_only fixture allows 100 KiB per owner; each upload here is about 22 KB."""
+    fits = 100 * 1024 // len(heq_jsonl)
+    with api_only.client("alice") as alice, api_only.client("bob") as bob:
+        for i in range(fits):
+            assert alice.post("/v1/datasets", params={"name": f"{i}.jsonl"},
+                              content=heq_jsonl).status_code == 201
+        before = stored(api_only)
+        refused = alice.post("/v1/datasets", params={"name": "over.jsonl"}, content=heq_jsonl)
+        assert refused.status_code == 429 and refused.json()["type"] == "QuotaError"
+        assert stored(api_only) == before
+        assert bob.post("/v1/datasets", params={"name": "b.jsonl"},
+                        content=heq_jsonl).status_code == 201
