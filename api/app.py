@@ -4,12 +4,11 @@ app.state; every error maps to an HTTP status here and nowhere else."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -27,7 +26,7 @@ from api.errors import (
     UnavailableError,
 )
 from api.executor import EngineExecutor
-from api.metrics import ServiceMetrics
+from api.metrics import RequestMetricsMiddleware, ServiceMetrics
 from api.routes import datasets, events, health, jobs, models
 from api.runner import JobRunner
 from api.settings import Settings
@@ -143,21 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        metrics: ServiceMetrics = request.app.state.metrics
-        metrics.http_requests.labels(request.method, template, str(response.status_code)).inc()
-        metrics.http_seconds.labels(request.method, template).observe(
-            time.perf_counter() - started
-        )
-        return response
-
+    app.add_middleware(RequestMetricsMiddleware)
     for router in (jobs.router, events.router, datasets.router, models.router, health.router):
         app.include_router(router)
     return app
