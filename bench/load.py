@@ -160,6 +160,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]  # the figures are CPU-bound: note what else ran
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     data_dir = Path(tempfile.mkdtemp(prefix="plot-bench-"))
@@ -194,6 +195,8 @@ def main() -> int:
 
     figures: dict[str, Any] = {
         "backend": args.backend,
+        "cpus": os.cpu_count(),
+        "load_average_1m_at_start": round(load_at_start, 2),
         "workers": args.workers,
         "submissions": args.submissions,
         "submissions_per_s": round(submit_rate, 1),
@@ -210,6 +213,7 @@ def main() -> int:
     }
     rows = [
         ("backend", args.backend),
+        ("cpus / 1-min load at start", f"{os.cpu_count()} / {load_at_start:.2f}"),
         ("client threads", str(args.workers)),
         (f"submissions/s ({args.submissions} POST /v1/jobs)", f"{submit_rate:,.1f}"),
         (f"status reads/s ({args.reads} GET /v1/jobs/{{id}})", f"{read_rate:,.1f}"),

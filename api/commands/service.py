@@ -1,4 +1,8 @@
-"""Service subcommands: ``plot serve | submit | keys | db``."""
+"""Service subcommands: ``plot serve | submit | keys | db``.
+
+The server-side modules (FastAPI, SQLAlchemy, Alembic, uvicorn) are imported inside the
+handlers, so ``plot run`` and ``plot submit`` start without loading them.
+"""
 
 from __future__ import annotations
 
