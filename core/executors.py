@@ -33,8 +33,13 @@ class InterventionExecutor(Protocol):
         ...
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
-                progress: Callable[[int], None] | None = None) -> Tensor:
-        """(N, P) bool: every head's argmax equals ``targets`` (P, O), per intervention."""
+                progress: Callable[[int], None] | None = None, pairs: int | None = None
+                ) -> Tensor:
+        """(N, P) bool: every head's argmax equals ``targets`` (P, O), per intervention.
+
+        With ``pairs``, only the split's first ``pairs`` pairs are used (and ``targets``
+        covers those).
+        """
         ...
 
 
@@ -52,6 +57,9 @@ class LocalExecutor:
                                  progress)
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
-                progress: Callable[[int], None] | None = None) -> Tensor:
-        return exact_matches(self.net, self.traces[split], interventions, targets,
-                             self.max_rows, progress)
+                progress: Callable[[int], None] | None = None, pairs: int | None = None
+                ) -> Tensor:
+        traces = self.traces[split]
+        if pairs is not None:
+            traces = traces.slice(0, pairs)
+        return exact_matches(self.net, traces, interventions, targets, self.max_rows, progress)

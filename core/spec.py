@@ -116,6 +116,13 @@ class CalibrationSpec(_Frozen):
                                  16.0, 24.0, 32.0, 48.0, 64.0, 80.0]
     )
 
+    screen_pairs: int = Field(
+        256, ge=0,
+        description="successive halving: score every candidate on this many calibration "
+        "pairs first, then only the best `finalists` on the whole bank (0: score all on all)",
+    )
+    finalists: int = Field(32, ge=1)
+
     @model_validator(mode="after")
     def _positive_grids(self) -> CalibrationSpec:
         if not self.top_k or any(k < 1 for k in self.top_k):
