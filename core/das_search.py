@@ -9,7 +9,8 @@ narrowed by that level's handle:
     S = total size (coordinates, PCA directions, or the width for a whole location) of the
         variable's last-level handle sites at that location, or, if the handle has none
         there, of its kept sites there;
-    ks = {k in dims : k <= min(S, D)}, or {min(S, D)} when no k in dims is that small.
+    ks = {k in dims : S/2 < k <= S} (S capped at the width D), or {S} when none is;
+    when the support is a whole location (a coarse last level), every k in dims ≤ D.
 
 With ``init: pca`` and a PCA last level, a guided run starts from the handle's principal
 directions (the handle's bands first, strongest first, then the remaining directions in
@@ -69,6 +70,20 @@ def clip_dims(dims: Sequence[int], width: int) -> tuple[int, ...]:
     return tuple(sorted({k for k in dims if k <= width})) or (width,)
 
 
+def window_dims(dims: Sequence[int], support: int) -> tuple[int, ...]:
+    """The ranks of ``dims`` in (support / 2, support]: PLOT's support size, narrowed.
+
+    A handle spread over ``support`` coordinates (or principal directions) says the variable
+    needs about that many dimensions; ranks far below it rarely win and cost a training
+    each. Falls back to ``support`` itself when no rank of the grid is in the window.
+
+    Example:
+        >>> window_dims([1, 2, 4, 8, 16], 6), window_dims([1, 2, 4, 8, 16], 3)
+        ((4,), (2,))
+    """
+    return tuple(sorted({k for k in dims if support / 2 < k <= support})) or (support,)
+
+
 def full_targets(net: InterventableNet, variables: Sequence[str], dims: Sequence[int]
                  ) -> list[DasTarget]:
     """Every location × variable, with ``dims`` clipped to the location's width."""
@@ -96,7 +111,9 @@ def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int
             support = [s for s in handle if s.location == location] or [
                 s for s in kept if s.location == location]
             size = min(sum(s.size for s in support), width)
-            ks = clip_dims(dims, size)
+            # a whole-location support (a coarse last level) says nothing about k
+            whole = any(s.kind == "all" for s in support)
+            ks = clip_dims(dims, width) if whole else window_dims(dims, size)
             init = (handle_frame(frames[location], support)
                     if frames is not None and location in frames else None)
             out.append(DasTarget(variable, location, ks, init))

@@ -74,7 +74,8 @@ def test_low_rank_basis_agrees_with_the_full_rotation(setup: Setup) -> None:
     target = banks.test.counterfactual_labels["P"]
     hits = [exact_matches(net, traces["test"], f.interventions(), target, 10_000)[0]
             for f in (full, low)]
-    assert bool(hits[0].all()) and bool(hits[1].all())
+    # both recover the planted 2-dim subspace (>= 0.99 test IIA, as the issue asks)
+    assert float(hits[0].float().mean()) >= 0.99 and float(hits[1].float().mean()) >= 0.99
 
 
 def test_auto_rank_goes_low_above_the_width_threshold() -> None:
