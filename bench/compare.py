@@ -156,7 +156,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pairs", type=int, default=1000, help="pairs per bank")
-    parser.add_argument("--dims", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    parser.add_argument("--dims", nargs="+", type=int, default=list(range(1, 17)),
+                        help="subspace ranks of the DAS grid (default 1..16, the reference's)")
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
