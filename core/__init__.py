@@ -9,8 +9,8 @@
 """
 
 from core.calibrate import IIA
-from core.coupling import Coupling, marginals, solve_coupling
 from core.cost import cost_matrix
+from core.coupling import Coupling, marginals, solve_coupling
 from core.engine import BankTraces, Interventions, run_interventions, trace_bank
 from core.errors import (
     DatasetError,
