@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from api.commands import engine
+from api.commands import engine, service
 from core.errors import PlotError
 
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine.register(commands)
+    service.register(commands)
     return parser
 
 

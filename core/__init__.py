@@ -1,0 +1,75 @@
+"""The PLOT engine: localize causal variables in a net by optimal transport, from a notebook.
+
+    from pathlib import Path
+    from core import JobContext, parse_job_spec, run_job
+
+    spec = parse_job_spec({"task": {"builtin": "hierarchical_equality"}})
+    result = run_job(spec, JobContext(Path("."), Path("."), Path("~/.cache/plot").expanduser()))
+    result.handles["WX"].sites, result.handles["WX"].iia_test
+"""
+
+from core.calibrate import IIA
+from core.cost import cost_matrix
+from core.coupling import Coupling, marginals, solve_coupling
+from core.engine import BankTraces, Interventions, run_interventions, trace_bank
+from core.errors import (
+    DatasetError,
+    JobCancelled,
+    ModelLoadError,
+    PlotError,
+    SiteError,
+    SolverError,
+    SpecError,
+    TaskError,
+)
+from core.events import EngineEvent
+from core.executors import InterventionExecutor, LocalExecutor
+from core.intervene import interchange
+from core.job import JobContext, run_job
+from core.progressive import LevelInputs, best_handles, run_levels
+from core.report import render_report
+from core.result import HandleResult, JobResult, LevelResult
+from core.signatures import abstract_signatures, neural_signatures
+from core.sites import Site, parse_site
+from core.spec import JobSpec, LevelSpec, load_job_spec, parse_job_spec
+
+__all__ = [
+    "IIA",
+    "BankTraces",
+    "Coupling",
+    "DatasetError",
+    "EngineEvent",
+    "HandleResult",
+    "InterventionExecutor",
+    "Interventions",
+    "JobCancelled",
+    "JobContext",
+    "JobResult",
+    "JobSpec",
+    "LevelInputs",
+    "LevelResult",
+    "LevelSpec",
+    "LocalExecutor",
+    "ModelLoadError",
+    "PlotError",
+    "Site",
+    "SiteError",
+    "SolverError",
+    "SpecError",
+    "TaskError",
+    "abstract_signatures",
+    "best_handles",
+    "cost_matrix",
+    "interchange",
+    "load_job_spec",
+    "marginals",
+    "neural_signatures",
+    "parse_job_spec",
+    "parse_site",
+    "render_report",
+    "run_interventions",
+    "run_job",
+    "run_levels",
+    "solve_coupling",
+    "trace_bank",
+]

@@ -55,6 +55,10 @@ class Interventions:
         return Interventions({k: v[start:stop] for k, v in self.coefficients.items()},
                              self.frames)
 
+    def take(self, index: Tensor) -> Interventions:
+        """The interventions at ``index`` (a long tensor), in that order."""
+        return Interventions({k: v[index] for k, v in self.coefficients.items()}, self.frames)
+
 
 @torch.no_grad()
 def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int) -> Trace:

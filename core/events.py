@@ -12,7 +12,7 @@ EventKind = Literal[
     "progress",  # data: {level, stage, done, total}  (stage: signatures | calibration)
     "calibration",  # data: {level, variable, iia_calibration, k, strength, epsilon}
     "level_finished",  # data: the level's summary (LevelResult.summary())
-    "das",  # data: DAS progress (issue: DAS)
+    "das",  # data: {mode, done, total}: DAS trainings done (after the levels)
     "finished",  # data: {total_s, handles: {variable: {sites, iia_test}}}
 ]
 

@@ -21,8 +21,9 @@ from core.causal.bank import Banks
 from core.causal.dataset import read_dataset, split_dataset
 from core.causal.registry import build_task, make_banks
 from core.causal.task import CausalTask
+from core.das_search import run_das
 from core.engine import trace_bank
-from core.errors import DatasetError, ModelLoadError
+from core.errors import DatasetError, JobCancelled, ModelLoadError
 from core.events import EngineEvent, EventSink, ignore_event
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
@@ -30,7 +31,7 @@ from core.nets.registry import build_net
 from core.nets.train import TrainConfig, train_net
 from core.nets.transformer import TransformerNet
 from core.progressive import LevelInputs, best_handles, run_levels
-from core.result import JobResult, LevelResult
+from core.result import DasResult, JobResult, LevelResult
 from core.spec import JobSpec, LevelSpec
 
 TASK_FILE = "task.json"
@@ -171,6 +172,20 @@ def default_levels(spec: JobSpec, task: CausalTask | None, net: InterventableNet
     return [LevelSpec(granularity="block", block_size=8), LevelSpec(granularity="neuron")]
 
 
+def run_job_das(spec: JobSpec, inputs: LevelInputs, levels: Sequence[LevelResult],
+                on_event: EventSink, should_cancel: Callable[[], bool]) -> DasResult | None:
+    """The DAS baseline of a job after its PLOT levels, or None when ``das.mode`` is off."""
+    if spec.das.mode == "off":
+        return None
+
+    def report(done: int, total: int) -> None:
+        if should_cancel():
+            raise JobCancelled("cancelled while training DAS", "das")
+        on_event(EngineEvent("das", {"mode": spec.das.mode, "done": done, "total": total}))
+
+    return run_das(spec.das, inputs, levels, spec.seed, report)
+
+
 def run_job(
     spec: JobSpec,
     context: JobContext,
@@ -209,8 +224,9 @@ def run_job(
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
                   "test": banks.test.size}}))
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows)
-    levels = run_levels(default_levels(spec, task, net), inputs, on_event, should_cancel,
-                        completed, on_level)
+    schedule = default_levels(spec, task, net)
+    levels = run_levels(schedule, inputs, on_event, should_cancel, completed, on_level)
+    das = run_job_das(spec, inputs, levels, on_event, should_cancel)
     total = time.perf_counter() - started
     handles = best_handles(levels)
     timing = {
@@ -220,6 +236,7 @@ def run_job(
         "signatures_s": sum(level.timing["signatures_s"] for level in levels),
         "coupling_s": sum(level.timing["coupling_s"] for level in levels),
         "calibration_s": sum(level.timing["calibration_s"] for level in levels),
+        "das_s": das.runtime_s if das is not None else 0.0,
     }
     result = JobResult(
         variables=list(banks.variables),
@@ -227,7 +244,8 @@ def run_job(
         handles=handles,
         timing=timing,
         forward_passes=sum(level.forward_passes for level in levels)
-        + 2 * (banks.fit.size + banks.calibration.size + banks.test.size),
+        + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
+        + (das.forward_passes if das is not None else 0),
         net={"path": str(directory), "digest": net_digest(directory), "config": net.config},
         banks={split: {"pairs": getattr(banks, split).size,
                        "change_rates": getattr(banks, split).change_rates()}
@@ -235,6 +253,7 @@ def run_job(
         spec=spec.model_dump(mode="json"),
         device=str(device),
         max_rows=max_rows,
+        das=das,
     )
     on_event(EngineEvent("finished", {
         "total_s": total,

@@ -11,10 +11,10 @@ import torch
 from torch import Tensor
 
 from core.calibrate import (
+    IIA,
     Candidate,
     build_candidates,
     candidate_interventions,
-    exact_matches,
     rank_sites,
     select_candidate,
     summarize_iia,
@@ -23,13 +23,14 @@ from core.calibrate import (
 from core.causal.bank import Banks
 from core.cost import cost_matrix
 from core.coupling import Coupling, marginals, solve_coupling
-from core.engine import BankTraces
+from core.engine import BankTraces, Interventions
 from core.errors import JobCancelled, SiteError
 from core.events import EngineEvent, EventSink, ignore_event
+from core.executors import InterventionExecutor, LocalExecutor, Split
 from core.nets.base import InterventableNet
 from core.pca import pca_frame
 from core.result import HandleResult, LevelResult, PlanSummary
-from core.signatures import abstract_signatures, neural_signatures, output_probabilities
+from core.signatures import abstract_signatures, output_probabilities
 from core.sites import (
     Site,
     block_sites,
@@ -56,6 +57,14 @@ class LevelInputs:
     coupling: CouplingSpec
     calibration: CalibrationSpec
     max_rows: int
+    executor: InterventionExecutor | None = None  # None: this process (LocalExecutor)
+
+    @property
+    def run(self) -> InterventionExecutor:
+        """The executor of the batched interventions."""
+        if self.executor is not None:
+            return self.executor
+        return LocalExecutor(self.net, self.traces, self.max_rows)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -173,7 +182,7 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
                                               "total": total}))
         return report
 
-    site_sigs = neural_signatures(net, fit, sites, frames, inputs.max_rows, tick("signatures"))
+    site_sigs = inputs.run.signatures(sites, frames, tick("signatures"))
     var_sigs = abstract_signatures(inputs.banks.fit.to(device), variables, inputs.num_classes)
     t_signatures = time.perf_counter()
 
@@ -280,21 +289,14 @@ def calibrate_variable(
     Returns:
         The handle and the number of (pair × candidate) forwards spent.
     """
-    net, banks, traces = inputs.net, inputs.banks, inputs.traces
+    banks, traces = inputs.banks, inputs.traces
     device = traces["fit"].base.logits.device
     calibration, test = banks.calibration.to(device), banks.test.to(device)
     soft = candidate_interventions(candidates, sites, directions, frames, device)
     unique, inverse = unique_candidates(soft)
-    total = unique.count * calibration.size
-    done = [0]
-
-    def advance(rows: int) -> None:
-        done[0] += rows
-        progress(done[0], total)
-
     target = calibration.counterfactual_labels[variable]
-    matches = exact_matches(net, traces["calibration"], unique, target, inputs.max_rows, advance)
-    accuracy = matches.float().mean(dim=1)[inverse]  # (N,)
+    scores, total = score_candidates(inputs, unique, target, progress)
+    accuracy = scores[inverse]  # (N,)
     best = candidates[select_candidate(candidates, accuracy)]
     chosen = [best]
     evaluate = {
@@ -304,21 +306,54 @@ def calibrate_variable(
         "hard_test": (candidate_interventions(chosen, sites, directions, frames, device, True),
                       test),
     }
-    scores = {}
+    iia: dict[str, IIA] = {}
     for name, (chosen_plan, bank) in evaluate.items():
-        split = "test" if bank is test else "calibration"
-        hits = exact_matches(net, traces[split], chosen_plan,
-                             bank.counterfactual_labels[variable], inputs.max_rows)[0]
-        scores[name] = summarize_iia(hits, bank.changes_output(variable))
+        split: Split = "test" if bank is test else "calibration"
+        hits = inputs.run.matches(split, chosen_plan, bank.counterfactual_labels[variable])[0]
+        iia[name] = summarize_iia(hits, bank.changes_output(variable))
     plan = plans[best.plan]
     handle = HandleResult(
         variable=variable, level=level, sites=[sites[s].id for s in best.sites],
         weights=list(best.weights), k=best.k, strength=best.strength, epsilon=plan.epsilon,
         beta=plan.beta, iia_calibration=float(accuracy[candidates.index(best)]),
-        iia_test=scores["soft_test"], hard_iia_calibration=scores["hard_cal"].overall,
-        hard_iia_test=scores["hard_test"])
+        iia_test=iia["soft_test"], hard_iia_calibration=iia["hard_cal"].overall,
+        hard_iia_test=iia["hard_test"])
     passes = total + 2 * test.size + calibration.size
     return handle, passes
+
+
+def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
+                     progress: Callable[[int, int], None]) -> tuple[Tensor, int]:
+    """Calibration accuracy of each candidate, by successive halving.
+
+    Every candidate is scored on the first ``screen_pairs`` calibration pairs; the best
+    ``finalists`` are scored on the whole bank. A candidate that did not make the final gets
+    its screening accuracy minus 1, so only finalists can be selected, on full-bank scores.
+
+    Returns:
+        (U,) scores and the number of (candidate × pair) forwards spent.
+    """
+    spec = inputs.calibration
+    pairs = int(target.shape[0])
+    screen = spec.screen_pairs
+    screening = 0 < screen < pairs and unique.count > spec.finalists
+    total = (unique.count * screen + spec.finalists * pairs) if screening \
+        else unique.count * pairs
+    done = [0]
+
+    def advance(rows: int) -> None:
+        done[0] += rows
+        progress(done[0], total)
+
+    if not screening:
+        return inputs.run.matches("calibration", unique, target, advance).float().mean(1), total
+    first = inputs.run.matches("calibration", unique, target[:screen], advance,
+                               pairs=screen).float().mean(1)
+    order = torch.argsort(first, descending=True, stable=True)[: spec.finalists]
+    final = inputs.run.matches("calibration", unique.take(order), target, advance)
+    scores = first - 1.0
+    scores[order] = final.float().mean(1)
+    return scores, total
 
 
 def run_levels(

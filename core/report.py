@@ -10,7 +10,7 @@ import html
 from collections.abc import Sequence
 
 from core.calibrate import IIA
-from core.result import JobResult, LevelResult
+from core.result import DasResult, JobResult, LevelResult
 
 CELL = 18  # px per heatmap cell
 LABEL_W = 90  # px for the variable names column
@@ -91,6 +91,21 @@ def _level_section(level: LevelResult) -> str:
         f"{rows}</table>")
 
 
+def _das_section(das: DasResult | None) -> str:
+    if das is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(v)}</td><td><code>{html.escape(r.site)}</code></td>"
+        f'<td class="num">{_fmt(r.iia_calibration)}</td><td>{_iia(r.iia_test)}</td>'
+        f'<td class="num">{r.epochs}</td><td class="num">{r.runtime_s:.3f}</td></tr>'
+        for v, r in das.best.items())
+    return (
+        f"<h2>DAS ({html.escape(das.mode)})</h2><p>{das.trainings} trainings, "
+        f"{das.forward_passes:,} forward passes in {das.runtime_s:.2f} s</p>"
+        "<table><tr><th>variable</th><th>best site</th><th>IIA calibration</th>"
+        f"<th>IIA test</th><th>epochs</th><th>s</th></tr>{rows}</table>")
+
+
 def render_report(result: JobResult, title: str = "PLOT report") -> str:
     """The whole report as one HTML string (writing it is the caller's job)."""
     handles = "".join(
@@ -109,5 +124,6 @@ def render_report(result: JobResult, title: str = "PLOT report") -> str:
         "<h2>Handles</h2><table><tr><th>variable</th><th>level</th><th>sites</th>"
         "<th>IIA calibration</th><th>IIA test (soft)</th><th>IIA test (hard)</th></tr>"
         f"{handles}</table><h2>Timing (s)</h2><table>{timing}</table>"
+        + _das_section(result.das)
         + "".join(_level_section(level) for level in result.levels)
         + "</body></html>")

@@ -103,6 +103,59 @@ class LevelResult:
 
 
 @dataclass(frozen=True)
+class DasRun:
+    """One trained DAS subspace (the best of its restarts) for one variable.
+
+    Attributes:
+        site: ``location/das:k``; dim: k.
+        iia_calibration: exact-match accuracy on the calibration bank (the selection score).
+        iia_test: IIA of the hard subspace interchange on the test bank.
+        epochs, loss: of the kept restart; runtime_s: all restarts, training and scoring.
+        init: ``random`` or ``pca`` (the kept restart's starting basis).
+    """
+
+    site: str
+    dim: int
+    variable: str
+    iia_calibration: float
+    iia_test: IIA
+    epochs: int
+    loss: float
+    runtime_s: float
+    init: str
+    low_rank: bool
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DasRun:
+        return cls(**{**data, "iia_test": IIA(**data["iia_test"])})
+
+
+@dataclass(frozen=True)
+class DasResult:
+    """The DAS baseline of a job (plot-method.md §6).
+
+    Attributes:
+        mode: ``full`` or ``guided``.
+        runs: every (site, k, variable) trained, in training order.
+        best: per variable, the run with the best calibration IIA (ties: smaller k).
+        trainings: DAS fits run, restarts included.
+        forward_passes: (pair) partial forwards of training epochs and scoring.
+    """
+
+    mode: str
+    runs: list[DasRun]
+    best: dict[str, DasRun]
+    trainings: int
+    forward_passes: int
+    runtime_s: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DasResult:
+        return cls(**{**data, "runs": [DasRun.from_json(r) for r in data["runs"]],
+                      "best": {v: DasRun.from_json(r) for v, r in data["best"].items()}})
+
+
+@dataclass(frozen=True)
 class JobResult:
     """A whole job: every level, the best handle per variable, timings and provenance."""
 
@@ -116,14 +169,17 @@ class JobResult:
     spec: dict[str, Any]
     device: str
     max_rows: int
+    das: DasResult | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobResult:
+        das = data.get("das")
         return cls(**{
             **data,
             "levels": [LevelResult.from_json(level) for level in data["levels"]],
             "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
+            "das": DasResult.from_json(das) if das is not None else None,
         })

@@ -6,7 +6,7 @@ Every model is frozen and refuses unknown keys, so a typo is an error naming its
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -128,12 +128,57 @@ class CalibrationSpec(_Frozen):
                                  16.0, 24.0, 32.0, 48.0, 64.0, 80.0]
     )
 
+    screen_pairs: int = Field(
+        256, ge=0,
+        description="successive halving: score every candidate on this many calibration "
+        "pairs first, then only the best `finalists` on the whole bank (0: score all on all)",
+    )
+    finalists: int = Field(32, ge=1)
+
     @model_validator(mode="after")
     def _positive_grids(self) -> CalibrationSpec:
         if not self.top_k or any(k < 1 for k in self.top_k):
             raise ValueError("top_k must be a non-empty list of integers >= 1")
         if not self.strengths or any(s <= 0 for s in self.strengths):
             raise ValueError("strengths must be a non-empty list of positive numbers")
+        return self
+
+
+DasMode = Literal["off", "guided", "full"]
+DasInit = Literal["random", "pca"]
+DasRank = Literal["auto", "full", "low"]
+
+
+class DasSpec(_Frozen):
+    """DAS baselines run after the PLOT levels (plot-method.md §6).
+
+    ``full`` trains at every location × k × variable; ``guided`` only at the locations
+    PLOT kept, with k narrowed by the finer level's handle (see ``core.das_search``).
+    """
+
+    mode: DasMode = "off"
+    dims: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16], min_length=1,
+        description="subspace ranks k tried (clipped to each location's width)",
+    )
+    max_epochs: int = Field(30, ge=1)
+    min_epochs: int = Field(2, ge=1)
+    lr: float = Field(0.01, gt=0)
+    restarts: int = Field(1, ge=1, description="seeds per (location, k, variable); best on "
+                          "the calibration bank is kept")
+    batch_size: int = Field(64, ge=1)
+    patience: int = Field(3, ge=1, description="epochs without relative loss improvement")
+    rel_delta: float = Field(1e-3, ge=0, lt=1)
+    init: DasInit = Field("pca", description="pca: guided runs at a PCA level start from "
+                          "the handle's principal directions; otherwise random")
+    rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
+                          "(low-rank above low_rank_above)")
+    low_rank_above: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _epoch_bounds(self) -> DasSpec:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError("min_epochs must not exceed max_epochs")
         return self
 
 
@@ -146,6 +191,7 @@ class JobSpec(_Frozen):
     levels: list[LevelSpec] | None = None
     coupling: CouplingSpec = Field(default_factory=CouplingSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    das: DasSpec = Field(default_factory=DasSpec)
     seed: int = 0
     priority: int = Field(0, ge=-10, le=10)
     max_rows: int | None = Field(

@@ -79,3 +79,19 @@ def test_level_results_round_trip_through_json(inputs: LevelInputs) -> None:
                     timing={"total_s": 1.0}, forward_passes=1, net={}, banks={}, spec={},
                     device="cpu", max_rows=1)
     assert JobResult.from_json(job.to_json()) == job
+
+
+def test_successive_halving_keeps_the_answer_and_spends_fewer_forwards(
+        inputs: LevelInputs) -> None:
+    import dataclasses
+
+    exhaustive = dataclasses.replace(inputs, calibration=CalibrationSpec(
+        top_k=[1, 2, 4], strengths=[0.5, 1.0, 2.0, 4.0], screen_pairs=0))
+    halving = dataclasses.replace(inputs, calibration=CalibrationSpec(
+        top_k=[1, 2, 4], strengths=[0.5, 1.0, 2.0, 4.0], screen_pairs=60, finalists=3))
+    full = run_levels([LevelSpec(granularity="neuron")], exhaustive)[0]
+    fast = run_levels([LevelSpec(granularity="neuron")], halving)[0]
+    assert fast.forward_passes < full.forward_passes
+    for variable in ("P", "Q"):
+        assert fast.handles[variable].sites == full.handles[variable].sites
+        assert fast.handles[variable].iia_calibration == full.handles[variable].iia_calibration

@@ -1,0 +1,148 @@
+"""create_app(settings): the lifespan builds the database, bus, executor and runner on
+app.state; every error maps to an HTTP status here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from api.db.migrate import upgrade_database
+from api.db.session import make_engine, make_sessions
+from api.errors import (
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    QuotaError,
+    TooLargeError,
+    UnavailableError,
+)
+from api.executor import EngineExecutor
+from api.metrics import RequestMetricsMiddleware, ServiceMetrics
+from api.routes import datasets, events, health, jobs, models
+from api.runner import JobRunner
+from api.settings import Settings
+from core.errors import PlotError
+from workers.events import InProcessBus, RedisStreamBus
+from workers.ports import EventBus
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[PlotError], int] = {
+    InputError: 422,
+    AuthError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    TooLargeError: 413,
+    QuotaError: 429,
+    UnavailableError: 503,
+}
+DEFAULT_PLOT_ERROR_STATUS = 422  # SpecError, DatasetError, ModelLoadError, TaskError, …
+
+
+def status_for(error: PlotError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return DEFAULT_PLOT_ERROR_STATUS
+
+
+def error_response(status: int, kind: str, message: str, where: str | None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"type": kind, "message": message, "where": where}, status, headers)
+
+
+def describe_validation(error: RequestValidationError) -> tuple[str, str | None]:
+    """One line per problem, each naming its path (``body`` and ``query`` prefixes kept off
+    body fields so paths read like the spec's: ``coupling.epsilons.0``)."""
+    lines, first = [], None
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        path = ".".join(loc[1:] if loc[:1] == ["body"] else loc) or "(body)"
+        first = first or path
+        lines.append(f"{path}: {item.get('msg', 'invalid')}")
+    return "; ".join(lines), first
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlotError)
+    async def plot_error(_: Request, error: PlotError) -> JSONResponse:
+        return error_response(status_for(error), type(error).__name__, error.message,
+                              error.where)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        message, where = describe_validation(error)
+        return error_response(422, "SpecError", message, where)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, "HTTPError", str(error.detail), None)
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "InternalError", "internal error", None)
+
+
+def make_bus(settings: Settings) -> EventBus:
+    if settings.redis_url:
+        return RedisStreamBus(settings.redis_url, settings.redis_prefix, settings.events_maxlen)
+    return InProcessBus(settings.events_maxlen)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API. Its lifespan migrates the database, opens the bus, and (``run_jobs``)
+    starts an in-process runner using the real engine."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.make_dirs()
+        url = settings.resolved_database_url
+        upgrade_database(url)
+        engine = make_engine(url)
+        app.state.settings = settings
+        app.state.sessions = make_sessions(engine)
+        app.state.bus = make_bus(settings)
+        app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
+        app.state.metrics = ServiceMetrics()
+        app.state.executor = EngineExecutor(
+            model_root=settings.resolved_model_root, data_root=settings.dataset_dir,
+            cache_dir=settings.resolved_cache_dir, device=settings.device,
+        )
+        app.state.runner = None
+        if settings.run_jobs:
+            app.state.runner = JobRunner(
+                app.state.sessions, app.state.bus, app.state.executor, app.state.metrics,
+                settings.lease_s, settings.max_attempts, settings.poll_s,
+            )
+            app.state.runner.start()
+        try:
+            yield
+        finally:
+            if app.state.runner is not None:
+                app.state.runner.stop()
+            app.state.bus.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="PLOT service",
+        version="0.1.0",
+        description="Progressive Localization via Optimal Transport, as a job service.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    app.add_middleware(RequestMetricsMiddleware)
+    for router in (jobs.router, events.router, datasets.router, models.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, sessions, migrations and the job state machine."""

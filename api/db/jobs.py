@@ -1,0 +1,277 @@
+"""The job state machine: queued → running → succeeded | failed | cancelled.
+
+Every transition is one transaction: a conditional ``UPDATE … WHERE status = expected`` whose
+row count says whether it happened. Runner-side transitions also require the caller's lease,
+so a runner whose lease expired (and whose job was requeued) cannot finish it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from api.auth import Caller
+from api.db.tables import Job, JobLevel, is_resource_id, utcnow
+from api.errors import ConflictError, NotFoundError, QuotaError
+from core.errors import SpecError
+from core.spec import JobSpec
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued", "running", "succeeded", "failed", "cancelled",
+)
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+def _transition(
+    session: Session,
+    job_id: str,
+    expected: str,
+    target: str,
+    *conditions: ColumnElement[bool],
+    **values: Any,
+) -> bool:
+    """Move ``job_id`` from ``expected`` to ``target`` in one transaction; False if it was not
+    in ``expected`` (or ``conditions`` did not hold)."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == expected, *conditions)
+        .values(status=target, **values)
+        .execution_options(synchronize_session=False)
+    )
+    moved: bool = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    session.commit()
+    return moved
+
+
+def _held_by(worker: str) -> ColumnElement[bool]:
+    return Job.lease_owner == worker
+
+
+# --- the API side -------------------------------------------------------------------------
+
+
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The path of the first string (or key) holding a NUL character, which Postgres text
+    and JSONB cannot store; None if there is none."""
+    if isinstance(value, str):
+        return (path or "(spec)") if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        inner = f"{path}.{key}" if path else str(key)
+        if "\x00" in str(key):
+            return inner
+        found = find_nul(item, inner)
+        if found:
+            return found
+    return None
+
+
+def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> Job:
+    """Write a queued job for ``owner``.
+
+    Raises:
+        SpecError: a string of the spec holds a NUL character.
+        QuotaError: ``owner`` already has ``max_queued`` queued jobs.
+    """
+    document = spec.model_dump(mode="json")
+    nul_at = find_nul(document)
+    if nul_at is not None:
+        raise SpecError("NUL characters are not allowed", nul_at)
+    queued = session.scalar(
+        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == QUEUED)
+    )
+    if (queued or 0) >= max_queued:
+        raise QuotaError(f"{queued} jobs already queued (limit {max_queued})", "owner")
+    job = Job(owner=owner, status=QUEUED, spec=document, priority=spec.priority)
+    session.add(job)
+    session.commit()
+    return job
+
+
+def get_job(session: Session, caller: Caller, job_id: str) -> Job:
+    """The job if the caller may see it.
+
+    Raises:
+        NotFoundError: no such job, or another owner's (unless the caller is an admin).
+    """
+    job = session.get(Job, job_id, populate_existing=True) if is_resource_id(job_id) else None
+    if job is None or (job.owner != caller.owner and not caller.is_admin):
+        raise NotFoundError("no such job", job_id)
+    return job
+
+
+def list_jobs(
+    session: Session, caller: Caller, status: str | None, limit: int, offset: int
+) -> tuple[Sequence[Job], int]:
+    """The caller's jobs (an admin's: everyone's), newest first, and their total count."""
+    where: list[ColumnElement[bool]] = []
+    if not caller.is_admin:
+        where.append(Job.owner == caller.owner)
+    if status is not None:
+        where.append(Job.status == status)
+    total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+    rows = session.scalars(
+        select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit)
+        .offset(offset)
+    ).all()
+    return rows, total
+
+
+def queue_position(session: Session, job: Job) -> int | None:
+    """How many queued jobs a runner will claim before this one (0: next); None unless queued."""
+    if job.status != QUEUED:
+        return None
+    ahead = or_(
+        Job.priority > job.priority,
+        and_(Job.priority == job.priority, Job.created_at < job.created_at),
+    )
+    return session.scalar(
+        select(func.count()).select_from(Job).where(Job.status == QUEUED, ahead)
+    ) or 0
+
+
+def count_levels(session: Session, job_id: str) -> int:
+    return session.scalar(
+        select(func.count()).select_from(JobLevel).where(JobLevel.job_id == job_id)
+    ) or 0
+
+
+def list_levels(session: Session, job_id: str) -> Sequence[JobLevel]:
+    return session.scalars(
+        select(JobLevel).where(JobLevel.job_id == job_id).order_by(JobLevel.level)
+    ).all()
+
+
+def request_cancel(session: Session, job: Job) -> tuple[Job, bool]:
+    """Cancel a queued job now; flag a running one (its runner stops between batches).
+
+    Returns:
+        The refreshed job, and whether this call ended it (queued → cancelled).
+
+    Raises:
+        ConflictError: the job already succeeded or failed.
+    """
+    ended_now = _transition(
+        session, job.id, QUEUED, CANCELLED, finished_at=utcnow(),
+        error={"type": "JobCancelled", "message": "cancelled before it started", "where": None},
+    )
+    if not ended_now:
+        session.execute(
+            update(Job).where(Job.id == job.id, Job.status == RUNNING)
+            .values(cancel_requested=True).execution_options(synchronize_session=False)
+        )
+        session.commit()
+    session.refresh(job)
+    if job.status in (SUCCEEDED, FAILED):
+        raise ConflictError(f"the job already {job.status}", job.id)
+    return job, ended_now
+
+
+# --- the runner side ----------------------------------------------------------------------
+
+
+def claim_next(session: Session, worker: str, lease_s: float) -> Job | None:
+    """Claim the next queued job (priority, then age) for ``worker`` with a lease."""
+    candidates = session.scalars(
+        select(Job.id).where(Job.status == QUEUED)
+        .order_by(Job.priority.desc(), Job.created_at, Job.id).limit(8)
+    ).all()
+    for job_id in candidates:
+        now = utcnow()
+        if _transition(session, job_id, QUEUED, RUNNING, attempt=Job.attempt + 1,
+                       lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),
+                       started_at=now, progress_done=0, progress_total=0):
+            return session.get(Job, job_id, populate_existing=True)
+    return None
+
+
+def renew_lease(session: Session, job_id: str, worker: str, lease_s: float) -> bool:
+    """Extend the lease; False when the job is no longer running under ``worker``."""
+    statement = (
+        update(Job).where(Job.id == job_id, Job.status == RUNNING, _held_by(worker))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    renewed: bool = session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+    session.commit()
+    return renewed
+
+
+def record_progress(session: Session, job_id: str, worker: str, **values: Any) -> None:
+    """Update the polling view (current_level, progress_stage/done/total) of a running job."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == RUNNING, _held_by(worker))
+        .values(**values).execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def is_cancel_requested(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def save_level(session: Session, job_id: str, level: int, checkpoint: dict[str, Any]) -> None:
+    """Write one level's checkpoint (replacing an earlier attempt's) in one transaction."""
+    session.execute(delete(JobLevel).where(JobLevel.job_id == job_id, JobLevel.level == level))
+    session.add(JobLevel(job_id=job_id, level=level, checkpoint=checkpoint,
+                         granularity=checkpoint.get("granularity")))
+    session.commit()
+
+
+def succeed_job(session: Session, job_id: str, worker: str, result: dict[str, Any]) -> bool:
+    return _transition(session, job_id, RUNNING, SUCCEEDED, _held_by(worker), result=result,
+                       finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+
+
+def fail_job(session: Session, job_id: str, worker: str, error: dict[str, Any]) -> bool:
+    return _transition(session, job_id, RUNNING, FAILED, _held_by(worker), error=error,
+                       finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+
+
+def cancel_running_job(session: Session, job_id: str, worker: str) -> bool:
+    return _transition(session, job_id, RUNNING, CANCELLED, _held_by(worker),
+                       error={"type": "JobCancelled", "message": "cancelled while running",
+                              "where": None},
+                       finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+
+
+def release_job(session: Session, job_id: str, worker: str) -> bool:
+    """Hand a running job back to the queue (its runner is shutting down); a user's cancel
+    request wins and ends it ``cancelled`` instead."""
+    if _transition(session, job_id, RUNNING, QUEUED, _held_by(worker),
+                   Job.cancel_requested.is_(False), lease_owner=None, lease_expires_at=None):
+        return True
+    cancel_running_job(session, job_id, worker)
+    return False
+
+
+def requeue_expired(session: Session, max_attempts: int, now: datetime | None = None) -> int:
+    """Return running jobs whose lease expired to ``queued`` (or ``failed`` once they used
+    ``max_attempts``); each job's move is its own conditional update. Returns how many moved."""
+    now = now or utcnow()
+    expired = session.scalars(
+        select(Job).where(Job.status == RUNNING, Job.lease_expires_at < now)
+    ).all()
+    moved = 0
+    for job in expired:
+        stale = Job.lease_expires_at < now
+        if job.attempt < max_attempts:
+            moved += _transition(session, job.id, RUNNING, QUEUED, stale, lease_owner=None,
+                                 lease_expires_at=None)
+        else:
+            moved += _transition(
+                session, job.id, RUNNING, FAILED, stale, lease_owner=None, lease_expires_at=None,
+                finished_at=now, error={"type": "LeaseExpired", "where": None,
+                                        "message": f"runner lost {job.attempt} times"},
+            )
+    return moved

@@ -1,0 +1,123 @@
+"""POST/GET /v1/jobs, GET /v1/jobs/{id}, /result, POST /cancel."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy.orm import Session
+
+from api.auth import Caller
+from api.db import datasets, jobs, nets
+from api.db.tables import Job, utcnow
+from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
+from api.errors import ConflictError, NotFoundError
+from api.routes.responses import errors
+from api.schemas import JobPage, JobPublic, JobStatus, LevelPublic, ProgressPublic, ResultPublic
+from core.errors import SpecError
+from core.spec import JobSpec
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def to_public(session: Session, job: Job) -> JobPublic:
+    levels_done = jobs.count_levels(session, job.id)
+    return JobPublic(
+        id=job.id, owner=job.owner, status=job.status,
+        priority=job.priority, attempt=job.attempt, created_at=job.created_at,
+        started_at=job.started_at, finished_at=job.finished_at,
+        cancel_requested=job.cancel_requested, current_level=job.current_level,
+        levels_done=levels_done,
+        progress=ProgressPublic(stage=job.progress_stage, done=job.progress_done,
+                                total=job.progress_total),
+        queue_position=jobs.queue_position(session, job), eta_s=estimate_eta(job),
+        error=job.error, spec=job.spec,
+    )
+
+
+def estimate_eta(job: Job) -> float | None:
+    """Seconds left in the current stage at its rate so far; None when there is no rate."""
+    if job.status != jobs.RUNNING or job.progress_done <= 0 or job.started_at is None:
+        return None
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    left = max(job.progress_total - job.progress_done, 0)
+    return round(elapsed / job.progress_done * left, 3)
+
+
+def check_references(session: Session, caller: Caller, spec: JobSpec) -> None:
+    """A service job names its dataset and net by id, and only the caller's own.
+
+    Raises:
+        SpecError: a file path instead of an id, or an id the caller does not have.
+    """
+    if spec.model.path is not None:
+        raise SpecError("register the net with POST /v1/models and give model.id",
+                        "model.path")
+    try:
+        if spec.model.id is not None:
+            nets.get_net(session, caller, spec.model.id)
+    except NotFoundError:
+        raise SpecError("no such registered model", "model.id") from None
+    try:
+        if spec.task.dataset is not None:
+            datasets.get_dataset(session, caller, spec.task.dataset)
+    except NotFoundError:
+        raise SpecError("no such uploaded dataset", "task.dataset") from None
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(429))
+def submit_job(
+    spec: JobSpec, session: SessionDep, caller: CallerDep, settings: SettingsDep,
+    bus: BusDep, metrics: MetricsDep,
+) -> JobPublic:
+    """Queue a job. The row is written and the id returned; a runner picks it up."""
+    check_references(session, caller, spec)
+    job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
+    metrics.jobs_submitted.inc()
+    try:
+        bus.publish(job.id, "queued", {"priority": job.priority})
+    except Exception:  # progress is transient; the job row is the truth
+        log.warning("could not publish queued event for %s", job.id, exc_info=True)
+    return to_public(session, job)
+
+
+@router.get("", responses=errors())
+def list_jobs(
+    session: SessionDep, caller: CallerDep,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> JobPage:
+    """The caller's jobs (an admin's: all), newest first."""
+    rows, total = jobs.list_jobs(session, caller, status, limit, offset)
+    return JobPage(items=[to_public(session, job) for job in rows], total=total, limit=limit,
+                   offset=offset)
+
+
+@router.get("/{job_id}", responses=errors(404))
+def get_job(job_id: str, session: SessionDep, caller: CallerDep) -> JobPublic:
+    return to_public(session, jobs.get_job(session, caller, job_id))
+
+
+@router.get("/{job_id}/result", responses=errors(404, 409))
+def get_result(job_id: str, session: SessionDep, caller: CallerDep) -> ResultPublic:
+    """The whole result of a succeeded job, with every level's checkpoint."""
+    job = jobs.get_job(session, caller, job_id)
+    if job.status != jobs.SUCCEEDED or job.result is None:
+        raise ConflictError(f"the job is {job.status}, not succeeded", job_id)
+    levels = [LevelPublic.model_validate(level) for level in jobs.list_levels(session, job.id)]
+    return ResultPublic(job_id=job.id, result=job.result, levels=levels)
+
+
+@router.post("/{job_id}/cancel", responses=errors(404, 409))
+def cancel_job(
+    job_id: str, session: SessionDep, caller: CallerDep, bus: BusDep, metrics: MetricsDep
+) -> JobPublic:
+    """Cancel: a queued job ends now; a running one stops at its next batch boundary."""
+    job, ended_now = jobs.request_cancel(session, jobs.get_job(session, caller, job_id))
+    if ended_now:
+        metrics.jobs_finished.labels(jobs.CANCELLED).inc()
+        bus.publish(job.id, "cancelled", {"reason": "cancelled before it started"})
+    return to_public(session, job)

@@ -1,0 +1,108 @@
+"""HTTP input/output schemas (the job request body itself is core.spec.JobSpec)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class ErrorPublic(BaseModel):
+    """The error record every non-2xx response carries."""
+
+    type: str = Field(examples=["SpecError"])
+    message: str
+    where: str | None = Field(None, examples=["coupling.epsilons.0"])
+
+
+class ProgressPublic(BaseModel):
+    stage: str | None = Field(None, description="signatures | calibration | …")
+    done: int
+    total: int
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    owner: str
+    status: JobStatus
+    priority: int
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested: bool
+    current_level: int | None = Field(description="index of the level being run")
+    levels_done: int
+    progress: ProgressPublic
+    queue_position: int | None = Field(description="queued jobs claimed before this one")
+    eta_s: float | None = Field(description="rough seconds left in the current stage")
+    error: ErrorPublic | None
+    spec: dict[str, Any]
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class LevelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    level: int
+    granularity: str | None
+    checkpoint: dict[str, Any] = Field(description="the level's sites, coupling, handles, timings")
+    created_at: datetime
+
+
+class ResultPublic(BaseModel):
+    job_id: str
+    result: dict[str, Any] = Field(description="JobResult.to_json(): handles, levels, timing")
+    levels: list[LevelPublic]
+
+
+class DatasetPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    owner: str
+    name: str
+    sha256: str
+    size_bytes: int
+    rows: int
+    variables: list[str]
+    created_at: datetime
+
+
+class ModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="net directory relative to the server's model root",
+                      min_length=1, max_length=1024)
+
+
+class ModelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    owner: str
+    path: str
+    config: dict[str, Any]
+    sha256: str
+    created_at: datetime
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyPublic(BaseModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    events: Literal["ok"]

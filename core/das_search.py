@@ -1,0 +1,234 @@
+"""Full DAS and PLOT-guided DAS (plot-method.md §6): which (location, k, variable) to train,
+training them, and choosing each variable's best subspace on the calibration bank.
+
+*Full DAS* trains at every location × every k in ``dims`` (clipped to the width) × every
+variable. *Guided DAS* trains only at the locations of the top ``r`` sites PLOT kept for a
+variable at its last level (``kept_by_variable``, r = that level's ``keep``), with k
+narrowed by that level's handle:
+
+    S = total size (coordinates, PCA directions, or the width for a whole location) of the
+        variable's last-level handle sites at that location, or, if the handle has none
+        there, of its kept sites there;
+    ks = {k in dims : S/2 < k <= S} (S capped at the width D), or {S} when none is;
+    when the support is a whole location (a coarse last level), every k in dims ≤ D.
+
+With ``init: pca`` and a PCA last level, a guided run starts from the handle's principal
+directions (the handle's bands first, strongest first, then the remaining directions in
+order); every other run, and every restart after the first, starts from a random rotation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from core.das import DasConfig, DasFit, das_iia, train_das
+from core.errors import SpecError
+from core.nets.base import InterventableNet
+from core.pca import pca_frame
+from core.progressive import LevelInputs
+from core.result import DasResult, DasRun, LevelResult
+from core.sites import Site, parse_site
+from core.spec import DasSpec
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DasTarget:
+    """Where to train for one variable: a location, the ranks to try, a starting frame.
+
+    Attributes:
+        init: (D, K0) orthonormal frame the first restart starts from, or None (random).
+    """
+
+    variable: str
+    location: str
+    dims: tuple[int, ...]
+    init: Tensor | None = None
+
+
+def das_config(spec: DasSpec, seed: int) -> DasConfig:
+    """The training knobs of a DasSpec."""
+    return DasConfig(max_epochs=spec.max_epochs, min_epochs=spec.min_epochs, lr=spec.lr,
+                     batch_size=spec.batch_size, patience=spec.patience,
+                     rel_delta=spec.rel_delta, rank=spec.rank,
+                     low_rank_above=spec.low_rank_above, seed=seed)
+
+
+def clip_dims(dims: Sequence[int], width: int) -> tuple[int, ...]:
+    """The ranks of ``dims`` that fit in ``width``, ascending (``width`` if none fits).
+
+    Example:
+        >>> clip_dims([1, 2, 4, 8], 6), clip_dims([4, 8], 3)
+        ((1, 2, 4), (3,))
+    """
+    return tuple(sorted({k for k in dims if k <= width})) or (width,)
+
+
+def window_dims(dims: Sequence[int], support: int) -> tuple[int, ...]:
+    """The ranks of ``dims`` in (support / 2, support]: PLOT's support size, narrowed.
+
+    A handle spread over ``support`` coordinates (or principal directions) says the variable
+    needs about that many dimensions; ranks far below it rarely win and cost a training
+    each. Falls back to ``support`` itself when no rank of the grid is in the window.
+
+    Example:
+        >>> window_dims([1, 2, 4, 8, 16], 6), window_dims([1, 2, 4, 8, 16], 3)
+        ((4,), (2,))
+    """
+    return tuple(sorted({k for k in dims if support / 2 < k <= support})) or (support,)
+
+
+def full_targets(net: InterventableNet, variables: Sequence[str], dims: Sequence[int]
+                 ) -> list[DasTarget]:
+    """Every location × variable, with ``dims`` clipped to the location's width."""
+    return [DasTarget(v, loc, clip_dims(dims, width))
+            for loc, width in net.widths.items() for v in variables]
+
+
+def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int],
+                   frames: dict[str, Tensor] | None = None) -> list[DasTarget]:
+    """The locations of the sites each variable kept at ``level`` (its last PLOT level).
+
+    Args:
+        level: the finest level PLOT ran; ``kept_by_variable`` holds each variable's top r
+            sites, strongest first.
+        frames: location -> (D, K) PCA frame of a PCA level, to start runs from the
+            handle's principal directions; None for random starts.
+    """
+    widths = net.widths
+    out: list[DasTarget] = []
+    for variable in level.variables:
+        kept = [parse_site(s, widths) for s in level.kept_by_variable[variable]]
+        handle = [parse_site(s, widths) for s in level.handles[variable].sites]
+        for location in dict.fromkeys(site.location for site in kept):
+            width = widths[location]
+            support = [s for s in handle if s.location == location] or [
+                s for s in kept if s.location == location]
+            size = min(sum(s.size for s in support), width)
+            # a whole-location support (a coarse last level) says nothing about k
+            whole = any(s.kind == "all" for s in support)
+            ks = clip_dims(dims, width) if whole else window_dims(dims, size)
+            init = (handle_frame(frames[location], support)
+                    if frames is not None and location in frames else None)
+            out.append(DasTarget(variable, location, ks, init))
+    return out
+
+
+def handle_frame(frame: Tensor, support: Sequence[Site]) -> Tensor:
+    """(D, K) the frame's columns reordered: the support's PCA bands first, then the rest."""
+    first = [c for s in support if s.kind == "pca" for c in range(s.start, s.stop)]
+    chosen = list(dict.fromkeys(first))
+    rest = [c for c in range(frame.shape[1]) if c not in set(chosen)]
+    return frame[:, chosen + rest]
+
+
+def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:
+    """PCA frames of the fit bank's base and source activations (as the PCA level does)."""
+    fit = inputs.traces["fit"]
+    return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
+            for loc in dict.fromkeys(locations)}
+
+
+def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, seed: int
+                 ) -> tuple[DasRun, int]:
+    """Train ``spec.restarts`` fits of one (location, k, variable); keep the best on the
+    calibration bank and test it.
+
+    Returns:
+        The run and the (pair) partial forwards it spent.
+    """
+    started = time.perf_counter()
+    net, traces = inputs.net, inputs.traces
+    device = traces["fit"].base.logits.device
+    calibration, test = inputs.banks.calibration.to(device), inputs.banks.test.to(device)
+    targets = inputs.banks.fit.counterfactual_labels[target.variable]
+    best: tuple[float, DasFit, str] | None = None
+    passes = 0
+    for restart in range(spec.restarts):
+        init = target.init if restart == 0 else None
+        config = replace(das_config(spec, seed), seed=seed + restart)
+        fit = train_das(net, traces["fit"], targets, target.location, k, config, init)
+        score = das_iia(net, traces["calibration"], calibration, target.variable, fit,
+                        inputs.max_rows).overall
+        passes += fit.forward_passes + calibration.size
+        if best is None or score > best[0]:
+            best = (score, fit, "random" if init is None else "pca")
+    assert best is not None  # restarts >= 1 (DasSpec)
+    score, fit, init_kind = best
+    tested = das_iia(net, traces["test"], test, target.variable, fit, inputs.max_rows)
+    passes += test.size
+    run = DasRun(site=f"{target.location}/das:{k}", dim=k, variable=target.variable,
+                 iia_calibration=score, iia_test=tested, epochs=fit.epochs, loss=fit.loss,
+                 runtime_s=time.perf_counter() - started, init=init_kind,
+                 low_rank=fit.low_rank)
+    return run, passes
+
+
+def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, DasRun]:
+    """Per variable: the best calibration IIA, then the smaller k, then the earlier location."""
+    def key(run: DasRun) -> tuple[float, int, int]:
+        return (-run.iia_calibration, run.dim, list(locations).index(run.site.split("/")[0]))
+
+    best: dict[str, DasRun] = {}
+    for run in sorted(runs, key=key):
+        best.setdefault(run.variable, run)
+    return best
+
+
+def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs,
+                    spec: DasSpec, seed: int = 0, progress: Progress | None = None
+                    ) -> DasResult:
+    """Train every (target, k), choose each variable's best run on the calibration bank.
+
+    Args:
+        progress: called with (trainings done, trainings total) after each (target, k).
+    """
+    started = time.perf_counter()
+    total = sum(len(t.dims) for t in targets) * spec.restarts
+    runs: list[DasRun] = []
+    passes = 0
+    if progress is not None:
+        progress(0, total)
+    for target in targets:
+        for k in target.dims:
+            run, spent = train_target(target, k, inputs, spec, seed)
+            runs.append(run)
+            passes += spent
+            if progress is not None:
+                progress(len(runs) * spec.restarts, total)
+    return DasResult(mode=mode, runs=runs, best=select_runs(runs, list(inputs.net.widths)),
+                     trainings=total, forward_passes=passes,
+                     runtime_s=time.perf_counter() - started)
+
+
+def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], seed: int = 0,
+            progress: Progress | None = None) -> DasResult:
+    """Full or PLOT-guided DAS, as ``spec.mode`` says.
+
+    Args:
+        levels: the PLOT levels of the job (guided DAS reads the last one).
+
+    Raises:
+        SpecError: mode ``off``, or ``guided`` without a PLOT level.
+    """
+    started = time.perf_counter()
+    if spec.mode == "full":
+        targets = full_targets(inputs.net, inputs.variables, spec.dims)
+    elif spec.mode == "guided":
+        if not levels:
+            raise SpecError("guided DAS needs at least one PLOT level", "das.mode")
+        last = levels[-1]
+        kept_locations = [parse_site(s, inputs.net.widths).location for s in last.kept]
+        frames = (pca_frames(inputs, kept_locations)
+                  if spec.init == "pca" and last.granularity == "pca" else None)
+        targets = guided_targets(last, inputs.net, spec.dims, frames)
+    else:
+        raise SpecError("DAS is off", "das.mode")
+    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress)
+    return replace(result, runtime_s=time.perf_counter() - started)  # PCA frames included

@@ -1,0 +1,144 @@
+"""Property tests against the served OpenAPI document: random and mutated requests to every
+operation never give a 500, and every status returned is one the document declares."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.integration.conftest import TINY_SPEC, Service
+
+FUZZ = settings(max_examples=120, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+SPEC_PATHS = [("task",), ("task", "builtin"), ("task", "params"), ("task", "dataset"),
+              ("pairs",), ("pairs", "fit"), ("levels",), ("levels", 0, "granularity"),
+              ("coupling", "epsilons"), ("coupling", "solver"), ("calibration", "top_k"),
+              ("priority",), ("model",), ("model", "id"), ("max_rows",), ("seed",)]
+ids = st.text(min_size=1, max_size=40)
+query_values = st.one_of(st.text(max_size=12), st.integers(-10**12, 10**12).map(str))
+
+
+def mutated_spec(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """TINY_SPEC with the value at ``path`` replaced (containers created as needed)."""
+    spec: Any = {k: (v.copy() if isinstance(v, dict) else list(v) if isinstance(v, list)
+                     else v) for k, v in TINY_SPEC.items()}
+    node = spec
+    for part in path[:-1]:
+        if isinstance(node, dict):
+            node = node.setdefault(part, {})
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node[part] = dict(node[part])
+            node = node[part]
+    if isinstance(node, dict):
+        node[path[-1]] = value
+    mutated: dict[str, Any] = spec
+    return mutated
+
+
+@pytest.fixture
+def declared(api_only: Service) -> dict[tuple[str, str], set[int]]:
+    """Status codes each operation declares in the served OpenAPI document."""
+    document = httpx.get(f"{api_only.url}/openapi.json").json()
+    codes: dict[tuple[str, str], set[int]] = {
+        (method.upper(), path): {int(code) for code in operation["responses"]}
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    return codes
+
+
+def check(response: httpx.Response, declared: dict[tuple[str, str], set[int]],
+          operation: tuple[str, str]) -> None:
+    assert response.status_code < 500, response.text
+    assert response.status_code in declared[operation], (operation, response.status_code,
+                                                         response.text)
+    if response.status_code >= 400:
+        assert set(response.json()) == {"type", "message", "where"}
+
+
+def test_every_operation_declares_its_errors(declared: dict[tuple[str, str], set[int]]
+                                             ) -> None:
+    assert declared[("POST", "/v1/jobs")] >= {201, 401, 422, 429}
+    assert declared[("GET", "/v1/jobs/{job_id}/result")] >= {200, 401, 404, 409, 422}
+    assert declared[("POST", "/v1/datasets")] >= {201, 401, 413, 422}
+    assert declared[("GET", "/readyz")] >= {200, 503}
+
+
+def test_submitting_any_json_never_500s(api_only: Service,
+                                        declared: dict[tuple[str, str], set[int]]) -> None:
+    with api_only.client() as client:
+        @FUZZ
+        @given(st.one_of(json_values, st.builds(mutated_spec, st.sampled_from(SPEC_PATHS),
+                                                 json_values)))
+        def submit(body: Any) -> None:
+            check(client.post("/v1/jobs", json=body), declared, ("POST", "/v1/jobs"))
+
+        submit()
+
+
+def test_reads_with_any_ids_and_query_never_500(api_only: Service,
+                                                declared: dict[tuple[str, str], set[int]]
+                                                ) -> None:
+    operations = [("GET", "/v1/jobs/{job_id}"), ("GET", "/v1/jobs/{job_id}/result"),
+                  ("POST", "/v1/jobs/{job_id}/cancel"), ("GET", "/v1/jobs/{job_id}/events"),
+                  ("GET", "/v1/datasets/{dataset_id}"), ("GET", "/v1/models/{model_id}")]
+    with api_only.client() as client:
+        @FUZZ
+        @given(st.sampled_from(operations), ids,
+               st.dictionaries(st.sampled_from(["status", "limit", "offset", "x"]),
+                               query_values, max_size=3))
+        def read(operation: tuple[str, str], ident: str, query: dict[str, str]) -> None:
+            method, template = operation
+            path = re.sub(r"\{\w+\}", quote(ident, safe=""), template)
+            check(client.request(method, path), declared, operation)
+            check(client.get("/v1/jobs", params=query), declared, ("GET", "/v1/jobs"))
+
+        read()
+
+
+def test_uploads_and_registrations_of_any_bytes_never_500(
+    api_only: Service, declared: dict[tuple[str, str], set[int]]
+) -> None:
+    with api_only.client() as client:
+        @FUZZ
+        @given(st.binary(max_size=300) | json_values.map(lambda v: repr(v).encode()),
+               st.text(min_size=1, max_size=30), json_values)
+        def upload(data: bytes, name: str, model_body: Any) -> None:
+            check(client.post("/v1/datasets", params={"name": name}, content=data), declared,
+                  ("POST", "/v1/datasets"))
+            check(client.post("/v1/models", json=model_body), declared, ("POST", "/v1/models"))
+
+        upload()
+
+
+def test_malformed_last_event_ids_are_refused(api_only: Service,
+                                              declared: dict[tuple[str, str], set[int]]
+                                              ) -> None:
+    with api_only.client() as client:
+        job = client.post("/v1/jobs", json=TINY_SPEC).json()
+
+        @FUZZ
+        @given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
+                       min_size=1, max_size=30).map(str.strip).filter(
+                           lambda s: s != "" and not re.fullmatch(r"\d+-\d+", s)))
+        def resume(last_event_id: str) -> None:
+            response = client.get(f"/v1/jobs/{job['id']}/events",
+                                  headers={"Last-Event-ID": last_event_id})
+            check(response, declared, ("GET", "/v1/jobs/{job_id}/events"))
+            assert response.status_code == 422
+
+        resume()

@@ -1,0 +1,123 @@
+"""Full and PLOT-guided DAS on the planted rotated-subspace net; the DAS spec and result."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.calibrate import IIA
+from core.causal.bank import Banks
+from core.das_search import guided_targets, run_das
+from core.engine import trace_bank
+from core.errors import SpecError
+from core.progressive import LevelInputs
+from core.result import HandleResult, JobResult, LevelResult
+from core.spec import CalibrationSpec, CouplingSpec, DasSpec, parse_job_spec
+from tests.unit.core.planted_rotated import planted_rotated_bank, planted_rotated_mlp
+
+SPEC = DasSpec(mode="full", dims=[1, 2, 4], lr=0.05, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def inputs(device: torch.device) -> LevelInputs:
+    net = planted_rotated_mlp().to(device)
+    banks = Banks(*(planted_rotated_bank(256, seed).to(device) for seed in range(3)))
+    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
+    return LevelInputs(net, banks, traces, CouplingSpec(), CalibrationSpec(), 50_000)
+
+
+def _handle(variable: str, sites: list[str]) -> HandleResult:
+    iia = IIA(1.0, 1.0, 1.0, 10, 5)
+    return HandleResult(variable, 1, sites, [1.0 / len(sites)] * len(sites), len(sites), 1.0,
+                        0.1, None, 1.0, iia, 1.0, iia)
+
+
+def pca_level() -> LevelResult:
+    """A finer PCA level (keep 2) that kept layer:1 bands first, and for P a layer:0 band."""
+    sites = ["layer:0/pca:2", "layer:1/pca:2", "layer:1/pca:2-2", "layer:1/pca:3-7"]
+    return LevelResult(
+        index=1, granularity="pca", variables=["P", "Q"], sites=sites,
+        cost=[[0.5, 0.1, 0.9, 0.9], [0.9, 0.9, 0.1, 0.9]],
+        coupling=[[0.3, 0.6, 0.05, 0.05], [0.05, 0.05, 0.6, 0.3]],
+        kept=["layer:1/pca:2", "layer:0/pca:2", "layer:1/pca:2-2", "layer:1/pca:3-7"],
+        kept_by_variable={"P": ["layer:1/pca:2", "layer:0/pca:2"],
+                          "Q": ["layer:1/pca:2-2", "layer:1/pca:3-7"]},
+        handles={"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:1/pca:2-2"])},
+        plans=[], runtime_s=0.0, forward_passes=0, timing={})
+
+
+def test_full_das_picks_the_planted_site_and_rank_on_calibration(inputs: LevelInputs) -> None:
+    seen: list[tuple[int, int]] = []
+    result = run_das(SPEC, inputs, [], progress=lambda d, t: seen.append((d, t)))
+    assert result.trainings == 2 * 3 * 2 == len(result.runs)  # locations × ks × variables
+    assert seen[0] == (0, 12) and seen[-1] == (12, 12)
+    assert result.best["P"].site == "layer:1/das:2"
+    assert result.best["Q"].site == "layer:1/das:1"
+    for run in result.best.values():
+        assert run.iia_calibration >= 0.99 and run.iia_test.overall >= 0.99
+    wrong = [r for r in result.runs if r.variable == "P" and r.site.startswith("layer:0")]
+    assert max(r.iia_test.overall for r in wrong) < 0.9
+
+
+def test_guided_targets_narrow_k_by_the_handle_support(inputs: LevelInputs) -> None:
+    targets = guided_targets(pca_level(), inputs.net, [1, 2, 4])
+    plan = [(t.variable, t.location, t.dims) for t in targets]
+    # P: handle pca:2 (2 directions) at layer:1; its second site is the layer:0 band.
+    # Q: handle pca:2-2 (1 direction); its second site pca:3-7 is at layer:1 too.
+    # k in (S/2, S]: S = 2 gives k = 2 only; S = 1 gives k = 1
+    assert plan == [("P", "layer:1", (2,)), ("P", "layer:0", (2,)), ("Q", "layer:1", (1,))]
+    coarse = guided_targets(pca_level(), inputs.net, [4, 16])
+    assert [t.dims for t in coarse] == [(2,), (2,), (1,)]  # no k in the window: k = S
+
+
+def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
+    spec = SPEC.model_copy(update={"mode": "guided"})
+    result = run_das(spec, inputs, [pca_level()])
+    # P at layer:1 and layer:0 with k 2; Q at layer:1 with k 1
+    assert result.trainings == 3
+    assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2", "layer:0/das:2"}
+    assert all(r.init == "pca" for r in result.runs)
+    assert result.best["P"].site == "layer:1/das:2"
+    assert result.best["P"].iia_test.overall >= 0.99
+    assert result.best["Q"].iia_test.overall >= 0.99
+
+
+def test_restarts_multiply_the_trainings(inputs: LevelInputs) -> None:
+    spec = SPEC.model_copy(update={"mode": "guided", "restarts": 2, "max_epochs": 2,
+                                   "init": "random"})
+    result = run_das(spec, inputs, [pca_level()])
+    assert result.trainings == 6 and len(result.runs) == 3
+    assert all(r.init == "random" for r in result.runs)
+
+
+def test_guided_das_without_levels_names_the_mode(inputs: LevelInputs) -> None:
+    with pytest.raises(SpecError) as error:
+        run_das(SPEC.model_copy(update={"mode": "guided"}), inputs, [])
+    assert error.value.where == "das.mode"
+
+
+def test_das_result_round_trips_through_job_json(inputs: LevelInputs) -> None:
+    spec = SPEC.model_copy(update={"mode": "guided", "max_epochs": 1, "min_epochs": 1})
+    das = run_das(spec, inputs, [pca_level()])
+    job = JobResult(variables=["P", "Q"], levels=[], handles={}, timing={"das_s": 1.0},
+                    forward_passes=1, net={}, banks={}, spec={}, device="cpu", max_rows=1,
+                    das=das)
+    assert JobResult.from_json(job.to_json()) == job
+    without = {k: v for k, v in job.to_json().items() if k != "das"}
+    assert JobResult.from_json(without).das is None  # results written before DAS still load
+
+
+@pytest.mark.parametrize(("das", "field"), [
+    ({"dims": []}, "das.dims"), ({"dims": [2, 0]}, "das.dims.1"), ({"mode": "both"}, "das.mode"),
+    ({"lr": 0}, "das.lr"), ({"restarts": 0}, "das.restarts"), ({"init": "svd"}, "das.init"),
+    ({"min_epochs": 9, "max_epochs": 3}, "das"),
+])
+def test_das_spec_errors_name_the_field(das: dict[str, object], field: str) -> None:
+    with pytest.raises(SpecError) as error:
+        parse_job_spec({"task": {"builtin": "hierarchical_equality"}, "das": das})
+    assert f"{field}:" in error.value.message
+
+
+def test_das_is_off_by_default() -> None:
+    spec = parse_job_spec({"task": {"builtin": "hierarchical_equality"}})
+    assert spec.das.mode == "off" and spec.das.dims == [1, 2, 4, 8, 16]
