@@ -123,8 +123,7 @@ def current_basis(rotation: nn.Module, k: int) -> Tensor:
 
 
 def _take(trace: Trace, index: Tensor) -> Trace:
-    return Trace(trace.inputs[index], {k: v[index] for k, v in trace.activations.items()},
-                 trace.logits[index])
+    return trace.select(index)
 
 
 def interchange_loss(net: InterventableNet, traces: BankTraces, index: Tensor, location: str,

@@ -32,7 +32,7 @@ from core.nets.base import InterventableNet
 from core.pca import pca_frame
 from core.progressive import LevelInputs
 from core.result import DasResult, DasRun, LevelResult
-from core.sites import Site, parse_site
+from core.sites import Site, is_token_net, parse_site, token_sites
 from core.spec import DasSpec
 
 Progress = Callable[[int, int], None]
@@ -86,9 +86,16 @@ def window_dims(dims: Sequence[int], support: int) -> tuple[int, ...]:
 
 def full_targets(net: InterventableNet, variables: Sequence[str], dims: Sequence[int]
                  ) -> list[DasTarget]:
-    """Every location × variable, with ``dims`` clipped to the location's width."""
+    """Every location × variable, with ``dims`` clipped to the location's width.
+
+    A token net's coarse locations are its token × layer grid of residual streams
+    (``resid:i/pos:p``); its heads and sublayer outputs are not searched.
+    """
+    widths = net.widths
+    if is_token_net(widths):
+        widths = {s.location: s.size for s in token_sites(widths, ["resid"])}
     return [DasTarget(v, loc, clip_dims(dims, width))
-            for loc, width in net.widths.items() for v in variables]
+            for loc, width in widths.items() for v in variables]
 
 
 def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int],
@@ -173,7 +180,7 @@ def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, 
 def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, DasRun]:
     """Per variable: the best calibration IIA, then the smaller k, then the earlier location."""
     def key(run: DasRun) -> tuple[float, int, int]:
-        return (-run.iia_calibration, run.dim, list(locations).index(run.site.split("/")[0]))
+        return (-run.iia_calibration, run.dim, list(locations).index(parse_site(run.site).location))
 
     best: dict[str, DasRun] = {}
     for run in sorted(runs, key=key):

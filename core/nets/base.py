@@ -9,6 +9,7 @@ the base and source activations are computed once per bank.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,13 +46,17 @@ class Trace:
 
     def slice(self, start: int, stop: int) -> Trace:
         """The trace of examples ``start:stop``."""
+        return self.select(slice(start, stop))
+
+    def select(self, index: builtins.slice | Tensor) -> Trace:
+        """The trace of the examples at ``index`` (a slice or a (n,) long index)."""
         activations = self.activations
         return Trace(
-            inputs=self.inputs[start:stop],
-            activations=(activations.slice(start, stop)
+            inputs=self.inputs[index],
+            activations=(activations.select(index)
                          if isinstance(activations, DerivedActivations)
-                         else {k: v[start:stop] for k, v in activations.items()}),
-            logits=self.logits[start:stop],
+                         else {k: v[index] for k, v in activations.items()}),
+            logits=self.logits[index],
         )
 
 
@@ -78,9 +83,9 @@ class DerivedActivations(dict[str, Tensor]):
     def __missing__(self, location: str) -> Tensor:
         return self.derive(self.streams, location)
 
-    def slice(self, start: int, stop: int) -> DerivedActivations:
-        return DerivedActivations({k: v[start:stop] for k, v in self.streams.items()},
-                                  self.derive)
+    def select(self, index: builtins.slice | Tensor) -> DerivedActivations:
+        """The streams of the examples at ``index``."""
+        return DerivedActivations({k: v[index] for k, v in self.streams.items()}, self.derive)
 
     @staticmethod
     def concat(parts: Sequence[DerivedActivations]) -> DerivedActivations:
