@@ -80,6 +80,7 @@ def mcqa_result(mcqa_net: Path) -> JobResult:
         "levels": MultipleChoiceColours().default_levels()[:2],
         "calibration": {"top_k": [1, 2], "strengths": [1.0, 8.0, 32.0]},
         "coupling": {"epsilons": [0.03, 0.1]},
+        "das": {"mode": "guided", "dims": [4], "max_epochs": 3},
     })
     return run_job(spec, JobContext(mcqa_net.parent, mcqa_net.parent,
                                     mcqa_net.parent / "cache", "cpu"))
@@ -103,3 +104,11 @@ def test_stage_a_puts_pointer_and_token_on_different_position_layer_sites(
 def test_the_job_records_its_row_budget_and_token_rows(mcqa_result: JobResult) -> None:
     assert mcqa_result.max_rows == 65536 // MultipleChoiceColours().input_shape[0]
     assert mcqa_result.net["config"]["arch"] == "transformer"
+
+
+@pytest.mark.slow
+def test_guided_das_trains_at_the_token_sites_plot_kept(mcqa_result: JobResult) -> None:
+    assert mcqa_result.das is not None
+    kept = mcqa_result.levels[-1].kept_by_variable
+    for variable, run in mcqa_result.das.best.items():
+        assert parse_site(run.site).location in {parse_site(s).location for s in kept[variable]}
