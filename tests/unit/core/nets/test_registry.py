@@ -8,11 +8,12 @@ import pytest
 
 from core.errors import ModelLoadError
 from core.nets import ARCHS, MLP, GRUNet, build_net, validate_net_config
+from core.nets.transformer import TransformerNet
 from tests.unit.core.nets.conftest import GRU_CONFIG, MLP_CONFIG
 
 
 def test_archs_name_the_built_in_nets() -> None:
-    assert dict(ARCHS) == {"mlp": MLP, "gru": GRUNet}
+    assert dict(ARCHS) == {"mlp": MLP, "gru": GRUNet, "transformer": TransformerNet}
 
 
 def test_build_mlp_follows_the_config() -> None:
