@@ -140,3 +140,28 @@ def test_split_refuses_too_small_dataset_stating_counts():
         split_dataset(numbered_bank(50), PairsSpec(fit=30, calibration=20, test=10))
     assert "50 rows" in info.value.message and "60" in info.value.message
     assert "30 + 20 + 10" in info.value.message
+
+
+def _token_row(base: object, source: object = None) -> str:
+    return json.dumps({"base": base, "source": source if source is not None else base,
+                       "base_label": 0, "counterfactual_labels": {"v": 1}})
+
+
+def test_token_ids_and_text_rows_read_as_long_inputs() -> None:
+    def tokenize(text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    bank = read_dataset([_token_row([1, 2, 3]), _token_row("a bb ccc")], input_shape=(3,),
+                        output_shape=(1, 2), input_dtype=torch.long, tokenize=tokenize)
+    assert bank.base.dtype == torch.long
+    assert bank.base.tolist() == [[1, 2, 3], [1, 2, 3]]
+
+
+@pytest.mark.parametrize(("row", "reason"), [
+    (_token_row([1, 2.5, 3]), "token ids, found a fraction"),
+    (_token_row("a b c"), "text needs a net with a tokenizer"),
+])
+def test_bad_token_rows_are_named_by_line(row: str, reason: str) -> None:
+    with pytest.raises(DatasetError, match=reason) as error:
+        read_dataset([row], input_shape=(3,), output_shape=(1, 2), input_dtype=torch.long)
+    assert error.value.where == "dataset:1"
