@@ -16,7 +16,7 @@ from tests.e2e.synthetic import make_das, make_job, make_result
 from tests.integration.conftest import TINY_SPEC, Service
 
 pytestmark = pytest.mark.slow
-JOB_DONE_MS = 180_000  # the first job trains the task's default net
+JOB_DONE_MS = 300_000  # the first job trains the task's default net
 
 
 def sign_in(page: Page, service: Service, key: str) -> None:
@@ -27,6 +27,13 @@ def sign_in(page: Page, service: Service, key: str) -> None:
 
 def job_row(page: Page, job_id: str) -> Any:
     return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+def serve_job(page: Page, job: dict[str, Any], result: dict[str, Any]) -> None:
+    """Answer the job's two GETs from the browser with a synthetic job and result."""
+    body = {"job_id": job["id"], "result": result, "levels": []}
+    page.route(f"**/v1/jobs/{job['id']}", lambda route: route.fulfill(json=job))
+    page.route(f"**/v1/jobs/{job['id']}/result", lambda route: route.fulfill(json=body))
 
 
 def test_a_wrong_key_is_refused_with_a_sign_in_error(page: Page, dashboard: Service) -> None:
@@ -174,12 +181,7 @@ def test_a_bad_spec_shows_the_field_error_next_to_it(page: Page, dashboard: Serv
 def test_a_50_by_500_heatmap_scrolls_inside_the_page(
     page: Page, dashboard: Service, screenshots: Path
 ) -> None:
-    result = make_result(variables=50, sites=500)
-    job = make_job("synthetic-large")
-    page.route("**/v1/jobs/synthetic-large", lambda route: route.fulfill(json=job))
-    page.route("**/v1/jobs/synthetic-large/result",
-               lambda route: route.fulfill(json={"job_id": job["id"], "result": result,
-                                                 "levels": []}))
+    serve_job(page, make_job("synthetic-large"), make_result(variables=50, sites=500))
     sign_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/jobs/synthetic-large")
     heatmap = page.locator("figure.heatmap")
@@ -202,11 +204,7 @@ def test_compare_plots_plot_and_full_das_side_by_side(
     results = {"cmp-plot": make_result(3, 12, plot_iia=0.93),
                "cmp-das": make_result(3, 12, das=make_das("full", 900.0, 0.97), plot_iia=0.9)}
     for job_id, result in results.items():
-        page.route(f"**/v1/jobs/{job_id}",
-                   lambda route, j=job_id: route.fulfill(json=make_job(j)))
-        page.route(f"**/v1/jobs/{job_id}/result",
-                   lambda route, j=job_id, r=result: route.fulfill(
-                       json={"job_id": j, "result": r, "levels": []}))
+        serve_job(page, make_job(job_id), result)
     sign_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/compare?ids=cmp-plot,cmp-das")
     chart = page.get_by_role("img", name=re.compile("IIA against wall time"))

@@ -114,11 +114,17 @@ export function scatter(points, { width = 760, height = 380 } = {}) {
     "wall time (s, log scale)"));
   svg.append(s("text", { x: 14, y: pad.top + plotH / 2, "text-anchor": "middle", "font-size": 12,
     transform: `rotate(-90 14 ${pad.top + plotH / 2})` }, "test IIA"));
+  const placed = []; // label boxes so far: a label that would overlap one moves down
   for (const p of points) {
-    const m = marker(p.method, xOf(p.seconds), yOf(p.iia));
+    const x = xOf(p.seconds);
+    const m = marker(p.method, x, yOf(p.iia));
     m.append(s("title", {}, `${p.label} · ${p.method}: IIA ${fmt(p.iia)} in ${fmt(p.seconds, 2)} s`));
     svg.append(m);
-    svg.append(s("text", { x: xOf(p.seconds) + 9, y: yOf(p.iia) - 7, "font-size": 10, class: "pt-label" }, p.label));
+    let y = yOf(p.iia) - 7;
+    const w = p.label.length * 6.2;
+    while (placed.some((b) => Math.abs(b.y - y) < 11 && x + 9 < b.x + b.w && b.x < x + 9 + w)) y += 11;
+    placed.push({ x: x + 9, y, w });
+    svg.append(s("text", { x: x + 9, y, "font-size": 10, class: "pt-label" }, p.label));
   }
   const methods = [...new Set(points.map((p) => p.method))];
   methods.forEach((method, i) => {
