@@ -151,7 +151,9 @@ def test_a_running_job_can_be_cancelled_from_its_page(page: Page, dashboard: Ser
         assert alice.get(f"/v1/jobs/{job['id']}").json()["status"] == "cancelled"
 
 
-def test_a_bad_spec_shows_the_field_error_next_to_it(page: Page, dashboard: Service) -> None:
+def test_a_bad_spec_shows_the_field_error_next_to_it(
+    page: Page, dashboard: Service, screenshots: Path
+) -> None:
     sign_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/submit")
     spec = page.get_by_label("Job spec (JSON or YAML)")
@@ -165,6 +167,7 @@ def test_a_bad_spec_shows_the_field_error_next_to_it(page: Page, dashboard: Serv
     # beside the spec, not below the fold
     spec_box, error_box = spec.bounding_box(), error.bounding_box()
     assert spec_box and error_box and error_box["x"] > spec_box["x"] + spec_box["width"] - 1
+    page.screenshot(path=str(screenshots / "submit-errors.png"), full_page=False)
 
     spec.fill("task:\n  builtin: hierarchical_equality\npairs:\n  fit: 1\n")
     page.get_by_role("button", name="Submit job").click()
