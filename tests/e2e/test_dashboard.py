@@ -217,3 +217,17 @@ def test_compare_plots_plot_and_full_das_side_by_side(
     expect(points.filter(has_text="DAS (full)")).to_contain_text("900.00")
     expect(chart.locator("text", has_text="DAS (full)")).to_have_count(1)
     page.screenshot(path=str(screenshots / "compare.png"), full_page=False)
+
+
+def test_a_failed_job_explains_its_error_in_plain_words(page: Page, dashboard: Service) -> None:
+    job = {**make_job("synthetic-failed", status="failed"),
+           "error": {"type": "ModelLoadError", "message": "config.json has no arch",
+                     "where": "model.id"}}
+    serve_job(page, job, make_result(1, 1))
+    sign_in(page, dashboard, dashboard.keys["alice"])
+    page.goto(f"{dashboard.url}/#/jobs/synthetic-failed")
+    error = page.locator(".status-card").get_by_role("alert")
+    expect(error).to_contain_text("The net could not be loaded (at model.id).")
+    expect(error).to_contain_text("config.json has no arch")
+    expect(page.get_by_role("button", name="Download result.json")).to_have_count(0)
+    expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)

@@ -38,9 +38,9 @@ function renderSignIn() {
     h("h1", { id: "sign-in-title" }, "Sign in"),
     h("label", { for: "api-key" }, "API key"),
     input,
-    h("p", { id: "key-help", class: "hint" },
-      "A key from `plot keys create --owner NAME` (or the admin key `plot serve` printed on "
-      + "first start). It is kept in this tab's session storage only."),
+    h("p", { id: "key-help", class: "hint" }, "A key from ", h("code", {}, "plot keys create --owner NAME"),
+      " (or the admin key ", h("code", {}, "plot serve"), " printed on first start). ",
+      "It is kept in this tab's session storage only."),
     message, button);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

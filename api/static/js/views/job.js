@@ -109,11 +109,12 @@ async function download(jobId, button, note) {
 export function renderJob(main, jobId) {
   const controller = new AbortController();
   const head = h("div", { class: "title-row" }, h("h1", {}, `Job ${shortId(jobId)}`));
-  const statusBox = h("section", { class: "card status-card", "aria-live": "polite", "aria-busy": "true" }, "Loading…");
+  const statusBox = h("section", { class: "card status-card", "aria-label": "Status", "aria-busy": "true" }, "Loading…");
+  const announce = h("p", { class: "visually-hidden", "aria-live": "polite" }); // status changes only
   const note = h("p", { class: "form-error", role: "alert" });
   const specBox = h("details", { class: "spec" });
   const resultBox = h("div", {});
-  main.append(h("p", {}, h("a", { href: "#/" }, "← All jobs")), head, note, statusBox, specBox, resultBox);
+  main.append(h("p", {}, h("a", { href: "#/" }, "← All jobs")), head, note, announce, statusBox, specBox, resultBox);
 
   let job = null;
   let timer = null;
@@ -147,7 +148,7 @@ export function renderJob(main, jobId) {
     const facts = [
       ["Status", statusBadge(job)], ["Owner", job.owner], ["Model", describeModel(job.spec)],
       ["Task", describeTask(job.spec)], ["Level", levelText(job)],
-      ["Stage", job.progress.stage ? `${job.progress.stage} ${job.progress.done}/${job.progress.total}` : "–"],
+      ["Stage", job.progress.stage && !TERMINAL.has(job.status) ? `${job.progress.stage} ${job.progress.done}/${job.progress.total}` : "–"],
       ["Queue position", job.queue_position ?? "–"],
       ["ETA (stage)", job.eta_s !== null && job.eta_s !== undefined ? fmtDuration(job.eta_s) : "–"],
       ["Submitted", fmtTime(job.created_at)],
@@ -165,8 +166,14 @@ export function renderJob(main, jobId) {
     } else if (job.status === "cancelled") {
       children.push(h("p", { class: "hint" }, "This job was cancelled; levels finished before it stopped are kept."));
     }
+    const focusedId = statusBox.contains(document.activeElement) ? document.activeElement.id : "";
     statusBox.setAttribute("aria-busy", "false");
     statusBox.replaceChildren(...children);
+    if (focusedId) document.getElementById(focusedId)?.focus(); // a refresh keeps keyboard focus
+    if (announce.dataset.status !== job.status) {
+      announce.dataset.status = job.status;
+      announce.textContent = `Job ${job.status}.`;
+    }
   }
 
   async function showResult() {
