@@ -124,6 +124,8 @@ def test_a_submitted_job_progresses_to_done_and_shows_its_heatmaps(
     expect(handles).to_contain_text(f"{result['handles'][variable]['iia_test']['overall']:.3f}")
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     page.screenshot(path=str(screenshots / "job-page.png"), full_page=False)
+    heatmap.scroll_into_view_if_needed()
+    page.screenshot(path=str(screenshots / "job-heatmap.png"), full_page=False)
 
     with page.expect_download() as download:
         page.get_by_role("button", name="Download result.json").click()
@@ -162,7 +164,12 @@ def test_a_bad_spec_shows_the_field_error_next_to_it(
     error = page.locator(".spec-errors .field-error").first
     expect(error).to_contain_text("coupling")
     expect(error).to_contain_text("epsilons must be a non-empty list of positive numbers")
-    expect(error.locator(".line")).to_have_text(re.compile(r"\(line \d+\)"))
+    line = error.get_by_role("button", name=re.compile(r"^line \d+$"))
+    line.click()  # selects that line of the spec
+    number = int(line.inner_text().split()[1])
+    selected = spec.evaluate("el => el.value.slice(el.selectionStart, el.selectionEnd)")
+    assert selected == spec.input_value().split("\n")[number - 1]
+    assert '"coupling"' in selected
     expect(spec).to_have_attribute("aria-invalid", "true")
     # beside the spec, not below the fold
     spec_box, error_box = spec.bounding_box(), error.bounding_box()
@@ -173,7 +180,7 @@ def test_a_bad_spec_shows_the_field_error_next_to_it(
     page.get_by_role("button", name="Submit job").click()
     error = page.locator(".spec-errors .field-error").first
     expect(error).to_contain_text("pairs.fit")
-    expect(error.locator(".line")).to_have_text("(line 4)")
+    expect(error.get_by_role("button", name="line 4")).to_be_visible()
 
     spec.fill("task: [unclosed\n")
     page.get_by_role("button", name="Submit job").click()

@@ -57,6 +57,16 @@ export function renderSubmit(main) {
     if (file.files.length) text.value = await file.files[0].text();
   });
 
+  // Select a line of the spec and scroll it into view (the textarea scrolls to a selection).
+  function selectLine(line) {
+    const lines = text.value.split("\n");
+    const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+    text.focus();
+    text.setSelectionRange(start, start + lines[line - 1].length);
+    const lineHeight = parseFloat(getComputedStyle(text).lineHeight) || 18;
+    text.scrollTop = Math.max(0, (line - 3) * lineHeight);
+  }
+
   function showErrors(items, title) {
     errors.replaceChildren(
       h("h2", { id: "spec-errors-title" }, title),
@@ -64,7 +74,8 @@ export function renderSubmit(main) {
         const line = lineOf(text.value, path);
         return h("li", { class: "field-error", dataset: { path: path || "" } },
           path ? h("code", {}, path) : null, path ? ": " : "", message,
-          line ? h("span", { class: "line" }, ` (line ${line})`) : null);
+          line ? h("button", { type: "button", class: "line link", onclick: () => selectLine(line) },
+            `line ${line}`) : null);
       })));
     text.setAttribute("aria-invalid", "true");
     errors.querySelector("h2").setAttribute("tabindex", "-1");
