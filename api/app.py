@@ -28,6 +28,7 @@ from api.errors import (
 from api.executor import EngineExecutor
 from api.metrics import RequestMetricsMiddleware, ServiceMetrics
 from api.routes import datasets, events, health, jobs, models
+from api.routes.dashboard import mount_dashboard
 from api.runner import JobRunner
 from api.settings import Settings
 from core.errors import PlotError
@@ -145,4 +146,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware)
     for router in (jobs.router, events.router, datasets.router, models.router, health.router):
         app.include_router(router)
+    mount_dashboard(app)
     return app

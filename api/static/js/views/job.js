@@ -1,0 +1,232 @@
+// One job: status and progress (live from its event stream, with polling as a fallback),
+// the error in plain words, cancel, the spec, and the result: handles, timings, DAS runs
+// and one coupling heatmap per level; result.json can be downloaded.
+
+import { api, fetchRaw, followEvents } from "../api.js";
+import { h, fmt, fmtInt, fmtDuration, fmtTime, iiaText, secondsBetween, shortId } from "../dom.js";
+import { heatmap } from "../charts.js";
+import { TERMINAL, describeModel, describeTask, levelText, plainError, progressBar, statusBadge } from "../jobs.js";
+
+const POLL_MS = 3000;
+
+function table(caption, headers, rows, cls = "") {
+  return h("div", { class: "table-wrap" }, h("table", { class: cls },
+    h("caption", {}, caption),
+    h("thead", {}, h("tr", {}, headers.map((name) => h("th", { scope: "col" }, name)))),
+    h("tbody", {}, rows)));
+}
+
+function num(value) {
+  return h("td", { class: "num" }, value);
+}
+
+function handleRows(handles, withLevel) {
+  return Object.entries(handles).map(([variable, handle]) => h("tr", {},
+    h("th", { scope: "row" }, variable),
+    withLevel ? num(handle.level) : null,
+    h("td", {}, h("code", { class: "sites" }, handle.sites.join(", "))),
+    num(handle.k), num(fmt(handle.strength, 2)), num(fmt(handle.epsilon, 4)),
+    num(fmt(handle.iia_calibration)),
+    num(fmt(handle.iia_test.overall)), num(fmt(handle.iia_test.sensitivity)),
+    num(fmt(handle.iia_test.invariance)),
+    h("td", {}, iiaText(handle.hard_iia_test))));
+}
+
+const HANDLE_HEADERS = ["handle sites", "k", "λ", "ε", "IIA calibration", "IIA test",
+  "sensitivity", "invariance", "hard IIA test"];
+
+function timingText(timing) {
+  return Object.entries(timing || {})
+    .map(([name, seconds]) => `${name.replace(/_s$/, "")} ${fmt(seconds, 2)} s`).join(", ");
+}
+
+function levelSection(level) {
+  const handles = level.handles || {};
+  return h("section", { class: "level", "aria-labelledby": `level-${level.index}` },
+    h("h3", { id: `level-${level.index}` },
+      `Level ${level.index}: ${level.granularity} (${level.sites.length} sites)`),
+    h("p", {}, `${fmt(level.runtime_s, 2)} s (${timingText(level.timing)}); `
+      + `${fmtInt(level.forward_passes)} forward passes.`),
+    h("p", {}, "Kept for the next level: ", h("code", { class: "sites" }, level.kept.join(", ") || "none")),
+    (level.warnings || []).map((warning) => h("p", { class: "warn" }, `⚠ ${warning}`)),
+    heatmap({ variables: level.variables, sites: level.sites, rows: level.coupling,
+      kept: level.kept, caption: `Level ${level.index} coupling` }),
+    Object.keys(handles).length
+      ? table(`Level ${level.index} handles`, ["variable", ...HANDLE_HEADERS], handleRows(handles, false))
+      : h("p", { class: "hint" }, "No handles at this level."));
+}
+
+function dasSection(das) {
+  if (!das) return null;
+  const best = new Set(Object.values(das.best).map((run) => `${run.variable}|${run.site}|${run.dim}`));
+  const rows = das.runs.map((run) => h("tr", { class: best.has(`${run.variable}|${run.site}|${run.dim}`) ? "best" : "" },
+    h("th", { scope: "row" }, run.variable), h("td", {}, h("code", {}, run.site)), num(run.dim),
+    num(fmt(run.iia_calibration)), num(fmt(run.iia_test.overall)),
+    num(fmt(run.iia_test.sensitivity)), num(fmt(run.iia_test.invariance)),
+    num(run.epochs), num(fmt(run.runtime_s, 2)),
+    h("td", {}, best.has(`${run.variable}|${run.site}|${run.dim}`) ? "best" : "")));
+  return h("section", { "aria-labelledby": "das-title" },
+    h("h2", { id: "das-title" }, `DAS (${das.mode})`),
+    h("p", {}, `${fmtInt(das.trainings)} trainings, ${fmtInt(das.forward_passes)} forward passes `
+      + `in ${fmt(das.runtime_s, 2)} s. The best run per variable (by calibration IIA) is marked.`),
+    table("DAS runs: IIA per site and dimension", ["variable", "site", "dim", "IIA calibration",
+      "IIA test", "sensitivity", "invariance", "epochs", "s", ""], rows, "das"));
+}
+
+function resultSection(result) {
+  const timing = Object.entries(result.timing || {}).map(([name, seconds]) =>
+    h("tr", {}, h("th", { scope: "row" }, name.replace(/_s$/, "")), num(fmt(seconds, 3))));
+  return h("div", { class: "result" },
+    h("h2", {}, "Result"),
+    h("p", {}, `${fmtInt(result.forward_passes)} forward passes in ${fmt(result.timing?.total_s, 2)} s `
+      + `on ${result.device}; net ${result.net?.path ?? result.net?.arch ?? ""}.`),
+    h("div", { class: "two-col" },
+      table("Best handle per variable", ["variable", "level", ...HANDLE_HEADERS],
+        handleRows(result.handles || {}, true)),
+      table("Timing (s)", ["stage", "seconds"], timing, "narrow")),
+    dasSection(result.das),
+    h("h2", {}, "Levels"),
+    result.levels.map(levelSection));
+}
+
+async function download(jobId, button, note) {
+  button.disabled = true;
+  try {
+    const blob = await (await fetchRaw(`/v1/jobs/${encodeURIComponent(jobId)}/result`)).blob();
+    const url = URL.createObjectURL(blob);
+    const link = h("a", { href: url, download: `result-${jobId}.json` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    note.textContent = `Could not download the result: ${error.message}.`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+export function renderJob(main, jobId) {
+  const controller = new AbortController();
+  const head = h("div", { class: "title-row" }, h("h1", {}, `Job ${shortId(jobId)}`));
+  const statusBox = h("section", { class: "card status-card", "aria-label": "Status", "aria-busy": "true" }, "Loading…");
+  const announce = h("p", { class: "visually-hidden", "aria-live": "polite" }); // status changes only
+  const note = h("p", { class: "form-error", role: "alert" });
+  const specBox = h("details", { class: "spec" });
+  const resultBox = h("div", {});
+  main.append(h("p", {}, h("a", { href: "#/" }, "← All jobs")), head, note, announce, statusBox, specBox, resultBox);
+
+  let job = null;
+  let timer = null;
+  let streaming = false;
+  let streams = 0; // the poll takes over if the stream keeps dropping
+  let resultShown = false;
+  let refreshQueued = false;
+
+  function renderStatus() {
+    const actions = h("div", { class: "actions" });
+    if (!TERMINAL.has(job.status)) {
+      const cancel = h("button", { type: "button", class: "danger", id: "cancel-job",
+        disabled: job.cancel_requested }, job.cancel_requested ? "Cancelling…" : "Cancel job");
+      cancel.addEventListener("click", async () => {
+        cancel.disabled = true;
+        try {
+          job = await api(`/v1/jobs/${encodeURIComponent(jobId)}/cancel`, { method: "POST" });
+          renderStatus();
+        } catch (error) {
+          note.textContent = `Could not cancel: ${error.message}.`;
+          cancel.disabled = false;
+        }
+      });
+      actions.append(cancel);
+    }
+    if (job.status === "succeeded") {
+      const button = h("button", { type: "button", id: "download-result" }, "Download result.json");
+      button.addEventListener("click", () => download(jobId, button, note));
+      actions.append(button);
+    }
+    const facts = [
+      ["Status", statusBadge(job)], ["Owner", job.owner], ["Model", describeModel(job.spec)],
+      ["Task", describeTask(job.spec)], ["Level", levelText(job)],
+      ["Stage", job.progress.stage && !TERMINAL.has(job.status) ? `${job.progress.stage} ${job.progress.done}/${job.progress.total}` : "–"],
+      ["Queue position", job.queue_position ?? "–"],
+      ["ETA (stage)", job.eta_s !== null && job.eta_s !== undefined ? fmtDuration(job.eta_s) : "–"],
+      ["Submitted", fmtTime(job.created_at)],
+      ["Duration", job.started_at ? fmtDuration(secondsBetween(job.started_at, job.finished_at)) : "–"],
+      ["Attempt", job.attempt], ["Priority", job.priority],
+    ];
+    const children = [
+      h("dl", { class: "facts" }, facts.map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value)))),
+      progressBar(job, "job progress"),
+      actions,
+    ];
+    if (job.error) {
+      const { lead, detail } = plainError(job.error);
+      children.push(h("div", { class: "error-box", role: "alert" }, h("strong", {}, lead), h("p", {}, detail)));
+    } else if (job.status === "cancelled") {
+      children.push(h("p", { class: "hint" }, "This job was cancelled; levels finished before it stopped are kept."));
+    }
+    const focusedId = statusBox.contains(document.activeElement) ? document.activeElement.id : "";
+    statusBox.setAttribute("aria-busy", "false");
+    statusBox.replaceChildren(...children);
+    if (focusedId) document.getElementById(focusedId)?.focus(); // a refresh keeps keyboard focus
+    if (announce.dataset.status !== job.status) {
+      announce.dataset.status = job.status;
+      announce.textContent = `Job ${job.status}.`;
+    }
+  }
+
+  async function showResult() {
+    resultShown = true;
+    resultBox.replaceChildren(h("p", { class: "hint" }, "Loading the result…"));
+    try {
+      const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/result`, { signal: controller.signal });
+      resultBox.replaceChildren(resultSection(response.result));
+    } catch (error) {
+      if (error.name !== "AbortError") resultBox.replaceChildren(h("p", { class: "form-error" }, `Could not load the result: ${error.message}.`));
+    }
+  }
+
+  async function refresh() {
+    try {
+      job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`, { signal: controller.signal });
+    } catch (error) {
+      if (error.name === "AbortError") return;
+      statusBox.replaceChildren(h("p", { class: "form-error", role: "alert" },
+        error.status === 404 ? "There is no such job (or it belongs to another owner)." : `Could not load the job: ${error.message}.`));
+      return;
+    }
+    renderStatus();
+    if (!specBox.childElementCount) {
+      specBox.append(h("summary", {}, "Spec"), h("pre", {}, JSON.stringify(job.spec, null, 2)));
+    }
+    if (job.status === "succeeded" && !resultShown) showResult();
+    if (!TERMINAL.has(job.status) && !streaming && streams < 5) stream();
+  }
+
+  // An event means the job row changed: re-read it (at most one read in flight).
+  function onEvent() {
+    if (refreshQueued) return;
+    refreshQueued = true;
+    setTimeout(() => { refreshQueued = false; refresh(); }, 150);
+  }
+
+  async function stream() {
+    streaming = true;
+    streams += 1;
+    try {
+      await followEvents(jobId, onEvent, controller.signal);
+    } catch {
+      // the poll below keeps the page current
+    }
+    streaming = false;
+    if (!controller.signal.aborted) refresh();
+  }
+
+  async function poll() {
+    await refresh();
+    if (!controller.signal.aborted && (!job || !TERMINAL.has(job.status))) timer = setTimeout(poll, POLL_MS);
+  }
+  poll();
+  return () => { controller.abort(); clearTimeout(timer); };
+}

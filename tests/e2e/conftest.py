@@ -1,0 +1,70 @@
+"""The dashboard end to end: the real app as ``plot serve`` runs it (uvicorn on 127.0.0.1,
+SQLite in a temp dir, in-process bus and runner, the real engine) and Debian's Chromium
+driven headless by Playwright's Python API."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+
+from api.settings import Settings
+from tests.integration.conftest import Service, free_port, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+VIEWPORT = {"width": 1366, "height": 768}  # a laptop screen
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One engine cache per session: the task's default net is trained once."""
+    return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.fixture(scope="session")
+def dashboard(engine_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The embedded default: SQLite file, in-process bus, in-process runner, on a free port."""
+    data_dir = tmp_path_factory.mktemp("dashboard-data")
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'plot.db'}",
+                        cache_dir=engine_cache, port=free_port(), poll_s=0.1)
+    yield from serve(settings)
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                         headless=True)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh context (so a fresh sessionStorage) per test, at 1366×768."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
