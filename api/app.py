@@ -25,7 +25,7 @@ from api.errors import (
     TooLargeError,
     UnavailableError,
 )
-from api.executor import EngineExecutor
+from api.executor import make_executor
 from api.metrics import RequestMetricsMiddleware, ServiceMetrics
 from api.routes import datasets, events, health, jobs, models
 from api.runner import JobRunner
@@ -115,10 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = make_bus(settings)
         app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
         app.state.metrics = ServiceMetrics()
-        app.state.executor = EngineExecutor(
-            model_root=settings.resolved_model_root, data_root=settings.dataset_dir,
-            cache_dir=settings.resolved_cache_dir, device=settings.device,
-        )
+        app.state.executor = make_executor(settings)
         app.state.runner = None
         if settings.run_jobs:
             app.state.runner = JobRunner(
