@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if app.state.runner is not None:
                 app.state.runner.stop()
+            app.state.executor.close()
             app.state.bus.close()
             engine.dispose()
 

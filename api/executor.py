@@ -68,6 +68,11 @@ class EngineExecutor:
                              executor_factory=factory)
         return dict(result.to_json())
 
+    def close(self) -> None:
+        """Stop the intervention actors this executor spawned, if any."""
+        if self.pool is not None:
+            self.pool.pool.shutdown()
+
 
 def make_executor(settings: Settings) -> EngineExecutor:
     """The engine the settings ask for; with ``ray_address`` set this connects to Ray (or

@@ -54,6 +54,13 @@ class ActorPool:
                     self.actors[index] = self._spawn()
                     self.replaced += 1
 
+    def shutdown(self) -> None:
+        """Kill every actor (their nets and banks go with them)."""
+        with self._lock:
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors = []
+
     def run(self, calls: Sequence[Call], on_result: Callable[[int, Any], None],
             prepare: Callable[[ActorHandle], None] | None = None) -> None:
         """Run every call on some actor; ``on_result(index, value)`` in completion order.

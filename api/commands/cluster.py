@@ -48,7 +48,8 @@ def run_scheduler(args: argparse.Namespace) -> int:
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessions(engine)
     bus = make_bus(settings)
-    runner = JobRunner(sessions, bus, make_executor(settings), ServiceMetrics(),
+    executor = make_executor(settings)
+    runner = JobRunner(sessions, bus, executor, ServiceMetrics(),
                        settings.lease_s, settings.max_attempts, settings.poll_s)
     limits = SchedulerLimits(settings.scheduler_slots, settings.max_running_jobs_per_owner,
                              settings.poll_s)
@@ -65,6 +66,7 @@ def run_scheduler(args: argparse.Namespace) -> int:
             scheduler.became_leader.clear()
         done.wait(0.1)
     scheduler.stop()
+    executor.close()
     bus.close()
     engine.dispose()
     return 0
