@@ -39,8 +39,10 @@ def spawn_intervention_actor(num_gpus: float, num_cpus: float,
                              net_cache_bytes: int = DEFAULT_NET_CACHE_BYTES) -> ActorHandle:
     """An InterventionActor on its own GPU (num_gpus=1) or on a share of a CPU."""
     device = "cuda" if num_gpus > 0 else "cpu"
+    # SPREAD: actors go to different nodes where they can (a job splits across them)
     remote = ray.remote(InterventionActor).options(num_gpus=num_gpus, num_cpus=num_cpus,
-                                                   max_restarts=0, max_task_retries=0)
+                                                   max_restarts=0, max_task_retries=0,
+                                                   scheduling_strategy="SPREAD")
     return remote.remote(device, net_cache_bytes)
 
 
