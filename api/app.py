@@ -115,7 +115,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = make_bus(settings)
         app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
         app.state.metrics = ServiceMetrics()
-        app.state.executor = make_executor(settings)
+        # an API replica that runs no jobs (PLOT_RUN_JOBS=false) holds no actors
+        app.state.executor = make_executor(settings, spawn_actors=settings.run_jobs)
         app.state.runner = None
         if settings.run_jobs:
             app.state.runner = JobRunner(

@@ -74,11 +74,11 @@ class EngineExecutor:
             self.pool.pool.shutdown()
 
 
-def make_executor(settings: Settings) -> EngineExecutor:
-    """The engine the settings ask for; with ``ray_address`` set this connects to Ray (or
-    starts a local one) and spawns the intervention actors."""
+def make_executor(settings: Settings, spawn_actors: bool = True) -> EngineExecutor:
+    """The engine the settings ask for; with ``ray_address`` set (and ``spawn_actors``) this
+    connects to Ray (or starts a local one) and spawns the intervention actors."""
     pool = None
-    if settings.ray_address:
+    if settings.ray_address and spawn_actors:
         from workers import cluster  # Ray loads only when configured
         from workers.runner import PoolExecutors
 

@@ -5,7 +5,8 @@
 #
 #   bash deploy/local-cluster.sh            # uses .venv/bin; VENV=/path/to/venv to change
 #
-# Note: `ray stop` at the end stops every Ray node started with `ray start` on this machine.
+# Each node runs `ray start --block` in the background and is stopped by its own pid, so
+# other Ray instances on the machine are left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -21,14 +22,15 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  "$BIN/ray" stop --force >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
-"$BIN/ray" start --head --port "$RAY_PORT" --node-ip-address 127.0.0.1 --num-cpus 1 \
-  --dashboard-port 8266 --disable-usage-stats >/dev/null
-"$BIN/ray" start --address "$PLOT_RAY_ADDRESS" --node-ip-address 127.0.0.1 --num-cpus 1 \
-  --disable-usage-stats >/dev/null
+"$BIN/ray" start --head --block --port "$RAY_PORT" --node-ip-address 127.0.0.1 --num-cpus 1 \
+  --dashboard-port 8266 --disable-usage-stats >"$WORK/head.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 150); do grep -q "Ray runtime started" "$WORK/head.log" && break; sleep 0.2; done
+"$BIN/ray" start --block --address "$PLOT_RAY_ADDRESS" --node-ip-address 127.0.0.1 \
+  --num-cpus 1 --disable-usage-stats >"$WORK/node.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 150); do grep -q "Ray runtime started" "$WORK/node.log" && break; sleep 0.2; done
 echo "ray: $("$BIN/python" -c "import ray; ray.init(address='$PLOT_RAY_ADDRESS', log_to_driver=False); print(len([n for n in ray.nodes() if n['Alive']]), 'nodes alive')" 2>/dev/null)"
 
 TOKEN=$("$BIN/plot" keys create --owner demo | tail -1)
