@@ -24,7 +24,8 @@ def connect(address: str | None = LOCAL, num_cpus: int | None = None,
     if ray.is_initialized():
         return
     if address in (None, "", LOCAL):
-        ray.init(num_cpus=num_cpus, object_store_memory=object_store_bytes,
+        # address="local": always a new Ray, never a `ray start` cluster found on the host
+        ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_bytes,
                  include_dashboard=False, log_to_driver=False)
     else:
         ray.init(address=address, log_to_driver=False)
