@@ -106,7 +106,14 @@ class JobRunner:
                 self._stopping.wait(self._poll_s)
 
     def _publish(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
-        self._bus.publish(job_id, kind, data)
+        """Best effort: events are transient (the job row holds progress and the result), so
+        a bus outage (Redis down) costs the live stream, never the job."""
+        try:
+            self._bus.publish(job_id, kind, data)
+        except Exception:
+            log.warning("job %s: event %s not published (bus unavailable)", job_id, kind,
+                        exc_info=True)
+            return
         self._metrics.events_published.labels(kind).inc()
 
     def run_one(self, job: Job) -> None:

@@ -199,3 +199,26 @@ def test_a_standby_scheduler_takes_over_when_the_leader_dies(
             leader.wait()
         if leader.stdout is not None:
             leader.stdout.close()
+
+
+def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
+                                             engine_cache: Path, tmp_path: Path) -> None:
+    from workers.events import RedisStreamBus
+
+    engine, sessions = database
+    with sessions() as session:
+        job_id = jobs.create_job(session, "ada", FAST_SPEC, max_queued=5).id
+    dead_bus = RedisStreamBus("redis://127.0.0.1:1/0", "plot-down")  # nothing listens there
+    runner = JobRunner(sessions, dead_bus, EngineExecutor(tmp_path, tmp_path, engine_cache),
+                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
+    scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(1, 1, 0.05), 30, 1)
+    scheduler.start()
+    try:
+        wait_for(lambda: statuses(sessions, [job_id])[0] in jobs.TERMINAL, 300, "the job")
+    finally:
+        scheduler.stop()
+        dead_bus.close()
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.status == "succeeded" and job.attempt == 1
+        assert job.result is not None and job.result["handles"]
