@@ -25,7 +25,7 @@ from api.errors import (
     TooLargeError,
     UnavailableError,
 )
-from api.executor import EngineExecutor
+from api.executor import make_executor
 from api.metrics import RequestMetricsMiddleware, ServiceMetrics
 from api.routes import datasets, events, health, jobs, models
 from api.routes.dashboard import mount_dashboard
@@ -116,10 +116,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = make_bus(settings)
         app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
         app.state.metrics = ServiceMetrics()
-        app.state.executor = EngineExecutor(
-            model_root=settings.resolved_model_root, data_root=settings.dataset_dir,
-            cache_dir=settings.resolved_cache_dir, device=settings.device,
-        )
+        # an API replica that runs no jobs (PLOT_RUN_JOBS=false) holds no actors
+        app.state.executor = make_executor(settings, spawn_actors=settings.run_jobs)
         app.state.runner = None
         if settings.run_jobs:
             app.state.runner = JobRunner(
@@ -132,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if app.state.runner is not None:
                 app.state.runner.stop()
+            app.state.executor.close()
             app.state.bus.close()
             engine.dispose()
 
@@ -140,6 +139,9 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         description="Progressive Localization via Optimal Transport, as a job service.",
         lifespan=lifespan,
+        # no 307 to a slash-stripped path: an id like "/" must be a plain 404, not a redirect
+        # the OpenAPI document does not declare
+        redirect_slashes=False,
     )
     install_error_handlers(app)
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from api.commands import engine, service
+from api.commands import cluster, engine, service
 from core.errors import PlotError
 
 
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine.register(commands)
     service.register(commands)
+    cluster.register(commands)
     return parser
 
 

@@ -1,16 +1,22 @@
-"""The execution seam: runs one resolved JobSpec with the in-process PLOT engine."""
+"""The execution seam: runs one resolved JobSpec with the PLOT engine, its batched
+interventions in this process or on the Ray actor pool."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from api.settings import Settings
 from core.events import EngineEvent
 from core.job import JobContext, run_job
 from core.result import LevelResult
 from core.spec import JobSpec
+
+if TYPE_CHECKING:
+    from workers.runner import PoolExecutors
 
 
 class Executor(Protocol):
@@ -36,6 +42,7 @@ class EngineExecutor:
     data_root: Path
     cache_dir: Path
     device: str = "cpu"
+    pool: PoolExecutors | None = None  # None: the interventions run in this process
 
     def __call__(
         self,
@@ -53,7 +60,30 @@ class EngineExecutor:
         """
         context = JobContext(model_root=self.model_root, data_root=self.data_root,
                              cache_dir=self.cache_dir, device=self.device)
-        result = run_job(spec, context, on_event=on_event, should_cancel=should_cancel,
-                         on_level=lambda level: on_level(level.to_json()),
-                         completed=[LevelResult.from_json(level) for level in completed])
+        scope = self.pool.for_job() if self.pool is not None else nullcontext(None)
+        with scope as factory:
+            result = run_job(spec, context, on_event=on_event, should_cancel=should_cancel,
+                             on_level=lambda level: on_level(level.to_json()),
+                             completed=[LevelResult.from_json(level) for level in completed],
+                             executor_factory=factory)
         return dict(result.to_json())
+
+    def close(self) -> None:
+        """Stop the intervention actors this executor spawned, if any."""
+        if self.pool is not None:
+            self.pool.pool.shutdown()
+
+
+def make_executor(settings: Settings, spawn_actors: bool = True) -> EngineExecutor:
+    """The engine the settings ask for; with ``ray_address`` set (and ``spawn_actors``) this
+    connects to Ray (or starts a local one) and spawns the intervention actors."""
+    pool = None
+    if settings.ray_address and spawn_actors:
+        from workers import cluster  # Ray loads only when configured
+        from workers.runner import PoolExecutors
+
+        cluster.connect(settings.ray_address, settings.ray_num_cpus)
+        pool = PoolExecutors(cluster.make_pool(settings.ray_actors))
+    return EngineExecutor(model_root=settings.resolved_model_root,
+                          data_root=settings.dataset_dir, cache_dir=settings.resolved_cache_dir,
+                          device=settings.device, pool=pool)

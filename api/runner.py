@@ -88,7 +88,8 @@ class JobRunner:
         """Stop claiming; a running job stops at its next batch boundary and goes back to
         the queue (keeping its level checkpoints), unless a user cancelled it."""
         self._stopping.set()
-        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -105,7 +106,14 @@ class JobRunner:
                 self._stopping.wait(self._poll_s)
 
     def _publish(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
-        self._bus.publish(job_id, kind, data)
+        """Best effort: events are transient (the job row holds progress and the result), so
+        a bus outage (Redis down) costs the live stream, never the job."""
+        try:
+            self._bus.publish(job_id, kind, data)
+        except Exception:
+            log.warning("job %s: event %s not published (bus unavailable)", job_id, kind,
+                        exc_info=True)
+            return
         self._metrics.events_published.labels(kind).inc()
 
     def run_one(self, job: Job) -> None:
@@ -151,11 +159,10 @@ class JobRunner:
             record = error.to_record()
             self._end(job.id, "failed", record,
                       lambda s: jobs.fail_job(s, job.id, self.worker_id, record))
-        except Exception as error:
+        except Exception as error:  # infrastructure (a lost actor, a DB hiccup): retry
             log.exception("job %s crashed", job.id)
             crash = {"type": type(error).__name__, "message": str(error), "where": None}
-            self._end(job.id, "failed", crash,
-                      lambda s: jobs.fail_job(s, job.id, self.worker_id, crash))
+            self._retry(job.id, crash)
         else:
             self._end(job.id, "finished", finished,
                       lambda s: jobs.succeed_job(s, job.id, self.worker_id, result))
@@ -175,6 +182,16 @@ class JobRunner:
             self._publish(job_id, kind, data)
         else:
             log.warning("job %s: lease lost before it could end %s", job_id, kind)
+
+    def _retry(self, job_id: str, crash: dict[str, Any]) -> None:
+        """Requeue a crashed job for another attempt, or fail it at the attempt limit."""
+        with self._sessions() as session:
+            moved = jobs.retry_job(session, job_id, self.worker_id, self._max_attempts, crash)
+        if moved == jobs.QUEUED:
+            self._publish(job_id, "queued", {"reason": "retrying after a crash", **crash})
+        elif moved == jobs.FAILED:
+            self._metrics.jobs_finished.labels("failed").inc()
+            self._publish(job_id, "failed", crash)
 
     def _heartbeat(self, job_id: str, cancelled: threading.Event) -> None:
         """Renew the lease and watch the cancel flag until the job ends."""

@@ -53,6 +53,15 @@ class Settings(BaseSettings):
         default=256, ge=1, description="SSE streams reading at once (own thread limiter, so "
         "open streams never starve ordinary requests)",
     )
+    ray_address: str | None = Field(
+        default=None, description="run interventions on Ray: 'local' starts one in this "
+        "process, else a cluster address (ray://… or host:port); unset: in this process")
+    ray_actors: int = Field(default=0, ge=0, description="intervention actors; 0: one per "
+                            "GPU, or 2 CPU actors without GPUs")
+    ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local Ray")
+    scheduler_slots: int = Field(default=2, ge=1, description="jobs `plot scheduler` runs at "
+                                 "once")
+    max_running_jobs_per_owner: int = Field(default=1, ge=1)
     lease_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     poll_s: float = Field(default=0.5, gt=0, description="runner's idle poll interval")

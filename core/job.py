@@ -22,9 +22,10 @@ from core.causal.dataset import read_dataset, split_dataset
 from core.causal.registry import build_task, make_banks
 from core.causal.task import CausalTask
 from core.das_search import run_das
-from core.engine import trace_bank
+from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, JobCancelled, ModelLoadError
 from core.events import EngineEvent, EventSink, ignore_event
+from core.executors import InterventionExecutor
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
@@ -35,6 +36,10 @@ from core.result import DasResult, JobResult, LevelResult
 from core.spec import JobSpec, LevelSpec
 
 TASK_FILE = "task.json"
+
+# Builds the executor of a job's batched interventions from its net directory, the clean
+# traces of its banks and the rows per stacked forward (the Ray pool, say); None: in-process.
+ExecutorFactory = Callable[[Path, dict[str, BankTraces], int], InterventionExecutor]
 
 # Training of each built-in task's default net. HEQ trains on to a confident net (held-out
 # loss ≤ 1e-3): an MLP stopped at the first 99.5 % spreads WX and YZ over many mixed
@@ -193,6 +198,7 @@ def run_job(
     should_cancel: Callable[[], bool] = lambda: False,
     on_level: Callable[[LevelResult], None] | None = None,
     completed: Sequence[LevelResult] = (),
+    executor_factory: ExecutorFactory | None = None,
 ) -> JobResult:
     """Run a whole PLOT job.
 
@@ -203,6 +209,7 @@ def run_job(
         should_cancel: polled between batches; when true the job raises JobCancelled.
         on_level: called with each level's checkpoint as soon as it is done.
         completed: checkpoints of levels already done (a resumed job skips them).
+        executor_factory: where the batched interventions run; None: this process.
 
     Raises:
         PlotError: a subclass naming the bad field, file, tensor or line.
@@ -223,7 +230,9 @@ def run_job(
         "variables": list(banks.variables),
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
                   "test": banks.test.size}}))
-    inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows)
+    executor = None if executor_factory is None else executor_factory(directory, traces, max_rows)
+    inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
+                         executor)
     schedule = default_levels(spec, task, net)
     levels = run_levels(schedule, inputs, on_event, should_cancel, completed, on_level)
     das = run_job_das(spec, inputs, levels, on_event, should_cancel)

@@ -275,3 +275,71 @@ def requeue_expired(session: Session, max_attempts: int, now: datetime | None = 
                                         "message": f"runner lost {job.attempt} times"},
             )
     return moved
+
+
+def retry_job(session: Session, job_id: str, worker: str, max_attempts: int,
+              error: dict[str, Any]) -> str | None:
+    """After an infrastructure error (not the spec's or the data's): back to ``queued`` for
+    another attempt, or ``failed`` with ``error`` once it used ``max_attempts``.
+
+    Returns:
+        The status it moved to, or None when the lease was already lost.
+    """
+    if _transition(session, job_id, RUNNING, QUEUED, _held_by(worker),
+                   Job.attempt < max_attempts, Job.cancel_requested.is_(False),
+                   lease_owner=None, lease_expires_at=None, error=error):
+        return QUEUED
+    failed = {**error, "message": f"{error.get('message')} (attempt limit {max_attempts})"}
+    if fail_job(session, job_id, worker, failed):
+        return FAILED
+    return None
+
+
+def running_by_owner(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.owner, func.count()).where(Job.status == RUNNING).group_by(Job.owner)
+    ).all()
+    return {owner: int(count) for owner, count in rows}
+
+
+def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
+    """Queued job ids to try, one per owner under its cap, in fair-share order.
+
+    Owners with fewer running jobs go first, then the owner whose last job started longest
+    ago (round robin); each owner offers its best queued job (priority, then age).
+    """
+    running = running_by_owner(session)
+    last_started = dict(session.execute(
+        select(Job.owner, func.max(Job.started_at)).where(Job.started_at.is_not(None))
+        .group_by(Job.owner)
+    ).all())
+    rank = func.row_number().over(partition_by=Job.owner,
+                                  order_by=(Job.priority.desc(), Job.created_at, Job.id))
+    ranked = (select(Job.id, Job.owner, Job.priority, Job.created_at, rank.label("rank"))
+              .where(Job.status == QUEUED).subquery())
+    heads = session.execute(
+        select(ranked.c.id, ranked.c.owner, ranked.c.priority, ranked.c.created_at)
+        .where(ranked.c.rank == 1)
+    ).all()
+    eligible = [h for h in heads if running.get(h.owner, 0) < per_owner_cap]
+
+    def order(head: Any) -> tuple[Any, ...]:
+        started = last_started.get(head.owner)
+        # an owner who never ran goes before every owner with as many running jobs
+        when = "" if started is None else started.isoformat()
+        return (running.get(head.owner, 0), started is not None, when,
+                -head.priority, head.created_at.isoformat(), head.id)
+
+    return [head.id for head in sorted(eligible, key=order)]
+
+
+def claim_fair(session: Session, worker: str, lease_s: float, per_owner_cap: int
+               ) -> Job | None:
+    """Claim the next queued job in fair-share order (see ``fair_share_heads``)."""
+    for job_id in fair_share_heads(session, per_owner_cap):
+        now = utcnow()
+        if _transition(session, job_id, QUEUED, RUNNING, attempt=Job.attempt + 1,
+                       lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),
+                       started_at=now, progress_done=0, progress_total=0):
+            return session.get(Job, job_id, populate_existing=True)
+    return None

@@ -170,3 +170,15 @@ def api_only(backend: Backend, engine_cache: Path, tmp_path: Path) -> Iterator[S
     finally:
         if url:
             drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One small local Ray per test session (2 CPUs, a 256 MiB object store)."""
+    import ray
+
+    from workers import cluster
+
+    cluster.connect(cluster.LOCAL, num_cpus=2, object_store_bytes=256 * 2**20)
+    yield
+    ray.shutdown()

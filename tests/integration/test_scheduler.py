@@ -1,0 +1,224 @@
+"""The scheduler on a real Postgres: fair share across owners with a per-owner cap, the
+attempt limit of a job that keeps crashing, and a standby taking over the leader lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from api.db import jobs
+from api.db.migrate import upgrade_database
+from api.db.session import make_engine, make_sessions
+from api.db.tables import Job
+from api.executor import EngineExecutor
+from api.metrics import ServiceMetrics
+from api.runner import JobRunner
+from api.scheduler import Scheduler, SchedulerLimits
+from core.events import EngineEvent
+from core.spec import JobSpec
+from workers.cluster import make_pool
+from workers.events import InProcessBus
+from workers.runner import PoolExecutors
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST_SPEC = JobSpec.model_validate({
+    "task": {"builtin": "hierarchical_equality"},
+    "pairs": {"fit": 50, "calibration": 50, "test": 50},
+    "levels": [{"granularity": "layer"}],
+    "coupling": {"epsilons": [0.03]},
+    "calibration": {"top_k": [1], "strengths": [1.0]},
+})
+Sessions = Any
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[tuple[Any, Sessions]]:
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
+    yield engine, make_sessions(engine)
+    engine.dispose()
+
+
+def make_scheduler(database: tuple[Any, Sessions], executor: Any, limits: SchedulerLimits,
+                   max_attempts: int = 3) -> Scheduler:
+    engine, sessions = database
+    runner = JobRunner(sessions, InProcessBus(), executor, ServiceMetrics(), lease_s=30,
+                       max_attempts=max_attempts, poll_s=0.05)
+    return Scheduler(engine, sessions, runner, limits, lease_s=30, max_attempts=max_attempts)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def statuses(sessions: Sessions, ids: Sequence[str]) -> list[str]:
+    with sessions() as session:
+        return [session.get(Job, i, populate_existing=True).status for i in ids]
+
+
+def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path,
+                   limits: SchedulerLimits) -> tuple[list[str], dict[str, int]]:
+    """3 owners × 20 jobs submitted owner by owner, run on 2 Ray actors; returns the owners
+    in completion order and each owner's peak count of running jobs (sampled every 20 ms)."""
+    _, sessions = database
+    pool = make_pool(actors=2)
+    executor = EngineExecutor(tmp_path, tmp_path, engine_cache, "cpu", PoolExecutors(pool))
+    ids: list[str] = []
+    with sessions() as session:
+        for owner in ("ada", "bo", "cy"):
+            ids += [jobs.create_job(session, owner, FAST_SPEC, max_queued=20).id
+                    for _ in range(20)]
+    peak: dict[str, int] = {}
+    watching = threading.Event()
+
+    def watch_caps() -> None:
+        while not watching.is_set():
+            with sessions() as session:
+                for owner, count in jobs.running_by_owner(session).items():
+                    peak[owner] = max(peak.get(owner, 0), count)
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch_caps, daemon=True)
+    watcher.start()
+    scheduler = make_scheduler(database, executor, limits)
+    scheduler.start()
+    try:
+        wait_for(lambda: all(s in jobs.TERMINAL for s in statuses(sessions, ids)), 600,
+                 "60 jobs to finish")
+    finally:
+        scheduler.stop()
+        watching.set()
+        watcher.join()
+        for actor in pool.actors:
+            ray.kill(actor)
+    with sessions() as session:
+        done = sorted((session.get(Job, i) for i in ids), key=lambda j: j.finished_at)
+        assert {job.status for job in done} == {"succeeded"}
+        order = [job.owner for job in done]
+    sys.stdout.write(f"completion order ({limits}): " + " ".join(o[0] for o in order) + "\n")
+    return order, peak
+
+
+@pytest.mark.slow
+def test_one_slot_serves_owners_in_strict_round_robin(
+        database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
+        tmp_path: Path) -> None:
+    order, _ = run_sixty_jobs(database, engine_cache, tmp_path,
+                              SchedulerLimits(slots=1, per_owner_cap=1, poll_s=0.05))
+    assert order == ["ada", "bo", "cy"] * 20  # FIFO would have been ada × 20 first
+
+
+@pytest.mark.slow
+def test_owners_interleave_and_none_exceeds_its_cap(
+        database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
+        tmp_path: Path) -> None:
+    order, peak = run_sixty_jobs(database, engine_cache, tmp_path,
+                                 SchedulerLimits(slots=4, per_owner_cap=1, poll_s=0.05))
+    assert peak == {"ada": 1, "bo": 1, "cy": 1}  # 4 free slots, yet one job per owner
+    # with one job per owner running, an owner is missing from 10 consecutive completions
+    # only if its single job outlasts ten others; FIFO would give ada's 20 first
+    for start in range(len(order) - 9):
+        assert set(order[start:start + 10]) == {"ada", "bo", "cy"}, (start, order)
+
+
+class CrashingExecutor:
+    """An executor whose node keeps dying (not the job's fault): every attempt crashes."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
+                 should_cancel: Callable[[], bool], on_level: Callable[[dict[str, Any]], None],
+                 completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        self.calls += 1
+        raise RuntimeError("the actor's node went away")
+
+
+def test_a_job_that_keeps_crashing_fails_with_its_error_after_the_attempt_limit(
+        database: tuple[Any, Sessions]) -> None:
+    _, sessions = database
+    with sessions() as session:
+        job_id = jobs.create_job(session, "ada", FAST_SPEC, max_queued=5).id
+    executor = CrashingExecutor()
+    scheduler = make_scheduler(database, executor, SchedulerLimits(1, 1, 0.05), max_attempts=3)
+    scheduler.start()
+    try:
+        wait_for(lambda: statuses(sessions, [job_id]) == ["failed"], 60, "the job to fail")
+    finally:
+        scheduler.stop()
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.attempt == 3 and executor.calls == 3
+        assert job.error["type"] == "RuntimeError"
+        assert job.error["message"] == "the actor's node went away (attempt limit 3)"
+
+
+def test_a_standby_scheduler_takes_over_when_the_leader_dies(
+        database: tuple[Any, Sessions], postgres_url: str, engine_cache: Path,
+        tmp_path: Path) -> None:
+    _, sessions = database
+    env = {**os.environ, "PLOT_DATABASE_URL": postgres_url, "PLOT_DATA_DIR": str(tmp_path),
+           "PLOT_CACHE_DIR": str(engine_cache), "PLOT_POLL_S": "0.1"}
+    env.pop("PLOT_RAY_ADDRESS", None)
+    leader = subprocess.Popen([sys.executable, "-m", "api.cli", "scheduler"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    standby = make_scheduler(database, EngineExecutor(tmp_path, tmp_path, engine_cache, "cpu"),
+                             SchedulerLimits(1, 1, 0.1))
+    try:
+        assert leader.stdout is not None
+        for line in leader.stdout:
+            if "is the leader" in line:
+                break
+        standby.start()
+        time.sleep(1.0)
+        assert not standby.is_leader  # the lock is held by the subprocess
+        leader.send_signal(signal.SIGKILL)
+        leader.wait(10)
+        assert standby.became_leader.wait(15), "the standby never took the lock"
+        with sessions() as session:  # and it schedules: a job now runs to the end
+            job_id = jobs.create_job(session, "ada", FAST_SPEC, max_queued=5).id
+        wait_for(lambda: statuses(sessions, [job_id]) == ["succeeded"], 300, "the job")
+    finally:
+        standby.stop()
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait()
+        if leader.stdout is not None:
+            leader.stdout.close()
+
+
+def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
+                                             engine_cache: Path, tmp_path: Path) -> None:
+    from workers.events import RedisStreamBus
+
+    engine, sessions = database
+    with sessions() as session:
+        job_id = jobs.create_job(session, "ada", FAST_SPEC, max_queued=5).id
+    dead_bus = RedisStreamBus("redis://127.0.0.1:1/0", "plot-down")  # nothing listens there
+    runner = JobRunner(sessions, dead_bus, EngineExecutor(tmp_path, tmp_path, engine_cache),
+                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
+    scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(1, 1, 0.05), 30, 1)
+    scheduler.start()
+    try:
+        wait_for(lambda: statuses(sessions, [job_id])[0] in jobs.TERMINAL, 300, "the job")
+    finally:
+        scheduler.stop()
+        dead_bus.close()
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.status == "succeeded" and job.attempt == 1
+        assert job.result is not None and job.result["handles"]

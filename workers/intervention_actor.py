@@ -1,0 +1,155 @@
+"""InterventionActor: one per GPU (or a few CPU ones); caches nets by content hash, holds
+each job's traced banks and runs chunks of a level's batched interventions with the engine.
+
+A plain class: ``ray.remote(InterventionActor).options(...)`` wraps it at spawn
+(``workers.cluster.spawn_intervention_actor``), so it is tested without Ray. It returns
+signatures and exact-match tables, never activations.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from core.calibrate import exact_matches
+from core.engine import BankTraces, Interventions
+from core.errors import PlotError
+from core.executors import Split
+from core.nets.base import InterventableNet, Trace
+from core.nets.io import load_net, net_digest
+from core.signatures import neural_signatures
+from core.sites import Site
+
+DEFAULT_NET_CACHE_BYTES = 2 * 2**30
+
+
+class JobNotLoaded(PlotError):
+    """A chunk arrived for a job whose net and banks this actor does not hold."""
+
+
+def net_bytes(net: InterventableNet) -> int:
+    """Bytes of a net's parameters and buffers (what its cache entry costs)."""
+    tensors = [*net.parameters(), *net.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class NetCache:
+    """Nets by content digest, least recently used evicted first, bounded by a byte budget.
+
+    The most recently loaded net always stays, even alone over the budget.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._nets: OrderedDict[str, tuple[InterventableNet, int]] = OrderedDict()
+
+    def __contains__(self, digest: str) -> bool:
+        return digest in self._nets
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(size for _, size in self._nets.values())
+
+    def get(self, digest: str) -> InterventableNet | None:
+        if digest not in self._nets:
+            return None
+        self._nets.move_to_end(digest)
+        return self._nets[digest][0]
+
+    def put(self, digest: str, net: InterventableNet) -> None:
+        self._nets[digest] = (net, net_bytes(net))
+        self._nets.move_to_end(digest)
+        while len(self._nets) > 1 and self.used_bytes > self.budget_bytes:
+            self._nets.popitem(last=False)
+
+
+def trace_to(trace: Trace, device: torch.device) -> Trace:
+    return Trace(trace.inputs.to(device),
+                 {k: v.to(device) for k, v in trace.activations.items()},
+                 trace.logits.to(device))
+
+
+@dataclass(frozen=True)
+class LoadedJob:
+    """What a chunk of one job needs: its net and the clean traces of its banks."""
+
+    digest: str
+    net: InterventableNet
+    traces: dict[str, BankTraces]
+    max_rows: int
+
+
+class InterventionActor:
+    """Runs chunks of batched interchange interventions for the jobs loaded into it.
+
+    Args:
+        device: ``cpu``, ``cuda`` (this actor's GPU) or ``auto``.
+        net_cache_bytes: the byte budget of the nets kept loaded.
+    """
+
+    def __init__(self, device: str = "auto",
+                 net_cache_bytes: int = DEFAULT_NET_CACHE_BYTES) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.nets = NetCache(net_cache_bytes)
+        self._jobs: dict[str, LoadedJob] = {}
+
+    def ping(self) -> str:
+        return str(self.device)
+
+    def load_job(self, job_key: str, net_dir: str, traces: dict[str, BankTraces],
+                 max_rows: int) -> str:
+        """Hold ``job_key``'s net (loaded once per content digest) and traced banks.
+
+        Returns:
+            The net's digest.
+
+        Raises:
+            ModelLoadError: the net directory cannot be read on this node.
+        """
+        digest = net_digest(net_dir)
+        net = self.nets.get(digest)
+        if net is None:
+            net = load_net(Path(net_dir), device=self.device)
+            self.nets.put(digest, net)
+        on_device = {split: BankTraces(trace_to(t.base, self.device),
+                                       trace_to(t.source, self.device))
+                     for split, t in traces.items()}
+        self._jobs[job_key] = LoadedJob(digest, net, on_device, max_rows)
+        return digest
+
+    def release_job(self, job_key: str) -> None:
+        """Forget a job's traced banks (its net stays cached)."""
+        self._jobs.pop(job_key, None)
+
+    def jobs(self) -> list[str]:
+        return list(self._jobs)
+
+    def _job(self, job_key: str) -> LoadedJob:
+        if job_key not in self._jobs:
+            raise JobNotLoaded("this actor holds no net and banks for the job", job_key)
+        return self._jobs[job_key]
+
+    def signatures(self, job_key: str, sites: Sequence[Site], frames: dict[str, Tensor]
+                   ) -> Tensor:
+        """(S, P, Y) neural signatures of ``sites`` on the job's fit bank, on the CPU."""
+        job = self._job(job_key)
+        frames = {loc: f.to(self.device) for loc, f in frames.items()}
+        out = neural_signatures(job.net, job.traces["fit"], sites, frames, job.max_rows)
+        return out.cpu()
+
+    def matches(self, job_key: str, split: Split, interventions: Interventions,
+                targets: Tensor) -> Tensor:
+        """(N, P) bool exact matches of ``interventions`` on the job's ``split`` bank."""
+        job = self._job(job_key)
+        moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
+                              {k: v.to(self.device) for k, v in interventions.frames.items()})
+        out = exact_matches(job.net, job.traces[split], moved, targets.to(self.device),
+                            job.max_rows)
+        return out.cpu()

@@ -1,0 +1,109 @@
+"""ActorPool: bounded in-flight dispatch of method calls over a set of actors with
+``ray.wait``, results handed over in completion order, chunks of a dead actor re-run on its
+replacement."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+ActorHandle = Any  # ray.actor.ActorHandle of a remote-wrapped plain class
+
+
+@dataclass(frozen=True)
+class Call:
+    """One chunk of work: ``actor.<method>.remote(*args)``."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+class ActorPool:
+    """A fixed number of actors shared by every job of this process.
+
+    Args:
+        spawn: starts one actor (also used to replace a dead one).
+        size: how many actors to keep.
+        in_flight_per_actor: calls submitted to one actor before waiting for a result;
+            2 keeps each actor busy while its next chunk's arguments travel.
+        max_retries: how often one call is re-run after its actor died.
+    """
+
+    def __init__(self, spawn: Callable[[], ActorHandle], size: int,
+                 in_flight_per_actor: int = 2, max_retries: int = 3) -> None:
+        if size < 1:
+            raise ValueError("an actor pool needs at least one actor")
+        self._spawn = spawn
+        self._lock = threading.Lock()  # several runner threads share the pool
+        self.actors: list[ActorHandle] = [spawn() for _ in range(size)]
+        self.in_flight_per_actor = in_flight_per_actor
+        self.max_retries = max_retries
+        self.replaced = 0
+
+    def replace(self, dead: ActorHandle) -> None:
+        """Swap a dead actor for a fresh one (once, however many calls saw it die)."""
+        with self._lock:
+            for index, actor in enumerate(self.actors):
+                if actor is dead:
+                    self.actors[index] = self._spawn()
+                    self.replaced += 1
+
+    def shutdown(self) -> None:
+        """Kill every actor (their nets and banks go with them)."""
+        with self._lock:
+            for actor in self.actors:
+                ray.kill(actor)
+            self.actors = []
+
+    def run(self, calls: Sequence[Call], on_result: Callable[[int, Any], None],
+            prepare: Callable[[ActorHandle], None] | None = None) -> None:
+        """Run every call on some actor; ``on_result(index, value)`` in completion order.
+
+        ``prepare(actor)`` runs before the first call this run sends to an actor (it may
+        submit a setup call: an actor runs one caller's calls in order). If ``on_result``
+        raises (a cancel), calls still queued are cancelled and the error propagates.
+
+        Raises:
+            RayActorError: a call's actor died more than ``max_retries`` times.
+            Exception: a call's own error, re-raised (a PlotError keeps its type).
+        """
+        pending = deque(range(len(calls)))
+        tries = [0] * len(calls)
+        in_flight: dict[ray.ObjectRef[Any], tuple[int, ActorHandle]] = {}
+        load: dict[int, int] = {}  # id(actor) -> calls in flight on it
+        try:
+            while pending or in_flight:
+                with self._lock:
+                    actors = list(self.actors)
+                limit = self.in_flight_per_actor * len(actors)
+                while pending and len(in_flight) < limit:
+                    actor = min(actors, key=lambda a: load.get(id(a), 0))
+                    if prepare is not None:
+                        prepare(actor)
+                    index = pending.popleft()
+                    call = calls[index]
+                    ref = getattr(actor, call.method).remote(*call.args)
+                    in_flight[ref] = (index, actor)
+                    load[id(actor)] = load.get(id(actor), 0) + 1
+                [ready], _ = ray.wait(list(in_flight), num_returns=1)
+                index, actor = in_flight.pop(ready)
+                load[id(actor)] -= 1
+                try:
+                    value = ray.get(ready)
+                except (RayActorError, ActorUnavailableError):
+                    tries[index] += 1
+                    if tries[index] > self.max_retries:
+                        raise
+                    self.replace(actor)
+                    pending.appendleft(index)
+                    continue
+                on_result(index, value)
+        finally:
+            for ref in in_flight:  # queued calls go; a sync actor finishes its running one
+                ray.cancel(ref)
