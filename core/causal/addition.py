@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.causal.bank import PairBank
+from core.causal.generated import GeneratedTask
 from core.causal.model import CausalModel, Variable
-from core.causal.sampling import label_pairs, sample_controlled_bank
 
 
 def _majority(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
@@ -40,7 +39,7 @@ def adder_causal_model(num_bits: int) -> CausalModel:
     return CausalModel(variables, outputs)
 
 
-class BinaryAddition:
+class BinaryAddition(GeneratedTask):
     """The n-bit binary addition task (implements ``CausalTask``).
 
     Args:
@@ -78,22 +77,8 @@ class BinaryAddition:
         b = torch.randint(2**self.num_bits, (n,), generator=generator)
         return self.split_bits(a, b)
 
-    def sample_examples(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """n factual examples: inputs (n, num_bits, 2) float and labels (n, num_bits + 1)."""
-        inputs = self.sample_inputs(n, generator)
-        return self.encode(inputs), self.causal.output_labels(self.causal.run(inputs))
 
-    def draw_pairs(self, n: int, generator: torch.Generator) -> PairBank:
-        """n independent (base, source) pairs of uniformly random operands."""
-        base = self.sample_inputs(n, generator)
-        source = self.sample_inputs(n, generator)
-        return label_pairs(self.causal, self.encode, base, source, self.variables)
 
-    def sample_bank(
-        self, n: int, generator: torch.Generator, changed_share: float = 0.5
-    ) -> PairBank:
-        """n pairs where each carry's interchange changes the output in ~``changed_share``."""
-        return sample_controlled_bank(self.draw_pairs, n, generator, changed_share)
 
     def default_net_config(self) -> dict[str, Any]:
         return {

@@ -12,9 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.causal.bank import PairBank
+from core.causal.generated import GeneratedTask
 from core.causal.model import CausalModel, Variable
-from core.causal.sampling import label_pairs, sample_controlled_bank
 
 ENTITIES = ("W", "X", "Y", "Z")
 
@@ -32,7 +31,7 @@ def heq_causal_model() -> CausalModel:
     )
 
 
-class HierarchicalEquality:
+class HierarchicalEquality(GeneratedTask):
     """The HEQ task (implements ``CausalTask``).
 
     Args:
@@ -73,22 +72,8 @@ class HierarchicalEquality:
         second = torch.where(same, first, (first + shift) % self.num_entities)
         return first, second
 
-    def sample_examples(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """n factual examples: inputs (n, 16) float and labels (n, 1) long."""
-        inputs = self.sample_inputs(n, generator)
-        return self.encode(inputs), self.causal.output_labels(self.causal.run(inputs))
 
-    def draw_pairs(self, n: int, generator: torch.Generator) -> PairBank:
-        """n independent (base, source) pairs, each side sampled like a factual example."""
-        base = self.sample_inputs(n, generator)
-        source = self.sample_inputs(n, generator)
-        return label_pairs(self.causal, self.encode, base, source, self.variables)
 
-    def sample_bank(
-        self, n: int, generator: torch.Generator, changed_share: float = 0.5
-    ) -> PairBank:
-        """n pairs where each variable's interchange changes O in ~``changed_share`` of them."""
-        return sample_controlled_bank(self.draw_pairs, n, generator, changed_share)
 
     def default_net_config(self) -> dict[str, Any]:
         return {

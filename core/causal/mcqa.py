@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from core.causal.bank import PairBank
+from core.causal.generated import GeneratedTask
 from core.causal.model import CausalModel, Variable
-from core.causal.sampling import label_pairs, sample_controlled_bank
+from core.causal.sampling import label_pairs
 from core.errors import TaskError
 from core.nets.tokenizer import WordTokenizer, label_token_ids
 
@@ -54,7 +55,7 @@ def mcqa_causal_model(num_objects: int, num_options: int) -> CausalModel:
     )
 
 
-class MultipleChoiceColours:
+class MultipleChoiceColours(GeneratedTask):
     """The MCQA copy-colours task (implements ``CausalTask``) over a word vocabulary.
 
     Args:
@@ -137,10 +138,6 @@ class MultipleChoiceColours:
         out["q"] = q
         return out | {f"x{j}": options[:, j] for j in range(self.num_options)}
 
-    def sample_examples(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """n factual examples: token ids (n, length) long and labels (n, 1)."""
-        inputs = self.sample_inputs(n, generator)
-        return self.encode(inputs), self.causal.output_labels(self.causal.run(inputs))
 
     def draw_pairs(self, n: int, generator: torch.Generator) -> PairBank:
         """n pairs; the source asks about one of the base's option colours, with the
@@ -160,10 +157,6 @@ class MultipleChoiceColours:
             source[f"c{k}"] = colours[:, k]
         return label_pairs(self.causal, self.encode, base, source, self.variables)
 
-    def sample_bank(self, n: int, generator: torch.Generator,
-                    changed_share: float = 0.5) -> PairBank:
-        """n pairs where each variable's interchange changes the answer in ~``changed_share``."""
-        return sample_controlled_bank(self.draw_pairs, n, generator, changed_share)
 
     def named_positions(self) -> dict[str, dict[str, int]]:
         """Positions computed from the prompt: the queried object and each option's colour."""
