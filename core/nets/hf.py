@@ -24,10 +24,11 @@ from torch.nn import functional
 
 from core.errors import ModelLoadError, PlotError
 from core.hooks import Hook, hooked
-from core.nets.base import Edit, InterventableNet, Trace, tile
+from core.nets.base import Edit, Trace, tile
 from core.nets.tokenizer import label_token_ids
 from core.nets.tokens import (
     LAST,
+    TokenNet,
     edit_at,
     group_edits,
     parse_named_positions,
@@ -63,7 +64,7 @@ def _submodule(root: nn.Module, path: str) -> nn.Module:
     return root.get_submodule(path)
 
 
-class HFNet(InterventableNet):
+class HFNet(TokenNet):
     """A causal LM whose output is the label tokens' logits at the last real token.
 
     ``resume`` reruns the whole forward on ``copies`` tiled copies of the batch with hooks
@@ -99,24 +100,8 @@ class HFNet(InterventableNet):
                                     self.d_head)
 
     @property
-    def widths(self) -> dict[str, int]:
-        return self._widths
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.max_len,)
-
-    @property
     def output_shape(self) -> tuple[int, int]:
         return (1, len(self.config["labels"]))
-
-    @property
-    def input_dtype(self) -> torch.dtype:
-        return torch.long
-
-    @property
-    def tokens_per_row(self) -> int:
-        return self.max_len
 
     def text_encoder(self) -> Callable[[str], list[int]] | None:
         def encode(text: str) -> list[int]:

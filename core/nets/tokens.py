@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from core.errors import ModelLoadError, SiteError
-from core.nets.base import DerivedActivations, Edit, tile
+from core.nets.base import DerivedActivations, Edit, InterventableNet, tile
 from core.sites import TOKEN_COMPONENTS, TokenLocation, parse_token_location
 
 LAST = "last"
@@ -191,3 +191,26 @@ def match_rows(tensor: Tensor, rows: int) -> Tensor:
     """Tile (R, ...) copy-major to ``rows`` rows (a multiple of R)."""
     return tile(tensor, rows // tensor.shape[0])
 
+
+
+class TokenNet(InterventableNet):
+    """What the token nets share: token-id inputs of ``max_len`` and a location table."""
+
+    max_len: int
+    _widths: dict[str, int]
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return self._widths
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.max_len,)
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return torch.long
+
+    @property
+    def tokens_per_row(self) -> int:
+        return self.max_len

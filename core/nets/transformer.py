@@ -15,10 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from core.nets.base import Edit, InterventableNet, Trace
+from core.nets.base import Edit, Trace
 from core.nets.tokenizer import WordTokenizer
 from core.nets.tokens import (
     LAST,
+    TokenNet,
     edit_at,
     group_edits,
     match_rows,
@@ -57,7 +58,7 @@ class Block(nn.Module):
         return out
 
 
-class TransformerNet(InterventableNet):
+class TransformerNet(TokenNet):
     """A small causal transformer whose output is the label tokens' logits at the last token.
 
     ``config``: ``vocab_size``, ``d_model``, ``n_layers``, ``n_heads`` (dividing
@@ -86,24 +87,8 @@ class TransformerNet(InterventableNet):
         self.tokenizer: WordTokenizer | None = None
 
     @property
-    def widths(self) -> dict[str, int]:
-        return self._widths
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return (self.max_len,)
-
-    @property
     def output_shape(self) -> tuple[int, int]:
         return (1, len(self.config["label_token_ids"]))
-
-    @property
-    def input_dtype(self) -> torch.dtype:
-        return torch.long
-
-    @property
-    def tokens_per_row(self) -> int:
-        return self.max_len
 
     def text_encoder(self) -> Callable[[str], list[int]] | None:
         if self.tokenizer is None:
