@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000, help="pairs per bank")
     parser.add_argument("--dims", nargs="+", type=int, default=list(range(1, 17)),
                         help="subspace ranks of the DAS grid (default 1..16, the reference's)")
-    parser.add_argument("--max-epochs", type=int, default=30)
+    parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 gives comparable CPU timings)")

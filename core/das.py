@@ -47,10 +47,10 @@ class DasConfig:
         seed: seeds the initial basis and the minibatch order.
     """
 
-    max_epochs: int = 30
+    max_epochs: int = 100
     min_epochs: int = 2
     lr: float = 0.01
-    batch_size: int = 64
+    batch_size: int = 256
     patience: int = 3
     rel_delta: float = 1e-3
     min_loss: float = 0.01

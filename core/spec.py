@@ -161,12 +161,12 @@ class DasSpec(_Frozen):
         default_factory=lambda: [1, 2, 4, 8, 16], min_length=1,
         description="subspace ranks k tried (clipped to each location's width)",
     )
-    max_epochs: int = Field(30, ge=1)
+    max_epochs: int = Field(100, ge=1)
     min_epochs: int = Field(2, ge=1)
     lr: float = Field(0.01, gt=0)
     restarts: int = Field(1, ge=1, description="seeds per (location, k, variable); best on "
                           "the calibration bank is kept")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(256, ge=1)
     patience: int = Field(3, ge=1, description="epochs without relative loss improvement")
     rel_delta: float = Field(1e-3, ge=0, lt=1)
     init: DasInit = Field("pca", description="pca: guided runs at a PCA level start from "
