@@ -1,18 +1,28 @@
 """Head to head (plot-method.md §6): transport-only PLOT, PLOT-guided DAS and full DAS.
 
-For each task (the HEQ MLP, the 4-bit adder GRU) and each seed, the task's default net is
-trained (or reused from the cache) with that seed, the fit / calibration / test banks are
-drawn once, and the three methods run on the same banks and traces:
+For each task (the HEQ MLP, the 4-bit adder GRU; the MCQA transformer with ``--tasks mcqa``)
+and each seed, the task's default net is trained (or reused from the cache) with that seed,
+the fit / calibration / test banks are drawn once, and the three methods run on the same
+banks and traces:
 
 - ``PLOT``: the task's default levels; the best handle per variable (soft handle test IIA);
 - ``PLOT+guided DAS``: the same levels, then DAS only at the kept locations (cost = both);
-- ``full DAS``: DAS at every location × k × variable.
+- ``full DAS``: DAS at every location × k × variable. For a token net (MCQA) the locations
+  are the residual stream after every block at every distinct position (``full_targets``'
+  ``resid`` token × layer grid, with position labels that resolve to the same token on
+  every pair of the banks merged: a named position or ``last`` stands for its index).
+
+Per task, DAS tries ``--dims`` (default: 1..16 for the MLP and GRU, as the reference;
+[1, 2, 4, 8, 16, 32] clipped to d_model for the transformer, whose grid has 3 × 17
+locations). The JSON and markdown also record stage A: each variable's kept sites and
+handle at PLOT's first level (for MCQA, the positions).
 
 The table gives, per method × variable, test IIA mean ± sd over seeds, and per method the
 mean wall time, (pair) forward passes, DAS trainings and speed-up over full DAS. Writes
 ``compare.json``, ``compare.md`` and ``compare.png`` (IIA vs wall time, log x) to --out.
 
     python bench/compare.py --seeds 0 1 2 --out bench/results
+    python bench/compare.py --tasks mcqa --seeds 0 --out bench/results/mcqa
 """
 
 from __future__ import annotations
@@ -27,15 +37,60 @@ from typing import Any
 
 import torch
 
-from core.das_search import run_das
-from core.engine import trace_bank
+from core.das_search import DasTarget, full_targets, run_das, run_das_targets
+from core.engine import BankTraces, trace_bank
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
 from core.progressive import LevelInputs, best_handles, run_levels
-from core.result import DasResult
+from core.result import DasResult, LevelResult
+from core.sites import is_token_net, parse_site, parse_token_location
 from core.spec import DasSpec, JobSpec, parse_job_spec
 
 METHODS = ("PLOT", "PLOT+guided DAS", "full DAS")
-TASKS = ("hierarchical_equality", "binary_addition")
+TASKS = ("hierarchical_equality", "binary_addition", "mcqa")
+DEFAULT_TASKS = ("hierarchical_equality", "binary_addition")  # the README's table
+REFERENCE_DIMS = list(range(1, 17))
+TASK_DIMS = {"mcqa": [1, 2, 4, 8, 16, 32]}  # clipped to d_model (32 for the default net)
+
+
+def task_dims(task_name: str, requested: list[int] | None) -> list[int]:
+    """The DAS rank grid of a task: --dims if given, else the task's default."""
+    return requested or TASK_DIMS.get(task_name, REFERENCE_DIMS)
+
+
+def full_das_targets(net: Any, variables: list[str], dims: list[int],
+                     traces: dict[str, BankTraces]) -> list[DasTarget]:
+    """``full_targets``, with a token net's aliased positions merged.
+
+    Position labels (indices, ``last``, named positions) that resolve to the same token
+    on every base and source row of every bank are one site: the first in the order
+    named, ``last``, index is kept, so the grid is every layer × every distinct position
+    and reads with the task's names.
+    """
+    targets = full_targets(net, variables, dims)
+    if not is_token_net(net.widths):
+        return targets
+    labels: list[str] = list(net.labels)
+    resolved = torch.cat([getattr(t, side).activations.streams["positions"]
+                          for t in traces.values() for side in ("base", "source")])
+    named = [lb for lb in labels if not lb.isdigit() and lb != "last"]
+    order = [*named, "last", *(lb for lb in labels if lb.isdigit())]
+    keep: dict[tuple[int, ...], str] = {}
+    for label in order:
+        keep.setdefault(tuple(resolved[:, labels.index(label)].tolist()), label)
+    kept = set(keep.values())
+    out = []
+    for target in targets:
+        parsed = parse_token_location(target.location)
+        if parsed is not None and parsed.position in kept:
+            out.append(target)
+    return out
+
+
+def level_summary(levels: list[LevelResult]) -> list[dict[str, Any]]:
+    """Per PLOT level: each variable's kept sites and handle (sites, test IIA)."""
+    return [{"granularity": level.granularity, "kept": level.kept_by_variable,
+             "handle": {v: {"sites": h.sites, "iia_test": h.iia_test.overall}
+                        for v, h in level.handles.items()}} for level in levels]
 
 
 def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
@@ -60,9 +115,16 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     plot_passes = sum(level.forward_passes for level in levels)
     handles = best_handles(levels)
     guided = run_das(DasSpec(mode="guided", **das), inputs, levels, seed)
-    full = run_das(DasSpec(mode="full", **das), inputs, levels, seed)
+    full_spec = DasSpec(mode="full", **das)
+    targets = full_das_targets(net, list(banks.variables), full_spec.dims, traces)
+    full = run_das_targets("full", targets, inputs, full_spec, seed)
     return {
         "task": task_name, "seed": seed, "variables": list(banks.variables),
+        "dims": full_spec.dims,
+        "full_das_locations": list(dict.fromkeys(t.location for t in targets)),
+        "levels": level_summary(levels),
+        "stage_a_locations": {v: list(dict.fromkeys(parse_site(s).location for s in kept))
+                              for v, kept in levels[0].kept_by_variable.items()},
         "methods": {
             "PLOT": {"wall_s": plot_s, "forward_passes": plot_passes, "trainings": 0,
                      "iia": {v: h.iia_test.overall for v, h in handles.items()},
@@ -115,7 +177,8 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def markdown(rows: list[dict[str, Any]], header: str) -> str:
+def markdown(rows: list[dict[str, Any]], header: str,
+             runs: list[dict[str, Any]] | None = None) -> str:
     lines = [header, "", "| task | method | test IIA per variable (mean ± sd) | wall s | "
              "forward passes | DAS trainings | speed-up vs full DAS |",
              "|---|---|---|---:|---:|---:|---:|"]
@@ -124,6 +187,19 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         lines.append(f"| {row['task']} | {row['method']} | {iia} | {row['wall_s']:.2f} | "
                      f"{row['forward_passes']:.0f} | {row['trainings']:.0f} | "
                      f"{row['speedup_vs_full']:.1f}× |")
+    for run in runs or []:
+        lines += ["", f"## {run['task']}, seed {run['seed']}: where each method looked", "",
+                  f"DAS ranks {run['dims']}; full DAS over {len(run['full_das_locations'])} "
+                  f"locations ({', '.join(run['full_das_locations'][:4])}, …)", "",
+                  "| variable | " + " | ".join(f"PLOT {lv['granularity']}: kept"
+                                             for lv in run["levels"])
+                  + " | PLOT handle | guided DAS best | full DAS best |",
+                  "|---|" + "---|" * (len(run["levels"]) + 3)]
+        methods = run["methods"]
+        for v in run["variables"]:
+            kept = [", ".join(f"`{s}`" for s in lv["kept"][v]) for lv in run["levels"]]
+            best = [", ".join(f"`{s}`" for s in methods[m]["sites"][v]) for m in METHODS]
+            lines.append(f"| {v} | " + " | ".join(kept + best) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -153,11 +229,14 @@ def plot_png(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=TASKS,
+                        help="default: the HEQ MLP and the adder GRU (add mcqa for the "
+                        "transformer)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--pairs", type=int, default=1000, help="pairs per bank")
-    parser.add_argument("--dims", nargs="+", type=int, default=list(range(1, 17)),
-                        help="subspace ranks of the DAS grid (default 1..16, the reference's)")
+    parser.add_argument("--dims", nargs="+", type=int, default=None,
+                        help="subspace ranks of the DAS grid (default 1..16, the reference's; "
+                        "1 2 4 8 16 32 for mcqa)")
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
@@ -169,22 +248,23 @@ def main() -> None:
 
     context = JobContext(model_root=args.cache_dir, data_root=args.cache_dir,
                          cache_dir=args.cache_dir, device=args.device)
-    das = {"dims": args.dims, "max_epochs": args.max_epochs}
-    runs = [run_seed(task, seed, context, args.pairs, das)
+    runs = [run_seed(task, seed, context, args.pairs,
+                     {"dims": task_dims(task, args.dims), "max_epochs": args.max_epochs})
             for task in args.tasks for seed in args.seeds]
     rows = summarize(runs)
     device = str(context.torch_device())
+    dims = "; ".join(f"{t} {task_dims(t, args.dims)}" for t in args.tasks)
     header = (f"# PLOT vs PLOT-guided DAS vs full DAS\n\nseeds {args.seeds}, {args.pairs} "
-              f"pairs per bank, dims {args.dims}, device {device}, torch {torch.__version__}, "
+              f"pairs per bank, dims {dims}, device {device}, torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} threads")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "device": device,
          "runs": runs, "summary": rows}, indent=2))
-    (args.out / "compare.md").write_text(markdown(rows, header))
+    (args.out / "compare.md").write_text(markdown(rows, header, runs))
     plot_png(rows, args.out / "compare.png")
-    print(markdown(rows, header))
+    print(markdown(rows, header, runs))
 
 
 if __name__ == "__main__":
