@@ -145,11 +145,12 @@ class InterventionActor:
         return out.cpu()
 
     def matches(self, job_key: str, split: Split, interventions: Interventions,
-                targets: Tensor) -> Tensor:
-        """(N, P) bool exact matches of ``interventions`` on the job's ``split`` bank."""
+                targets: Tensor, pairs: int | None = None) -> Tensor:
+        """(N, P) bool exact matches of ``interventions`` on the job's ``split`` bank (its
+        first ``pairs`` pairs when given: calibration screening)."""
         job = self._job(job_key)
+        traces = job.traces[split] if pairs is None else job.traces[split].slice(0, pairs)
         moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
                               {k: v.to(self.device) for k, v in interventions.frames.items()})
-        out = exact_matches(job.net, job.traces[split], moved, targets.to(self.device),
-                            job.max_rows)
+        out = exact_matches(job.net, traces, moved, targets.to(self.device), job.max_rows)
         return out.cpu()

@@ -87,8 +87,10 @@ class RayExecutor:
         return torch.cat([parts[i] for i in range(len(bounds))]).to(self.device)
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
-                progress: Callable[[int], None] | None = None) -> Tensor:
-        """(N, P) bool exact matches, chunked over the N interventions."""
+                progress: Callable[[int], None] | None = None, pairs: int | None = None
+                ) -> Tensor:
+        """(N, P) bool exact matches, chunked over the N interventions (on the split's first
+        ``pairs`` pairs when given)."""
         bounds = self._chunks(interventions.count)
         targets_ref = ray.put(targets.cpu())
         cpu_frames = {k: v.cpu() for k, v in interventions.frames.items()}
@@ -96,7 +98,7 @@ class RayExecutor:
         for a, b in bounds:
             part = Interventions({k: v[a:b].cpu() for k, v in
                                   interventions.coefficients.items()}, cpu_frames)
-            calls.append(Call("matches", (self.job_key, split, part, targets_ref)))
+            calls.append(Call("matches", (self.job_key, split, part, targets_ref, pairs)))
         parts: dict[int, Tensor] = {}
 
         def gather(index: int, value: Tensor) -> None:

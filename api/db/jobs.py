@@ -186,13 +186,7 @@ def claim_next(session: Session, worker: str, lease_s: float) -> Job | None:
         select(Job.id).where(Job.status == QUEUED)
         .order_by(Job.priority.desc(), Job.created_at, Job.id).limit(8)
     ).all()
-    for job_id in candidates:
-        now = utcnow()
-        if _transition(session, job_id, QUEUED, RUNNING, attempt=Job.attempt + 1,
-                       lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),
-                       started_at=now, progress_done=0, progress_total=0):
-            return session.get(Job, job_id, populate_existing=True)
-    return None
+    return _claim_first(session, candidates, worker, lease_s)
 
 
 def renew_lease(session: Session, job_id: str, worker: str, lease_s: float) -> bool:
@@ -336,7 +330,13 @@ def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
 def claim_fair(session: Session, worker: str, lease_s: float, per_owner_cap: int
                ) -> Job | None:
     """Claim the next queued job in fair-share order (see ``fair_share_heads``)."""
-    for job_id in fair_share_heads(session, per_owner_cap):
+    return _claim_first(session, fair_share_heads(session, per_owner_cap), worker, lease_s)
+
+
+def _claim_first(session: Session, job_ids: Sequence[str], worker: str, lease_s: float
+                 ) -> Job | None:
+    """Move the first of ``job_ids`` still queued to running under a new lease."""
+    for job_id in job_ids:
         now = utcnow()
         if _transition(session, job_id, QUEUED, RUNNING, attempt=Job.attempt + 1,
                        lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),

@@ -63,9 +63,18 @@ def assert_same_result(got: JobResult, want: JobResult) -> None:
 
 
 def run_on(pool: ActorPool, context: JobContext, chunks_per_actor: int = 2,
-           **kwargs: object) -> JobResult:
+           spec: JobSpec = SPEC, **kwargs: object) -> JobResult:
     with PoolExecutors(pool, chunks_per_actor).for_job() as factory:
-        return run_job(SPEC, context, executor_factory=factory, **kwargs)  # type: ignore[arg-type]
+        return run_job(spec, context, executor_factory=factory, **kwargs)  # type: ignore[arg-type]
+
+
+def test_calibration_screening_on_actors_gives_the_in_process_result(
+        two_actors: ActorPool, context: JobContext) -> None:
+    # enough candidates that successive halving screens on a prefix of the calibration bank
+    screened = JobSpec.model_validate({**TINY_SPEC, "calibration": {
+        "top_k": [1, 2, 4, 8], "strengths": [0.5, 1.0, 2.0, 4.0], "screen_pairs": 50,
+        "finalists": 3}})
+    assert_same_result(run_on(two_actors, context, spec=screened), run_job(screened, context))
 
 
 def test_one_actor_gives_the_in_process_result(ray_local: None, context: JobContext,
