@@ -164,8 +164,16 @@ class JobRunner:
             crash = {"type": type(error).__name__, "message": str(error), "where": None}
             self._retry(job.id, crash)
         else:
-            self._end(job.id, "finished", finished,
-                      lambda s: jobs.succeed_job(s, job.id, self.worker_id, result))
+            with self._sessions() as session:
+                # a cancel asked for before the result is committed wins, even when the
+                # engine finished before it next looked at the flag
+                late_cancel = jobs.is_cancel_requested(session, job.id)
+            if late_cancel:
+                self._end(job.id, "cancelled", {"reason": "cancel requested"},
+                          lambda s: jobs.cancel_running_job(s, job.id, self.worker_id))
+            else:
+                self._end(job.id, "finished", finished,
+                          lambda s: jobs.succeed_job(s, job.id, self.worker_id, result))
         finally:
             cancelled.set()
             heartbeat.join()

@@ -236,6 +236,8 @@ def run_job(
     schedule = default_levels(spec, task, net)
     levels = run_levels(schedule, inputs, on_event, should_cancel, completed, on_level)
     das = run_job_das(spec, inputs, levels, on_event, should_cancel)
+    if should_cancel():  # the last stages may not have polled it
+        raise JobCancelled("cancelled before the result was returned", "job")
     total = time.perf_counter() - started
     handles = best_handles(levels)
     timing = {
