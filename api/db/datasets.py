@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db.tables import Dataset, is_resource_id
-from api.errors import NotFoundError, QuotaError
+from api.db.owned import get_owned
+from api.db.tables import Dataset
+from api.errors import QuotaError
 from core.causal.dataset import parse_dataset_bytes
 
 
@@ -49,7 +50,4 @@ def store_dataset(
 
 def get_dataset(session: Session, caller: Caller, dataset_id: str) -> Dataset:
     """Raises: NotFoundError: missing or another owner's (admins see all)."""
-    dataset = session.get(Dataset, dataset_id) if is_resource_id(dataset_id) else None
-    if dataset is None or (dataset.owner != caller.owner and not caller.is_admin):
-        raise NotFoundError("no such dataset", dataset_id)
-    return dataset
+    return get_owned(session, caller, Dataset, dataset_id, "dataset")

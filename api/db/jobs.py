@@ -15,8 +15,9 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db.tables import Job, JobLevel, is_resource_id, utcnow
-from api.errors import ConflictError, NotFoundError, QuotaError
+from api.db.owned import get_owned
+from api.db.tables import Job, JobLevel, utcnow
+from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
 from core.spec import JobSpec
 
@@ -104,10 +105,7 @@ def get_job(session: Session, caller: Caller, job_id: str) -> Job:
     Raises:
         NotFoundError: no such job, or another owner's (unless the caller is an admin).
     """
-    job = session.get(Job, job_id, populate_existing=True) if is_resource_id(job_id) else None
-    if job is None or (job.owner != caller.owner and not caller.is_admin):
-        raise NotFoundError("no such job", job_id)
-    return job
+    return get_owned(session, caller, Job, job_id, "job")
 
 
 def list_jobs(

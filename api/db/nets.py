@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db.tables import RegisteredNet, is_resource_id
-from api.errors import NotFoundError
+from api.db.owned import get_owned
+from api.db.tables import RegisteredNet
 from core.errors import ModelLoadError
 from core.nets.io import load_net, net_digest
 
@@ -48,7 +48,4 @@ def register_net(session: Session, caller: Caller, relative: str, root: Path) ->
 
 def get_net(session: Session, caller: Caller, net_id: str) -> RegisteredNet:
     """Raises: NotFoundError: missing or another owner's (admins see all)."""
-    net = session.get(RegisteredNet, net_id) if is_resource_id(net_id) else None
-    if net is None or (net.owner != caller.owner and not caller.is_admin):
-        raise NotFoundError("no such model", net_id)
-    return net
+    return get_owned(session, caller, RegisteredNet, net_id, "model")
