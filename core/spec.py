@@ -145,7 +145,7 @@ class CalibrationSpec(_Frozen):
 
 
 DasMode = Literal["off", "guided", "full"]
-DasInit = Literal["random", "pca"]
+DasInit = Literal["handle", "pca", "random"]
 DasRank = Literal["auto", "full", "low"]
 
 
@@ -169,8 +169,10 @@ class DasSpec(_Frozen):
     batch_size: int = Field(256, ge=1)
     patience: int = Field(3, ge=1, description="epochs without relative loss improvement")
     rel_delta: float = Field(1e-3, ge=0, lt=1)
-    init: DasInit = Field("pca", description="pca: guided runs at a PCA level start from "
-                          "the handle's principal directions; otherwise random")
+    init: DasInit = Field("handle", description="handle: guided runs start from the "
+                          "handle's directions (principal directions at a PCA level, "
+                          "coordinate axes at a block/neuron level); pca: only at a PCA "
+                          "level; random: never")
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
     low_rank_above: int = Field(64, ge=1)
