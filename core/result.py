@@ -111,7 +111,8 @@ class DasRun:
         iia_calibration: exact-match accuracy on the calibration bank (the selection score).
         iia_test: IIA of the hard subspace interchange on the test bank.
         epochs, loss: of the kept restart; runtime_s: all restarts, training and scoring.
-        init: ``random`` or ``pca`` (the kept restart's starting basis).
+        init: ``random`` or ``handle`` (the kept restart's starting basis; ``pca`` in
+            results written before ``handle`` existed).
     """
 
     site: str
