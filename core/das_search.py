@@ -9,8 +9,9 @@ narrowed by that level's handle:
     S = total size (coordinates, PCA directions, or the width for a whole location) of the
         variable's last-level handle sites at that location, or, if the handle has none
         there, of its kept sites there;
-    ks = the ranks of ``dims`` at the two ends of [S, 2S] (each capped at the width D): the
-        smallest rank ≥ S and the smallest rank ≥ 2S (the largest rank ≤ D when none is);
+    ks = the ranks of ``dims`` at the two ends of [S, 2S], each capped at D − 1 (a rank-D
+        interchange is the whole location's): the smallest rank ≥ S and the smallest
+        rank ≥ 2S (the largest rank < D when none is);
     when the support is a whole location (a coarse last level), every k in dims ≤ D.
 
 Why [S, 2S]: a calibrated handle is a sparse, truncated picture of the variable (top-k sites
@@ -79,23 +80,26 @@ def clip_dims(dims: Sequence[int], width: int) -> tuple[int, ...]:
 
 
 def bracket_dims(dims: Sequence[int], support: int, width: int) -> tuple[int, ...]:
-    """The ranks of ``dims`` at the two ends of [support, 2 * support], within ``width``.
+    """The ranks of ``dims`` at the two ends of [support, 2 * support], below ``width``.
 
     Each end is rounded up to the grid (the smallest rank at or above it); an end above
-    every rank that fits in ``width`` becomes the largest rank that fits.
+    every rank that fits becomes the largest rank that fits. Ranks stop at ``width - 1``:
+    a rank-D interchange swaps the whole vector whatever the rotation, which is the plain
+    location interchange PLOT's coarse level already scored, not a subspace.
 
     Example:
         >>> bracket_dims(range(1, 17), 6, 16), bracket_dims([1, 2, 4, 8, 16], 3, 16)
         ((6, 12), (4, 8))
-        >>> bracket_dims([1, 2, 4, 8, 16], 6, 10)
-        (8,)
+        >>> bracket_dims([1, 2, 4, 8, 16], 6, 10), bracket_dims(range(1, 17), 16, 16)
+        ((8,), (15,))
     """
-    fitting = clip_dims(dims, width)
+    limit = max(width - 1, 1)
+    fitting = clip_dims(dims, limit)
 
     def round_up(rank: int) -> int:
         return min((k for k in fitting if k >= rank), default=fitting[-1])
 
-    return tuple(sorted({round_up(min(support, width)), round_up(min(2 * support, width))}))
+    return tuple(sorted({round_up(min(support, limit)), round_up(min(2 * support, limit))}))
 
 
 def full_targets(net: InterventableNet, variables: Sequence[str], dims: Sequence[int]

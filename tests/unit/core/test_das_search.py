@@ -64,19 +64,23 @@ def test_guided_targets_bracket_k_by_the_handle_support(inputs: LevelInputs) -> 
     plan = [(t.variable, t.location, t.dims) for t in targets]
     # P: handle pca:2 (2 directions) at layer:1; its second site is the layer:0 band.
     # Q: handle pca:2-2 (1 direction); its second site pca:3-7 is at layer:1 too.
-    # k at the ends of [S, 2S]: S = 2 gives k 2 and 4; S = 1 gives k 1 and 2
-    assert plan == [("P", "layer:1", (2, 4)), ("P", "layer:0", (2, 4)),
+    # k at the ends of [S, 2S] below the width: S = 2 gives k 2 and 4 at layer:1 (width 8)
+    # but only 2 at layer:0 (width 4: k = 4 is the whole vector); S = 1 gives k 1 and 2
+    assert plan == [("P", "layer:1", (2, 4)), ("P", "layer:0", (2,)),
                     ("Q", "layer:1", (1, 2))]
     coarse = guided_targets(pca_level(), inputs.net, [4, 16])
-    assert [t.dims for t in coarse] == [(4,), (4,), (4,)]  # both ends round up to 4
+    # both ends round up to 4 at layer:1; at layer:0 no rank fits below 4, so 3
+    assert [t.dims for t in coarse] == [(4,), (3,), (4,)]
 
 
 @pytest.mark.parametrize(("dims", "support", "width", "expected"), [
     (range(1, 17), 6, 16, (6, 12)),
-    (range(1, 17), 9, 16, (9, 16)),  # 2S capped at the width
+    (range(1, 17), 9, 16, (9, 15)),  # 2S capped below the width
+    (range(1, 17), 16, 16, (15,)),  # never the whole vector
     ([1, 2, 4, 8, 16], 3, 16, (4, 8)),
     ([1, 2, 4, 8, 16], 6, 10, (8,)),  # 12 > every rank that fits: the largest, 8
-    ([8, 16], 1, 4, (4,)),  # no rank fits: the width itself
+    ([8, 16], 1, 4, (3,)),  # no rank fits: the largest below the width
+    ([1, 2], 1, 1, (1,)),  # a width-1 location has only k = 1
 ])
 def test_bracket_dims_rounds_both_ends_up_to_the_grid(
         dims: list[int], support: int, width: int, expected: tuple[int, ...]) -> None:
@@ -111,10 +115,10 @@ def test_guided_runs_at_a_neuron_level_start_from_the_handle_axes(inputs: LevelI
 def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided"})
     result = run_das(spec, inputs, [pca_level()])
-    # P at layer:1 and layer:0 with k 2 and 4; Q at layer:1 with k 1 and 2
-    assert result.trainings == 6
+    # P at layer:1 with k 2 and 4, at layer:0 with k 2; Q at layer:1 with k 1 and 2
+    assert result.trainings == 5
     assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2", "layer:1/das:4",
-                                             "layer:0/das:2", "layer:0/das:4"}
+                                             "layer:0/das:2"}
     assert all(r.init == "handle" for r in result.runs)
     assert result.best["P"].site.startswith("layer:1/")
     assert result.best["P"].iia_test.overall >= 0.99
@@ -125,7 +129,7 @@ def test_restarts_multiply_the_trainings(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided", "restarts": 2, "max_epochs": 2,
                                    "init": "random"})
     result = run_das(spec, inputs, [pca_level()])
-    assert result.trainings == 12 and len(result.runs) == 6
+    assert result.trainings == 10 and len(result.runs) == 5
     assert all(r.init == "random" for r in result.runs)
 
 
