@@ -90,21 +90,25 @@ def execute(spec: JobSpec, out: Path, context: JobContext) -> int:
 
         def on_event(event: EngineEvent) -> None:
             data = event.data
-            if event.kind == "progress" and "level" in data:
-                key = (data["level"], data["stage"])
+            if event.kind in ("progress", "control") and "level" in data:
+                prefix = "random net " if event.kind == "control" else ""
+                key = (f"{prefix}{data['level']}", data["stage"])
                 if key not in bars:
-                    bars[key] = progress.add_task(f"level {data['level']} {data['stage']}",
-                                                  total=data["total"], note="")
+                    bars[key] = progress.add_task(f"{prefix}level {data['level']} "
+                                                  f"{data['stage']}", total=data["total"],
+                                                  note="")
                 progress.update(bars[key], completed=data["done"], total=data["total"])
             elif event.kind == "level_finished":
                 note = ", ".join(f"{v}: {h['iia_test']:.3f}" for v, h in data["handles"].items())
                 for (level, _), bar in bars.items():
-                    if level == data["level"]:
+                    if level == str(data["level"]):
                         progress.update(bar, note=note)
 
         result = run_job(spec, context, on_event=on_event)
     write_outputs(result, out)
     console.print(results_table(result))
+    for warning in result_warnings(result):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"wrote {out / 'result.json'} and {out / 'report.html'} "
                   f"({result.timing['total_s']:.1f} s, {result.forward_passes:,} forward passes)")
     return 0
@@ -117,17 +121,32 @@ def write_outputs(result: JobResult, out: Path) -> None:
 
 
 def results_table(result: JobResult) -> Table:
-    table = Table(title="PLOT handles")
+    """The handles, with the controls beside them: the random net's test IIA and the
+    kept-site mass of the real coupling against permuted labels (and a uniform row)."""
+    table = Table(title="PLOT handles and controls")
     for column in ("variable", "level", "top site", "IIA cal", "IIA test", "sens.", "inv.",
-                   "hard IIA"):
+                   "hard IIA", "random-net IIA", "kept mass real / perm. / unif."):
         table.add_column(column)
+    controls = result.controls
+    random_net = controls.random_net if controls is not None else None
     for variable, h in result.handles.items():
         sites = h.sites[0] + (f" +{h.k - 1}" if h.k > 1 else "")
+        control = random_net.handles.get(variable) if random_net is not None else None
+        mass = controls.label_permutation.get(variable) if controls is not None else None
         table.add_row(variable, str(h.level), sites,
                       f"{h.iia_calibration:.3f}", f"{h.iia_test.overall:.3f}",
                       _fmt(h.iia_test.sensitivity), _fmt(h.iia_test.invariance),
-                      f"{h.hard_iia_test.overall:.3f}")
+                      f"{h.hard_iia_test.overall:.3f}",
+                      _fmt(control.iia_test.overall if control is not None else None),
+                      f"{mass.real_mass:.3f} / {mass.control_mass:.3f} / "
+                      f"{mass.uniform_mass:.3f}" if mass is not None else "–")
     return table
+
+
+def result_warnings(result: JobResult) -> list[str]:
+    """Every level's coupling warnings (named by level) and the controls' warnings."""
+    out = [f"level {level.index}: {w}" for level in result.levels for w in level.warnings]
+    return out + (list(result.controls.warnings) if result.controls is not None else [])
 
 
 def _fmt(value: float | None) -> str:
