@@ -107,6 +107,9 @@ def execute(spec: JobSpec, out: Path, context: JobContext) -> int:
         result = run_job(spec, context, on_event=on_event)
     write_outputs(result, out)
     console.print(results_table(result))
+    controls = controls_table(result)
+    if controls is not None:
+        console.print(controls)
     for warning in result_warnings(result):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"wrote {out / 'result.json'} and {out / 'report.html'} "
@@ -121,25 +124,43 @@ def write_outputs(result: JobResult, out: Path) -> None:
 
 
 def results_table(result: JobResult) -> Table:
-    """The handles, with the controls beside them: the random net's test IIA and the
-    kept-site mass of the real coupling against permuted labels (and a uniform row)."""
-    table = Table(title="PLOT handles and controls")
+    table = Table(title="PLOT handles")
     for column in ("variable", "level", "top site", "IIA cal", "IIA test", "sens.", "inv.",
-                   "hard IIA", "random-net IIA", "kept mass real / perm. / unif."):
+                   "hard IIA"):
         table.add_column(column)
-    controls = result.controls
-    random_net = controls.random_net if controls is not None else None
     for variable, h in result.handles.items():
         sites = h.sites[0] + (f" +{h.k - 1}" if h.k > 1 else "")
-        control = random_net.handles.get(variable) if random_net is not None else None
-        mass = controls.label_permutation.get(variable) if controls is not None else None
         table.add_row(variable, str(h.level), sites,
                       f"{h.iia_calibration:.3f}", f"{h.iia_test.overall:.3f}",
                       _fmt(h.iia_test.sensitivity), _fmt(h.iia_test.invariance),
-                      f"{h.hard_iia_test.overall:.3f}",
+                      f"{h.hard_iia_test.overall:.3f}")
+    return table
+
+
+def controls_table(result: JobResult) -> Table | None:
+    """Each handle's test IIA beside its controls: the random net's, the kept-site mass of
+    the real coupling against permuted labels and a uniform row, and the full-vector
+    interchange at the last location (None when the controls were off)."""
+    controls = result.controls
+    if controls is None:
+        return None
+    table = Table(title="Controls", caption="random net: its handles' test IIA; kept mass: "
+                  "the real row's on its kept sites, beside permuted labels' and a uniform "
+                  "row's; last loc.: the full-vector interchange at the last location")
+    for column in ("variable", "IIA test", "random net", "kept mass", "perm. labels",
+                   "uniform", "last loc."):
+        table.add_column(column)
+    random_net = controls.random_net
+    for variable, h in result.handles.items():
+        control = random_net.handles.get(variable) if random_net is not None else None
+        mass = controls.label_permutation.get(variable)
+        depth = controls.depth.get(variable)
+        table.add_row(variable, f"{h.iia_test.overall:.3f}",
                       _fmt(control.iia_test.overall if control is not None else None),
-                      f"{mass.real_mass:.3f} / {mass.control_mass:.3f} / "
-                      f"{mass.uniform_mass:.3f}" if mass is not None else "–")
+                      _fmt(mass.real_mass if mass is not None else None),
+                      _fmt(mass.control_mass if mass is not None else None),
+                      _fmt(mass.uniform_mass if mass is not None else None),
+                      _fmt(depth[-1].iia_test if depth else None))
     return table
 
 
