@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 
 from core.engine import Interventions, trace_bank
+from core.errors import JobCancelled
 from core.events import EngineEvent, EventSink
 from core.label_permutation import PermutationControl
 from core.nets.base import InterventableNet
@@ -107,7 +108,11 @@ def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
         if event.kind == "progress":
             on_event(EngineEvent("control", {"control": "random_net", **event.data}))
 
-    levels = run_levels(schedule, control, relay, should_cancel)
+    try:
+        levels = run_levels(schedule, control, relay, should_cancel)
+    except JobCancelled as cancelled:  # name the control, not the job's own level
+        raise JobCancelled(f"{cancelled.message} of the random-net control",
+                           "controls.random_net") from None
     traced = 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
     return RandomNetControl(
         weights=weights, seed=seed, handles=best_handles(levels),

@@ -19,6 +19,7 @@ from core.controls import (
     run_random_net_control,
 )
 from core.engine import trace_bank
+from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.label_permutation import PermutationControl
 from core.nets.mlp import MLP
@@ -121,6 +122,20 @@ def test_the_random_net_runs_the_same_schedule_and_falls_far_short(
                           for e in events)
     assert {e.data["stage"] for e in events} == {"signatures", "calibration"}
     assert RandomNetControl.from_json(dataclasses.asdict(control)) == control
+
+
+def test_a_cancel_during_the_random_net_names_the_control(inputs: LevelInputs) -> None:
+    polls: list[int] = []
+
+    def cancel_on_second_poll() -> bool:
+        polls.append(1)
+        return len(polls) > 1
+
+    with pytest.raises(JobCancelled) as error:
+        run_random_net_control(SCHEDULE, inputs, "reinit", 0,
+                               should_cancel=cancel_on_second_poll)
+    assert error.value.where == "controls.random_net"
+    assert "random-net control" in error.value.message
 
 
 def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> None:

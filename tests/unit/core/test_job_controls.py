@@ -118,6 +118,8 @@ def test_each_control_can_be_turned_off(roots: Path,
     assert only_depth.controls.label_permutation == {}
     assert only_depth.controls.depth.keys() == {"P", "Q"}
     assert only_depth.timing["random_net_s"] == 0.0
+    page = render_report(only_depth)
+    assert "<h2>Controls</h2>" in page and "<td>off</td>" in page and "layer:1</code>*" in page
 
 
 def test_shuffled_weights_are_a_spec_choice(roots: Path) -> None:
