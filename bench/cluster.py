@@ -3,6 +3,7 @@ wall time (claim to terminal state) spent outside the engine (``result.timing.to
 
     python bench/cluster.py --jobs 60 --owners 3 --slots 2            # local Ray, 2 actors
     python bench/cluster.py --jobs 60 --owners 3 --slots 2 --no-ray   # interventions in-process
+    python bench/cluster.py --coupling-tasks 0    # on Ray, couplings solved in the runner
 
 Runs on a throwaway Postgres database (127.0.0.1:5432, user postgres) with the real
 Scheduler, JobRunner and engine. Prints a table and writes JSON to bench/results/.
@@ -68,7 +69,8 @@ def run(args: argparse.Namespace, cache: Path) -> dict[str, Any]:
         from workers.runner import PoolExecutors
 
         cluster.connect(cluster.LOCAL, num_cpus=args.ray_cpus)
-        pool = PoolExecutors(cluster.make_pool(args.actors))
+        pool = PoolExecutors(cluster.make_pool(args.actors),
+                             coupling_tasks=args.coupling_tasks)
     executor = EngineExecutor(root, root, cache, "cpu", pool)
     spec = JobSpec.model_validate(SMALL_SPEC)
     per_owner = args.jobs // args.owners
@@ -100,7 +102,8 @@ def run(args: argparse.Namespace, cache: Path) -> dict[str, Any]:
     admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     outside = 1 - sum(engine_s) / sum(job_wall)
     return {
-        "mode": "in-process" if args.no_ray else f"ray ({args.actors or 2} actors)",
+        "mode": "in-process" if args.no_ray else
+        f"ray ({args.actors or 2} actors, {pool.coupling_tasks if pool else 0} coupling tasks)",
         "jobs": len(ids), "owners": args.owners, "slots": args.slots,
         "statuses": statuses, "wall_s": wall, "jobs_per_min": 60 * len(ids) / wall,
         "job_wall_median_s": statistics.median(job_wall),
@@ -119,6 +122,9 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--ray-cpus", type=int, default=2)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--coupling-tasks", type=int, default=None,
+                        help="CPU tasks per coupling grid on Ray (0: in the runner; default: "
+                        "4 when the cluster has CPUs beyond the actors')")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "plot-cache")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -126,14 +132,16 @@ def main() -> None:
     run_job(JobSpec.model_validate(SMALL_SPEC), JobContext(args.cache, args.cache, args.cache,
                                                            "cpu"))
     figures = run(args, args.cache)
-    print(f"{'mode':<22}{'jobs':>6}{'slots':>7}{'wall s':>9}{'jobs/min':>10}"
+    print(f"{'mode':<36}{'jobs':>6}{'slots':>7}{'wall s':>9}{'jobs/min':>10}"
           f"{'job med s':>11}{'engine med s':>14}{'outside':>9}")
-    print(f"{figures['mode']:<22}{figures['jobs']:>6}{figures['slots']:>7}"
+    print(f"{figures['mode']:<36}{figures['jobs']:>6}{figures['slots']:>7}"
           f"{figures['wall_s']:>9.1f}{figures['jobs_per_min']:>10.1f}"
           f"{figures['job_wall_median_s']:>11.3f}{figures['engine_median_s']:>14.3f}"
           f"{figures['share_outside_engine']:>9.1%}")
     out = args.out or (Path(__file__).parent / "results" /
-                       f"cluster-{'local' if args.no_ray else 'ray'}.json")
+                       f"cluster-{'local' if args.no_ray else 'ray'}"
+                       f"{'' if args.coupling_tasks is None else f'-tasks{args.coupling_tasks}'}"
+                       ".json")
     out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"wrote {out}")
 
