@@ -53,3 +53,19 @@ def solve_grid_on_ray(problem: GridProblem, tasks: int = 4, num_cpus: float = CO
             ray.cancel(ref)
     moved = torch.device(device)
     return [outcome.to(moved) for i in range(len(slices)) for outcome in parts[i]]
+
+
+def is_ready() -> bool:
+    """A no-op whose import of this module (torch, POT, the engine) warms a task worker."""
+    return True
+
+
+IS_READY: Any = ray.remote(is_ready)
+
+
+def warm_workers(count: int, num_cpus: float = COUPLING_TASK_CPUS) -> None:
+    """Start ``count`` task workers ahead of the first coupling grid (not awaited): a cold
+    worker imports torch and POT, seconds that would otherwise stall a job's level."""
+    remote = IS_READY.options(num_cpus=num_cpus)
+    for _ in range(count):
+        remote.remote()

@@ -29,6 +29,8 @@ from workers.pool import ActorHandle, ActorPool, Call, chunk_bounds
 
 __all__ = ["RayExecutor", "chunk_bounds"]
 
+MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
+
 
 class RayExecutor:
     """One job's batched interventions on the pool's actors.
@@ -131,8 +133,12 @@ class RayExecutor:
         return torch.cat([parts[i] for i in range(len(bounds))]).to(targets.device)
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
-        """The knob grid's plans and candidates, as CPU tasks (``workers.coupling_task``)."""
-        if self.coupling_tasks == 0:
+        """The knob grid's plans and candidates, as CPU tasks (``workers.coupling_task``).
+
+        A grid of one plan is solved here: a task could not solve it sooner (the job waits
+        for it either way) and would add a round trip, or a worker's cold start.
+        """
+        if self.coupling_tasks == 0 or len(problem.knobs) < MIN_KNOBS_FOR_TASKS:
             return solve_grid(problem)
         return solve_grid_on_ray(problem, self.coupling_tasks, should_stop=self.should_cancel)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from core.engine import BankTraces
 from core.job import ExecutorFactory
 from workers.cluster import spare_cpus
-from workers.coupling_task import COUPLING_TASK_CPUS
+from workers.coupling_task import COUPLING_TASK_CPUS, warm_workers
 from workers.pool import ActorPool
 from workers.ray_executor import RayExecutor
 
@@ -33,6 +33,7 @@ class PoolExecutors:
         if coupling_tasks is None:
             coupling_tasks = 4 if spare_cpus(pool) >= COUPLING_TASK_CPUS else 0
         self.coupling_tasks = coupling_tasks
+        warm_workers(min(coupling_tasks, int(spare_cpus(pool) / COUPLING_TASK_CPUS)))
 
     @contextmanager
     def for_job(self, should_cancel: Callable[[], bool] = lambda: False
