@@ -113,6 +113,7 @@ class InterventionActor:
         self._flags = threading.Lock()  # cancel_job runs on the control group's thread
         self._cancelled: dict[str, int] = {}  # job -> micro-batches run when it was flagged
         self.micro_batches = 0
+        self.das_trainings = 0
         self.interruptions: list[tuple[int, int]] = []  # (flagged at, stopped at) batches
 
     def ping(self) -> str:
@@ -159,10 +160,10 @@ class InterventionActor:
             return True
 
     def stats(self) -> dict[str, Any]:
-        """Micro-batches run so far and, per interrupted chunk, (micro-batches run when its
-        job was flagged, when it stopped)."""
+        """Micro-batches and DAS trainings run so far and, per interrupted chunk,
+        (micro-batches run when its job was flagged, when it stopped)."""
         with self._flags:
-            return {"micro_batches": self.micro_batches,
+            return {"micro_batches": self.micro_batches, "das_trainings": self.das_trainings,
                     "interruptions": list(self.interruptions)}
 
     def _checkpoint(self, job_key: str) -> None:
@@ -224,4 +225,6 @@ class InterventionActor:
         if target.init is not None:
             target = replace(target, init=target.init.to(self.device))
         inputs = LevelInputs(job.net, banks, job.traces, coupling, calibration, job.max_rows)
-        return train_target(target, training.k, inputs, spec, seed)
+        trained = train_target(target, training.k, inputs, spec, seed)
+        self.das_trainings += 1
+        return trained

@@ -97,10 +97,14 @@ class ActorPool:
         """Run every call on some actor; ``on_result(index, value)`` in completion order.
 
         ``prepare(actor)`` runs before the first call this run sends to an actor (it may
-        submit a setup call: an actor runs one caller's calls in order). If ``on_result``
-        raises (a cancel), calls still queued are cancelled and the error propagates.
-        ``should_stop`` is polled every ``POLL_S`` while waiting; a call already running on
-        an actor is the caller's to interrupt (``RayExecutor`` flags its job on the actors).
+        submit a setup call: an actor runs one caller's calls in order). ``should_stop``
+        is polled every ``POLL_S`` while waiting. When it turns true, or ``on_result``
+        raises (a cancel), no further call is sent and the error propagates. Calls already
+        sent are the caller's to stop (``RayExecutor`` flags its job on the actors: a
+        queued call then returns at once, a running one after its micro-batch); they are
+        not ``ray.cancel``-ed, because an actor task cancelled before it reached its actor
+        leaves a gap in the actor's ordered queue, which then stalls for 30 s and drops
+        every call queued behind it.
 
         Raises:
             JobCancelled: ``should_stop()`` turned true.
@@ -111,39 +115,35 @@ class ActorPool:
         tries = [0] * len(calls)
         in_flight: dict[ray.ObjectRef[Any], tuple[int, ActorHandle]] = {}
         load: dict[int, int] = {}  # id(actor) -> calls in flight on it
-        try:
-            while pending or in_flight:
-                with self._lock:
-                    actors = list(self.actors)
-                limit = self.in_flight_per_actor * len(actors)
-                while pending and len(in_flight) < limit:
-                    actor = min(actors, key=lambda a: load.get(id(a), 0))
-                    if prepare is not None:
-                        prepare(actor)
-                    index = pending.popleft()
-                    call = calls[index]
-                    ref = getattr(actor, call.method).remote(*call.args)
-                    in_flight[ref] = (index, actor)
-                    load[id(actor)] = load.get(id(actor), 0) + 1
-                done, _ = ray.wait(list(in_flight), num_returns=1,
-                                   timeout=None if should_stop is None else POLL_S)
-                if not done:
-                    if should_stop is not None and should_stop():
-                        raise JobCancelled("cancelled while the actors ran its chunks", "actors")
-                    continue
-                ready = done[0]
-                index, actor = in_flight.pop(ready)
-                load[id(actor)] -= 1
-                try:
-                    value = ray.get(ready)
-                except (RayActorError, ActorUnavailableError):
-                    tries[index] += 1
-                    if tries[index] > self.max_retries:
-                        raise
-                    self.replace(actor)
-                    pending.appendleft(index)
-                    continue
-                on_result(index, value)
-        finally:
-            for ref in in_flight:  # queued calls go; a running one stops at its job's flag
-                ray.cancel(ref)
+        while pending or in_flight:
+            with self._lock:
+                actors = list(self.actors)
+            limit = self.in_flight_per_actor * len(actors)
+            while pending and len(in_flight) < limit:
+                actor = min(actors, key=lambda a: load.get(id(a), 0))
+                if prepare is not None:
+                    prepare(actor)
+                index = pending.popleft()
+                call = calls[index]
+                ref = getattr(actor, call.method).remote(*call.args)
+                in_flight[ref] = (index, actor)
+                load[id(actor)] = load.get(id(actor), 0) + 1
+            done, _ = ray.wait(list(in_flight), num_returns=1,
+                               timeout=None if should_stop is None else POLL_S)
+            if not done:
+                if should_stop is not None and should_stop():
+                    raise JobCancelled("cancelled while the actors ran its chunks", "actors")
+                continue
+            ready = done[0]
+            index, actor = in_flight.pop(ready)
+            load[id(actor)] -= 1
+            try:
+                value = ray.get(ready)
+            except (RayActorError, ActorUnavailableError):
+                tries[index] += 1
+                if tries[index] > self.max_retries:
+                    raise
+                self.replace(actor)
+                pending.appendleft(index)
+                continue
+            on_result(index, value)

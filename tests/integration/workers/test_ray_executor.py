@@ -161,7 +161,7 @@ def test_cancel_stops_the_ray_work_and_releases_the_job(
     with pytest.raises(JobCancelled):
         run_on(two_actors, context, chunks_per_actor=8, on_event=record,
                should_cancel=cancel_after_first_chunk)
-    chunks_done = [e for e in seen if e.kind == "progress"]
+    chunks_done = [e for e in seen if e.kind == "progress" and "level" in e.data]
     assert len(chunks_done) == 1  # nothing ran on after the cancel was seen
     held = ray.get([actor.jobs.remote() for actor in two_actors.actors])
     assert held == [[], []]
@@ -199,9 +199,9 @@ def test_das_trainings_spread_over_the_actors_give_the_in_process_runs(
     assert_same_das(on_ray.das, in_process.das)
     assert on_ray.das is not None and on_ray.das.trainings == 3 * 2 * 2  # layers × k × vars
     assert [e["done"] for e in seen] == list(range(13))  # one event per finished training
-    # both actors trained (each DAS IIA scoring runs micro-batches on the actor that trains)
-    assert all(a["micro_batches"] > b["micro_batches"] for a, b in zip(after, before,
-                                                                       strict=True))
+    trained = [a["das_trainings"] - b["das_trainings"] for a, b in zip(after, before,
+                                                                       strict=True)]
+    assert sum(trained) == 12 and min(trained) >= 1  # spread over both actors
 
 
 def test_cancel_interrupts_a_chunk_running_on_an_actor(ray_local: None,

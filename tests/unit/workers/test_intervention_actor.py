@@ -119,7 +119,8 @@ def test_a_cancelled_job_runs_no_further_micro_batch_on_the_actor(tmp_path: Path
     with pytest.raises(JobCancelled):
         actor.matches("job", "test", Interventions({"layer:1": torch.rand(3, 8)}, {}),
                       torch.zeros(12, 1, dtype=torch.long))
-    assert actor.stats() == {"micro_batches": ran, "interruptions": [(ran, ran), (ran, ran)]}
+    assert actor.stats() == {"micro_batches": ran, "das_trainings": 0,
+                             "interruptions": [(ran, ran), (ran, ran)]}
     actor.release_job("job")  # the flag goes with the job: a new load of the key runs again
     actor.load_job("job", str(net_dir), _traces(net_dir), max_rows=4)
     actor.signatures("job", sites[:1], {})
