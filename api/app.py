@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.runner = JobRunner(
                 app.state.sessions, app.state.bus, app.state.executor, app.state.metrics,
                 settings.lease_s, settings.max_attempts, settings.poll_s,
+                settings.max_running_jobs_per_owner,
             )
             app.state.runner.start()
         try:

@@ -60,7 +60,8 @@ class EngineExecutor:
         """
         context = JobContext(model_root=self.model_root, data_root=self.data_root,
                              cache_dir=self.cache_dir, device=self.device)
-        scope = self.pool.for_job() if self.pool is not None else nullcontext(None)
+        scope = (self.pool.for_job(should_cancel) if self.pool is not None
+                 else nullcontext(None))
         with scope as factory:
             result = run_job(spec, context, on_event=on_event, should_cancel=should_cancel,
                              on_level=lambda level: on_level(level.to_json()),

@@ -1,5 +1,6 @@
-"""The in-process job runner: claims queued jobs one at a time through the state machine,
-runs them with the injected executor, checkpoints levels, publishes events, honours cancel."""
+"""The in-process job runner: claims queued jobs one at a time through the state machine, in
+the scheduler's fair-share order, runs them with the injected executor, checkpoints levels,
+publishes events, honours cancel."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class JobRunner:
         lease_s: float,
         max_attempts: int,
         poll_s: float,
+        per_owner_cap: int = 1,
     ) -> None:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
         self._sessions = sessions
@@ -78,6 +80,7 @@ class JobRunner:
         self._lease_s = lease_s
         self._max_attempts = max_attempts
         self._poll_s = poll_s
+        self._per_owner_cap = per_owner_cap
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="plot-runner", daemon=True)
 
@@ -96,7 +99,9 @@ class JobRunner:
             try:
                 with self._sessions() as session:
                     jobs.requeue_expired(session, self._max_attempts)
-                    job = jobs.claim_next(session, self.worker_id, self._lease_s)
+                    # the scheduler's fair-share order (one claim function for both)
+                    job = jobs.claim_fair(session, self.worker_id, self._lease_s,
+                                          self._per_owner_cap)
                 if job is None:
                     self._stopping.wait(self._poll_s)
                 else:

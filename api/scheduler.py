@@ -1,5 +1,6 @@
 """The scheduler: one active instance (a Postgres advisory lock), fair-share claims up to
-the free runner slots, leases renewed by the runners, expired leases requeued.
+the free runner slots (fixed, or read from the cluster's GPUs each round), leases renewed by
+the runners, expired leases requeued.
 
 A second instance waits on the lock and takes over when the first one's connection goes
 (its process died). On SQLite (the embedded default) there is one process, so no lock.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from api.runner import JobRunner
 log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x504C4F54  # "PLOT": the advisory lock id of the scheduler's election
+MAX_SLOTS = 64  # runner threads a scheduler whose slots follow the cluster may start
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,8 @@ class SchedulerLimits:
     """How much the scheduler runs at once.
 
     Attributes:
-        slots: jobs running at once on this cluster (runner threads driving the actors).
+        slots: jobs running at once on this cluster (runner threads driving the actors);
+            the fallback when a slot source is given and fails.
         per_owner_cap: running jobs one owner may hold.
         poll_s: how often it looks for queued jobs and expired leases.
     """
@@ -93,18 +97,23 @@ class Scheduler:
             called from this scheduler's slots).
         limits: slots, per-owner cap, poll interval.
         lease_s, max_attempts: the lease of a claimed job; attempts before ``failed``.
+        slots: read each round for the number of jobs to run at once (the cluster's free
+            GPUs, ``workers.cluster.gpu_slots``); None: ``limits.slots``.
     """
 
     def __init__(self, engine: Engine, sessions: sessionmaker[Session], runner: JobRunner,
-                 limits: SchedulerLimits, lease_s: float, max_attempts: int) -> None:
+                 limits: SchedulerLimits, lease_s: float, max_attempts: int,
+                 slots: Callable[[], int] | None = None) -> None:
         self.limits = limits
+        self._slot_source = slots
         self.is_leader = False
         self._lock = LeaderLock(engine)
         self._sessions = sessions
         self._runner = runner
         self._lease_s = lease_s
         self._max_attempts = max_attempts
-        self._slots = ThreadPoolExecutor(limits.slots, thread_name_prefix="plot-slot")
+        threads = MAX_SLOTS if slots is not None else limits.slots
+        self._slots = ThreadPoolExecutor(threads, thread_name_prefix="plot-slot")
         self._active: set[Future[None]] = set()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="plot-scheduler", daemon=True)
@@ -121,6 +130,17 @@ class Scheduler:
             self._thread.join(timeout_s)
         self._slots.shutdown(wait=True)
         self._lock.release()
+
+    def slot_count(self) -> int:
+        """Jobs to run at once now: from the slot source (capped at MAX_SLOTS), else the
+        fixed ``limits.slots``; a source that fails (Ray unreachable) falls back to it."""
+        if self._slot_source is None:
+            return self.limits.slots
+        try:
+            return min(self._slot_source(), MAX_SLOTS)
+        except Exception:
+            log.exception("reading the cluster's slots failed; using %d", self.limits.slots)
+            return self.limits.slots
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -149,7 +169,8 @@ class Scheduler:
         with self._sessions() as session:
             jobs.requeue_expired(session, self._max_attempts)
         started = 0
-        while len(self._active) < self.limits.slots and not self._stopping.is_set():
+        capacity = self.slot_count()
+        while len(self._active) < capacity and not self._stopping.is_set():
             with self._sessions() as session:
                 job = jobs.claim_fair(session, self._runner.worker_id, self._lease_s,
                                       self.limits.per_owner_cap)

@@ -59,8 +59,9 @@ class Settings(BaseSettings):
     ray_actors: int = Field(default=0, ge=0, description="intervention actors; 0: one per "
                             "GPU, or 2 CPU actors without GPUs")
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local Ray")
-    scheduler_slots: int = Field(default=2, ge=1, description="jobs `plot scheduler` runs at "
-                                 "once")
+    scheduler_slots: int | None = Field(
+        default=None, ge=1, description="jobs `plot scheduler` runs at once; unset: one per "
+        "GPU of the Ray cluster that is free or held by its actors, or 2 without GPUs")
     max_running_jobs_per_owner: int = Field(default=1, ge=1)
     lease_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -212,6 +213,43 @@ def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, 
     return run, passes
 
 
+@dataclass(frozen=True)
+class DasTraining:
+    """One (target, k) to train: ``restarts`` fits, the best on calibration, then tested."""
+
+    target: DasTarget
+    k: int
+
+
+@runtime_checkable
+class DasTrainer(Protocol):
+    """Where a job's DAS trainings run. A job's executor that also has ``train_das`` (the Ray
+    one: trainings spread over the intervention actors) is used as its trainer."""
+
+    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
+                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+        """Every training's run and forward passes, in ``trainings`` order; ``done(n)`` after
+        each completion with the number finished so far."""
+        ...
+
+
+class LocalDasTrainer:
+    """The trainings one after another in this process."""
+
+    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
+                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+        out = []
+        for training in trainings:
+            out.append(train_target(training.target, training.k, inputs, spec, seed))
+            done(len(out))
+        return out
+
+
+def job_trainer(inputs: LevelInputs) -> DasTrainer:
+    """The job executor when it can train DAS, else this process."""
+    return inputs.executor if isinstance(inputs.executor, DasTrainer) else LocalDasTrainer()
+
+
 def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, DasRun]:
     """Per variable: the best calibration IIA, then the smaller k, then the earlier location."""
     def key(run: DasRun) -> tuple[float, int, int]:
@@ -224,37 +262,40 @@ def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, D
 
 
 def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs,
-                    spec: DasSpec, seed: int = 0, progress: Progress | None = None
-                    ) -> DasResult:
+                    spec: DasSpec, seed: int = 0, progress: Progress | None = None,
+                    trainer: DasTrainer | None = None) -> DasResult:
     """Train every (target, k), choose each variable's best run on the calibration bank.
 
     Args:
         progress: called with (trainings done, trainings total) after each (target, k).
+        trainer: where the trainings run; None: the job's executor if it trains DAS, else
+            this process (``job_trainer``).
     """
     started = time.perf_counter()
     total = sum(len(t.dims) for t in targets) * spec.restarts
-    runs: list[DasRun] = []
-    passes = 0
+    trainings = [DasTraining(target, k) for target in targets for k in target.dims]
     if progress is not None:
         progress(0, total)
-    for target in targets:
-        for k in target.dims:
-            run, spent = train_target(target, k, inputs, spec, seed)
-            runs.append(run)
-            passes += spent
-            if progress is not None:
-                progress(len(runs) * spec.restarts, total)
+
+    def done(count: int) -> None:
+        if progress is not None:
+            progress(count * spec.restarts, total)
+
+    trained = (trainer or job_trainer(inputs)).train_das(trainings, inputs, spec, seed, done)
+    runs = [run for run, _ in trained]
+    passes = sum(spent for _, spent in trained)
     return DasResult(mode=mode, runs=runs, best=select_runs(runs, list(inputs.net.widths)),
                      trainings=total, forward_passes=passes,
                      runtime_s=time.perf_counter() - started)
 
 
 def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], seed: int = 0,
-            progress: Progress | None = None) -> DasResult:
+            progress: Progress | None = None, trainer: DasTrainer | None = None) -> DasResult:
     """Full or PLOT-guided DAS, as ``spec.mode`` says.
 
     Args:
         levels: the PLOT levels of the job (guided DAS reads the last one).
+        trainer: where the trainings run (see ``run_das_targets``).
 
     Raises:
         SpecError: mode ``off``, or ``guided`` without a PLOT level.
@@ -270,5 +311,5 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
         targets = guided_targets(last, inputs.net, spec.dims, frames)
     else:
         raise SpecError("DAS is off", "das.mode")
-    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress)
+    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, trainer)
     return replace(result, runtime_s=time.perf_counter() - started)  # PCA frames included

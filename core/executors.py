@@ -1,9 +1,10 @@
 """Where a level's batched intervention work runs.
 
-The level loop asks an ``InterventionExecutor`` for two things: the neural signatures of a
-list of sites on the fit bank, and the exact-match table of a batch of interventions on a
-bank. ``LocalExecutor`` does both in this process; the Ray side (``workers/``) implements
-the same protocol by splitting sites and candidates across intervention actors.
+The level loop asks an ``InterventionExecutor`` for three things: the neural signatures of
+a list of sites on the fit bank, the exact-match table of a batch of interventions on a
+bank, and the solved knob grid of a coupling (plans and their calibration candidates).
+``LocalExecutor`` does all three in this process; the Ray side (``workers/``) implements
+the same protocol with intervention actors and CPU tasks.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor
 from core.calibrate import exact_matches
 from core.engine import BankTraces, Interventions
 from core.nets.base import InterventableNet
+from core.plan_grid import GridProblem, PlanOutcome, solve_grid
 from core.signatures import neural_signatures
 from core.sites import Site
 
@@ -25,7 +27,7 @@ ProgressFn = Callable[[int, int], None]
 
 
 class InterventionExecutor(Protocol):
-    """Runs batched interchange interventions for one job."""
+    """Runs batched interchange interventions and coupling solves for one job."""
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:
@@ -40,6 +42,10 @@ class InterventionExecutor(Protocol):
         With ``pairs``, only the split's first ``pairs`` pairs are used (and ``targets``
         covers those).
         """
+        ...
+
+    def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
+        """Every point of ``problem``'s knob grid, in grid order, on the problem's device."""
         ...
 
 
@@ -63,3 +69,6 @@ class LocalExecutor:
         if pairs is not None:
             traces = traces.slice(0, pairs)
         return exact_matches(self.net, traces, interventions, targets, self.max_rows, progress)
+
+    def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
+        return solve_grid(problem)

@@ -13,7 +13,6 @@ from torch import Tensor
 from core.calibrate import (
     IIA,
     Candidate,
-    build_candidates,
     candidate_interventions,
     rank_sites,
     select_candidate,
@@ -22,7 +21,7 @@ from core.calibrate import (
 )
 from core.causal.bank import Banks
 from core.cost import cost_matrix
-from core.coupling import Coupling, marginals, solve_coupling
+from core.coupling import Coupling
 from core.diagnostics import (
     CouplingDiagnostics,
     VariableDiagnostics,
@@ -37,6 +36,7 @@ from core.executors import InterventionExecutor, LocalExecutor, Split
 from core.label_permutation import PermutationControl, permutation_controls, permuted_signatures
 from core.nets.base import InterventableNet
 from core.pca import pca_frame
+from core.plan_grid import grid_problem
 from core.result import HandleResult, LevelResult, PlanSummary
 from core.signatures import abstract_signatures, output_probabilities
 from core.sites import (
@@ -121,21 +121,6 @@ def level_frames(level: LevelSpec, inputs: LevelInputs, parents: Sequence[Site] 
     fit = inputs.traces["fit"]
     return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
             for loc in locations}
-
-
-def solve_plans(cost: Tensor, site_signatures: Tensor, spec: CouplingSpec, variables: int
-                ) -> list[Coupling]:
-    """Every plan of the knob grid (ε, or ε × β, or one EMD plan)."""
-    a, b = marginals(variables, site_signatures, spec.site_marginal, spec.null_row)
-    grid: list[tuple[float | None, float | None]]
-    if spec.solver == "emd":
-        grid = [(None, None)]
-    elif spec.solver == "sinkhorn":
-        grid = [(e, None) for e in spec.epsilons]
-    else:
-        grid = [(e, b_) for e in spec.epsilons for b_ in spec.betas]
-    return [solve_coupling(cost, a, b, spec.solver, e, beta, spec.max_iter, spec.tol)
-            for e, beta in grid]
 
 
 @dataclass(frozen=True)
@@ -291,7 +276,10 @@ def couple_and_calibrate(
     fit = inputs.traces["fit"]
     cost = cost_matrix(inputs.coupling.cost, group_sigs, site_sigs[columns],
                        output_probabilities(fit.base.logits), inputs.num_classes)
-    plans = solve_plans(cost, site_sigs[columns], inputs.coupling, len(variables))
+    # the knob grid's plans and their candidates: in this process or as CPU tasks
+    solved = inputs.run.solve_grid(grid_problem(cost, site_sigs[columns], inputs.coupling,
+                                                inputs.calibration, len(variables)))
+    plans = [outcome.coupling for outcome in solved]
     coupling_s = time.perf_counter() - started
     directions = {loc: (int(frames[loc].shape[1]) if loc in frames else width)
                   for loc, width in inputs.net.widths.items()}
@@ -306,8 +294,7 @@ def couple_and_calibrate(
     passes = 0
     for j, variable in enumerate(variables):
         rows = [plan.variable_rows(len(variables))[j].float() for plan in plans]
-        candidates = build_candidates(rows, cost[j], inputs.calibration.top_k,
-                                      inputs.calibration.strengths)
+        candidates = [c for outcome in solved for c in outcome.candidates[j]]
         handle, spent = calibrate_variable(index, variable, candidates, plans, group_sites,
                                            directions, frames, inputs, progress)
         passes += spent

@@ -1,31 +1,42 @@
 """InterventionActor: one per GPU (or a few CPU ones); caches nets by content hash, holds
-each job's traced banks and runs chunks of a level's batched interventions with the engine.
+each job's traced banks and runs chunks of a level's batched interventions, and DAS
+trainings, with the engine.
 
-A plain class: ``ray.remote(InterventionActor).options(...)`` wraps it at spawn
+A plain class: ``ray.remote(...)(InterventionActor).options(...)`` wraps it at spawn
 (``workers.cluster.spawn_intervention_actor``), so it is tested without Ray. It returns
-signatures and exact-match tables, never activations.
+signatures, exact-match tables and DAS runs, never activations. ``cancel_job`` and
+``stats`` run in the ``control`` concurrency group, beside a running chunk: a cancelled
+job's chunk stops at its next micro-batch boundary.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from core.calibrate import exact_matches
+from core.causal.bank import Banks
+from core.das_search import DasTraining, train_target
 from core.engine import BankTraces, Interventions
-from core.errors import PlotError
+from core.errors import JobCancelled, PlotError
 from core.executors import Split
 from core.nets.base import InterventableNet, Trace
 from core.nets.io import load_net, net_digest
+from core.progressive import LevelInputs
+from core.result import DasRun
 from core.signatures import neural_signatures
 from core.sites import Site
+from core.spec import CalibrationSpec, CouplingSpec, DasSpec
 
 DEFAULT_NET_CACHE_BYTES = 2 * 2**30
+CONTROL_GROUP = "control"  # the concurrency group of cancel_job and stats
 
 
 class JobNotLoaded(PlotError):
@@ -99,6 +110,11 @@ class InterventionActor:
         self.device = torch.device(device)
         self.nets = NetCache(net_cache_bytes)
         self._jobs: dict[str, LoadedJob] = {}
+        self._flags = threading.Lock()  # cancel_job runs on the control group's thread
+        self._cancelled: dict[str, int] = {}  # job -> micro-batches run when it was flagged
+        self.micro_batches = 0
+        self.das_trainings = 0
+        self.interruptions: list[tuple[int, int]] = []  # (flagged at, stopped at) batches
 
     def ping(self) -> str:
         return str(self.device)
@@ -125,8 +141,43 @@ class InterventionActor:
         return digest
 
     def release_job(self, job_key: str) -> None:
-        """Forget a job's traced banks (its net stays cached)."""
-        self._jobs.pop(job_key, None)
+        """Forget a job's traced banks (its net stays cached) and its cancel flag."""
+        with self._flags:
+            self._jobs.pop(job_key, None)
+            self._cancelled.pop(job_key, None)
+
+    def cancel_job(self, job_key: str) -> bool:
+        """Flag a loaded job: its running chunk stops after the current micro-batch, its
+        later chunks do not start. Call it in the control group (it runs beside a chunk).
+
+        Returns:
+            Whether this actor held the job.
+        """
+        with self._flags:
+            if job_key not in self._jobs:
+                return False
+            self._cancelled.setdefault(job_key, self.micro_batches)
+            return True
+
+    def stats(self) -> dict[str, Any]:
+        """Micro-batches and DAS trainings run so far and, per interrupted chunk,
+        (micro-batches run when its job was flagged, when it stopped)."""
+        with self._flags:
+            return {"micro_batches": self.micro_batches, "das_trainings": self.das_trainings,
+                    "interruptions": list(self.interruptions)}
+
+    def _checkpoint(self, job_key: str) -> None:
+        """Between micro-batches: stop here when the job was cancelled."""
+        with self._flags:
+            flagged = self._cancelled.get(job_key)
+            if flagged is not None:
+                self.interruptions.append((flagged, self.micro_batches))
+        if flagged is not None:
+            raise JobCancelled("cancelled on the intervention actor", job_key)
+
+    def _count_batch(self, job_key: str) -> None:
+        self.micro_batches += 1
+        self._checkpoint(job_key)
 
     def jobs(self) -> list[str]:
         return list(self._jobs)
@@ -140,8 +191,10 @@ class InterventionActor:
                    ) -> Tensor:
         """(S, P, Y) neural signatures of ``sites`` on the job's fit bank, on the CPU."""
         job = self._job(job_key)
+        self._checkpoint(job_key)
         frames = {loc: f.to(self.device) for loc, f in frames.items()}
-        out = neural_signatures(job.net, job.traces["fit"], sites, frames, job.max_rows)
+        out = neural_signatures(job.net, job.traces["fit"], sites, frames, job.max_rows,
+                                lambda done, total: self._count_batch(job_key))
         return out.cpu()
 
     def matches(self, job_key: str, split: Split, interventions: Interventions,
@@ -149,8 +202,29 @@ class InterventionActor:
         """(N, P) bool exact matches of ``interventions`` on the job's ``split`` bank (its
         first ``pairs`` pairs when given: calibration screening)."""
         job = self._job(job_key)
+        self._checkpoint(job_key)
         traces = job.traces[split] if pairs is None else job.traces[split].slice(0, pairs)
         moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
                               {k: v.to(self.device) for k, v in interventions.frames.items()})
-        out = exact_matches(job.net, traces, moved, targets.to(self.device), job.max_rows)
+        out = exact_matches(job.net, traces, moved, targets.to(self.device), job.max_rows,
+                            lambda rows: self._count_batch(job_key))
         return out.cpu()
+
+    def train_das(self, job_key: str, training: DasTraining, banks: Banks,
+                  coupling: CouplingSpec, calibration: CalibrationSpec, spec: DasSpec,
+                  seed: int) -> tuple[DasRun, int]:
+        """One DAS training of the job (``core.das_search.train_target``) on its net and
+        traced banks. A cancel takes effect before a training, not inside one.
+
+        Returns:
+            The run and the (pair) partial forwards it spent.
+        """
+        job = self._job(job_key)
+        self._checkpoint(job_key)
+        target = training.target
+        if target.init is not None:
+            target = replace(target, init=target.init.to(self.device))
+        inputs = LevelInputs(job.net, banks, job.traces, coupling, calibration, job.max_rows)
+        trained = train_target(target, training.k, inputs, spec, seed)
+        self.das_trainings += 1
+        return trained

@@ -1,6 +1,6 @@
 """ActorPool: bounded in-flight dispatch of method calls over a set of actors with
 ``ray.wait``, results handed over in completion order, chunks of a dead actor re-run on its
-replacement."""
+replacement, a stop request honoured while waiting."""
 
 from __future__ import annotations
 
@@ -13,7 +13,22 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError
 
+from core.errors import JobCancelled
+
 ActorHandle = Any  # ray.actor.ActorHandle of a remote-wrapped plain class
+POLL_S = 0.05  # how often a waiting run looks at its stop request
+
+
+def chunk_bounds(count: int, chunks: int) -> list[tuple[int, int]]:
+    """``count`` items cut into at most ``chunks`` contiguous, near-equal [start, stop)."""
+    chunks = max(1, min(count, chunks))
+    step, extra = divmod(count, chunks)
+    bounds, start = [], 0
+    for i in range(chunks):
+        stop = start + step + (1 if i < extra else 0)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
 
 
 @dataclass(frozen=True)
@@ -33,10 +48,13 @@ class ActorPool:
         in_flight_per_actor: calls submitted to one actor before waiting for a result;
             2 keeps each actor busy while its next chunk's arguments travel.
         max_retries: how often one call is re-run after its actor died.
+        gpus_per_actor, cpus_per_actor: what each actor holds of the cluster (the scheduler
+            counts the GPUs as this pool's share; CPU tasks need the CPUs left over).
     """
 
     def __init__(self, spawn: Callable[[], ActorHandle], size: int,
-                 in_flight_per_actor: int = 2, max_retries: int = 3) -> None:
+                 in_flight_per_actor: int = 2, max_retries: int = 3,
+                 gpus_per_actor: float = 0.0, cpus_per_actor: float = 0.0) -> None:
         if size < 1:
             raise ValueError("an actor pool needs at least one actor")
         self._spawn = spawn
@@ -44,7 +62,19 @@ class ActorPool:
         self.actors: list[ActorHandle] = [spawn() for _ in range(size)]
         self.in_flight_per_actor = in_flight_per_actor
         self.max_retries = max_retries
+        self.gpus_per_actor = gpus_per_actor
+        self.cpus_per_actor = cpus_per_actor
         self.replaced = 0
+
+    @property
+    def gpus(self) -> float:
+        """GPUs this pool's actors hold."""
+        return self.gpus_per_actor * len(self.actors)
+
+    @property
+    def cpus(self) -> float:
+        """CPUs this pool's actors hold."""
+        return self.cpus_per_actor * len(self.actors)
 
     def replace(self, dead: ActorHandle) -> None:
         """Swap a dead actor for a fresh one (once, however many calls saw it die)."""
@@ -62,14 +92,22 @@ class ActorPool:
             self.actors = []
 
     def run(self, calls: Sequence[Call], on_result: Callable[[int, Any], None],
-            prepare: Callable[[ActorHandle], None] | None = None) -> None:
+            prepare: Callable[[ActorHandle], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> None:
         """Run every call on some actor; ``on_result(index, value)`` in completion order.
 
         ``prepare(actor)`` runs before the first call this run sends to an actor (it may
-        submit a setup call: an actor runs one caller's calls in order). If ``on_result``
-        raises (a cancel), calls still queued are cancelled and the error propagates.
+        submit a setup call: an actor runs one caller's calls in order). ``should_stop``
+        is polled every ``POLL_S`` while waiting. When it turns true, or ``on_result``
+        raises (a cancel), no further call is sent and the error propagates. Calls already
+        sent are the caller's to stop (``RayExecutor`` flags its job on the actors: a
+        queued call then returns at once, a running one after its micro-batch); they are
+        not ``ray.cancel``-ed, because an actor task cancelled before it reached its actor
+        leaves a gap in the actor's ordered queue, which then stalls for 30 s and drops
+        every call queued behind it.
 
         Raises:
+            JobCancelled: ``should_stop()`` turned true.
             RayActorError: a call's actor died more than ``max_retries`` times.
             Exception: a call's own error, re-raised (a PlotError keeps its type).
         """
@@ -77,33 +115,35 @@ class ActorPool:
         tries = [0] * len(calls)
         in_flight: dict[ray.ObjectRef[Any], tuple[int, ActorHandle]] = {}
         load: dict[int, int] = {}  # id(actor) -> calls in flight on it
-        try:
-            while pending or in_flight:
-                with self._lock:
-                    actors = list(self.actors)
-                limit = self.in_flight_per_actor * len(actors)
-                while pending and len(in_flight) < limit:
-                    actor = min(actors, key=lambda a: load.get(id(a), 0))
-                    if prepare is not None:
-                        prepare(actor)
-                    index = pending.popleft()
-                    call = calls[index]
-                    ref = getattr(actor, call.method).remote(*call.args)
-                    in_flight[ref] = (index, actor)
-                    load[id(actor)] = load.get(id(actor), 0) + 1
-                [ready], _ = ray.wait(list(in_flight), num_returns=1)
-                index, actor = in_flight.pop(ready)
-                load[id(actor)] -= 1
-                try:
-                    value = ray.get(ready)
-                except (RayActorError, ActorUnavailableError):
-                    tries[index] += 1
-                    if tries[index] > self.max_retries:
-                        raise
-                    self.replace(actor)
-                    pending.appendleft(index)
-                    continue
-                on_result(index, value)
-        finally:
-            for ref in in_flight:  # queued calls go; a sync actor finishes its running one
-                ray.cancel(ref)
+        while pending or in_flight:
+            with self._lock:
+                actors = list(self.actors)
+            limit = self.in_flight_per_actor * len(actors)
+            while pending and len(in_flight) < limit:
+                actor = min(actors, key=lambda a: load.get(id(a), 0))
+                if prepare is not None:
+                    prepare(actor)
+                index = pending.popleft()
+                call = calls[index]
+                ref = getattr(actor, call.method).remote(*call.args)
+                in_flight[ref] = (index, actor)
+                load[id(actor)] = load.get(id(actor), 0) + 1
+            done, _ = ray.wait(list(in_flight), num_returns=1,
+                               timeout=None if should_stop is None else POLL_S)
+            if not done:
+                if should_stop is not None and should_stop():
+                    raise JobCancelled("cancelled while the actors ran its chunks", "actors")
+                continue
+            ready = done[0]
+            index, actor = in_flight.pop(ready)
+            load[id(actor)] -= 1
+            try:
+                value = ray.get(ready)
+            except (RayActorError, ActorUnavailableError):
+                tries[index] += 1
+                if tries[index] > self.max_retries:
+                    raise
+                self.replace(actor)
+                pending.appendleft(index)
+                continue
+            on_result(index, value)

@@ -1,33 +1,35 @@
 """RayExecutor: core.executors.InterventionExecutor over an ActorPool, splitting a level's
-sites and interventions into chunks that run on the intervention actors."""
+sites and interventions into chunks that run on the intervention actors, its coupling grid
+into CPU tasks, and its DAS trainings across the actors (``core.das_search.DasTrainer``)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import ray
 import torch
 from torch import Tensor
 
+from core.causal.bank import Banks, PairBank
+from core.das_search import DasTraining
 from core.engine import BankTraces, Interventions
 from core.executors import ProgressFn, Split
+from core.plan_grid import GridProblem, PlanOutcome, solve_grid
+from core.progressive import LevelInputs
+from core.result import DasRun
 from core.sites import Site
-from workers.intervention_actor import trace_to
-from workers.pool import ActorHandle, ActorPool, Call
+from core.spec import DasSpec
+from workers.coupling_task import solve_grid_on_ray
+from workers.intervention_actor import CONTROL_GROUP, trace_to
+from workers.pool import ActorHandle, ActorPool, Call, chunk_bounds
 
+__all__ = ["RayExecutor", "chunk_bounds"]
 
-def chunk_bounds(count: int, chunks: int) -> list[tuple[int, int]]:
-    """``count`` items cut into at most ``chunks`` contiguous, near-equal [start, stop)."""
-    chunks = max(1, min(count, chunks))
-    step, extra = divmod(count, chunks)
-    bounds, start = [], 0
-    for i in range(chunks):
-        stop = start + step + (1 if i < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
 
 
 class RayExecutor:
@@ -41,16 +43,23 @@ class RayExecutor:
         net_dir: the job's net; every actor's node must be able to read it.
         traces: "fit" | "calibration" | "test" -> clean traces (from ``trace_bank``).
         max_rows: rows per stacked forward on an actor.
-        chunks_per_actor: chunks of one call per actor (more: finer progress and cancel).
+        chunks_per_actor: chunks of one call per actor (more: finer progress).
+        should_cancel: polled while it waits on Ray; when true, the actors running this
+            job's chunks are told to stop them at their next micro-batch.
+        coupling_tasks: CPU tasks one knob grid is cut into; 0 solves it in this process.
     """
 
     def __init__(self, pool: ActorPool, net_dir: Path, traces: dict[str, BankTraces],
-                 max_rows: int, chunks_per_actor: int = 2) -> None:
+                 max_rows: int, chunks_per_actor: int = 2,
+                 should_cancel: Callable[[], bool] = lambda: False,
+                 coupling_tasks: int = 4) -> None:
         self.pool = pool
         self.job_key = uuid.uuid4().hex
         self.net_dir = str(net_dir)
         self.max_rows = max_rows
         self.chunks_per_actor = chunks_per_actor
+        self.should_cancel = should_cancel
+        self.coupling_tasks = coupling_tasks
         self.device = traces["fit"].base.logits.device
         cpu = torch.device("cpu")
         self._traces_ref = ray.put({split: BankTraces(trace_to(t.base, cpu),
@@ -65,6 +74,20 @@ class RayExecutor:
 
     def _chunks(self, count: int) -> list[tuple[int, int]]:
         return chunk_bounds(count, self.chunks_per_actor * len(self.pool.actors))
+
+    def _run(self, calls: list[Call], gather: Callable[[int, Any], None]) -> None:
+        """Run ``calls`` on the pool; on a cancel or an error, stop this job's running chunks
+        on every actor that holds it (their queued ones are cancelled by the pool)."""
+        try:
+            self.pool.run(calls, gather, self._prepare, self.should_cancel)
+        except BaseException:
+            self.interrupt()
+            raise
+
+    def interrupt(self) -> None:
+        """Flag this job on its actors (control group: runs beside a chunk)."""
+        for actor in self._loaded.values():
+            actor.cancel_job.options(concurrency_group=CONTROL_GROUP).remote(self.job_key)
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:
@@ -83,7 +106,7 @@ class RayExecutor:
                 done = sum(int(p.shape[0]) for p in parts.values())
                 progress(done * pairs[0], len(sites) * pairs[0])
 
-        self.pool.run(calls, gather, self._prepare)
+        self._run(calls, gather)
         return torch.cat([parts[i] for i in range(len(bounds))]).to(self.device)
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
@@ -106,8 +129,36 @@ class RayExecutor:
             if progress is not None:
                 progress(int(value.numel()))
 
-        self.pool.run(calls, gather, self._prepare)
+        self._run(calls, gather)
         return torch.cat([parts[i] for i in range(len(bounds))]).to(targets.device)
+
+    def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
+        """The knob grid's plans and candidates, as CPU tasks (``workers.coupling_task``).
+
+        A grid of one plan is solved here: a task could not solve it sooner (the job waits
+        for it either way) and would add a round trip, or a worker's cold start.
+        """
+        if self.coupling_tasks == 0 or len(problem.knobs) < MIN_KNOBS_FOR_TASKS:
+            return solve_grid(problem)
+        return solve_grid_on_ray(problem, self.coupling_tasks, should_stop=self.should_cancel)
+
+    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
+                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+        """Every DAS training on some actor (one call each, completion order, in-flight
+        bounded by the pool); results in ``trainings`` order."""
+        banks_ref = ray.put(Banks(*(cpu_bank(getattr(inputs.banks, split))
+                                    for split in ("fit", "calibration", "test"))))
+        calls = [Call("train_das", (self.job_key, cpu_training(training), banks_ref,
+                                    inputs.coupling, inputs.calibration, spec, seed))
+                 for training in trainings]
+        runs: dict[int, tuple[DasRun, int]] = {}
+
+        def gather(index: int, value: tuple[DasRun, int]) -> None:
+            runs[index] = value
+            done(len(runs))
+
+        self._run(calls, gather)
+        return [runs[i] for i in range(len(trainings))]
 
     def close(self) -> None:
         """Let every actor that loaded this job drop its traced banks."""
@@ -115,3 +166,14 @@ class RayExecutor:
             actor.release_job.remote(self.job_key)
         self._loaded.clear()
 
+
+def cpu_bank(bank: PairBank) -> PairBank:
+    """``bank`` on the CPU (what goes to the object store)."""
+    return bank.to(torch.device("cpu"))
+
+
+def cpu_training(training: DasTraining) -> DasTraining:
+    init = training.target.init
+    if init is None:
+        return training
+    return DasTraining(replace(training.target, init=init.cpu()), training.k)

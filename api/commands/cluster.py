@@ -18,7 +18,8 @@ def register(commands: Any) -> None:
     scheduler = commands.add_parser(
         "scheduler", help="claim queued jobs fair-share and run them (one leader at a time)")
     scheduler.add_argument("--slots", type=int, default=None,
-                           help="jobs at once (default PLOT_SCHEDULER_SLOTS or 2)")
+                           help="jobs at once (default PLOT_SCHEDULER_SLOTS, else one per "
+                           "free GPU of the Ray cluster, else 2)")
     scheduler.set_defaults(handler=run_scheduler)
     worker = commands.add_parser("worker", help="join the Ray cluster at PLOT_RAY_ADDRESS "
                                  "as a node for intervention actors (ray start --block)")
@@ -51,10 +52,17 @@ def run_scheduler(args: argparse.Namespace) -> int:
     executor = make_executor(settings)
     runner = JobRunner(sessions, bus, executor, ServiceMetrics(),
                        settings.lease_s, settings.max_attempts, settings.poll_s)
-    limits = SchedulerLimits(settings.scheduler_slots, settings.max_running_jobs_per_owner,
-                             settings.poll_s)
+    limits = SchedulerLimits(settings.scheduler_slots or SchedulerLimits.slots,
+                             settings.max_running_jobs_per_owner, settings.poll_s)
+    slots = None
+    if settings.scheduler_slots is None and executor.pool is not None:
+        from workers.cluster import gpu_slots
+
+        slots = gpu_slots(executor.pool.pool, fallback=limits.slots)
     scheduler = Scheduler(engine, sessions, runner, limits, settings.lease_s,
-                          settings.max_attempts)
+                          settings.max_attempts, slots)
+    _out(f"scheduler slots: {scheduler.slot_count()} "
+         f"({'fixed' if slots is None else 'from the cluster, re-read each round'})")
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())

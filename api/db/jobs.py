@@ -178,15 +178,6 @@ def request_cancel(session: Session, job: Job) -> tuple[Job, bool]:
 # --- the runner side ----------------------------------------------------------------------
 
 
-def claim_next(session: Session, worker: str, lease_s: float) -> Job | None:
-    """Claim the next queued job (priority, then age) for ``worker`` with a lease."""
-    candidates = session.scalars(
-        select(Job.id).where(Job.status == QUEUED)
-        .order_by(Job.priority.desc(), Job.created_at, Job.id).limit(8)
-    ).all()
-    return _claim_first(session, candidates, worker, lease_s)
-
-
 def renew_lease(session: Session, job_id: str, worker: str, lease_s: float) -> bool:
     """Extend the lease; False when the job is no longer running under ``worker``."""
     statement = (
@@ -287,6 +278,9 @@ def retry_job(session: Session, job_id: str, worker: str, max_attempts: int,
     return None
 
 
+CLAIM_DEPTH = 4  # queued jobs per owner a fair claim may fall back to
+
+
 def running_by_owner(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(Job.owner, func.count()).where(Job.status == RUNNING).group_by(Job.owner)
@@ -295,10 +289,12 @@ def running_by_owner(session: Session) -> dict[str, int]:
 
 
 def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
-    """Queued job ids to try, one per owner under its cap, in fair-share order.
+    """Queued job ids to try, in fair-share order, from owners under their cap.
 
     Owners with fewer running jobs go first, then the owner whose last job started longest
-    ago (round robin); each owner offers its best queued job (priority, then age).
+    ago (round robin); each owner offers its best queued job (priority, then age). Each
+    owner's next ``CLAIM_DEPTH - 1`` jobs follow, in the same order, as fallbacks for a
+    claim that loses a race for the heads.
     """
     running = running_by_owner(session)
     last_started = dict(session.execute(
@@ -310,8 +306,9 @@ def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
     ranked = (select(Job.id, Job.owner, Job.priority, Job.created_at, rank.label("rank"))
               .where(Job.status == QUEUED).subquery())
     heads = session.execute(
-        select(ranked.c.id, ranked.c.owner, ranked.c.priority, ranked.c.created_at)
-        .where(ranked.c.rank == 1)
+        select(ranked.c.id, ranked.c.owner, ranked.c.priority, ranked.c.created_at,
+               ranked.c.rank)
+        .where(ranked.c.rank <= CLAIM_DEPTH)
     ).all()
     eligible = [h for h in heads if running.get(h.owner, 0) < per_owner_cap]
 
@@ -319,7 +316,7 @@ def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
         started = last_started.get(head.owner)
         # an owner who never ran goes before every owner with as many running jobs
         when = "" if started is None else started.isoformat()
-        return (running.get(head.owner, 0), started is not None, when,
+        return (head.rank, running.get(head.owner, 0), started is not None, when,
                 -head.priority, head.created_at.isoformat(), head.id)
 
     return [head.id for head in sorted(eligible, key=order)]

@@ -222,3 +222,53 @@ def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
         job = session.get(Job, job_id)
         assert job.status == "succeeded" and job.attempt == 1
         assert job.result is not None and job.result["handles"]
+
+
+def test_the_embedded_runner_claims_in_the_schedulers_fair_share_order(
+        database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
+    _, sessions = database
+    with sessions() as session:  # ada queues all of hers before bo queues his
+        ids = [jobs.create_job(session, owner, FAST_SPEC, max_queued=5).id
+               for owner in ("ada", "ada", "ada", "bo", "bo", "bo")]
+    runner = JobRunner(sessions, InProcessBus(), EngineExecutor(tmp_path, tmp_path, engine_cache),
+                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
+    runner.start()  # its own claim loop: what `plot serve` runs
+    try:
+        wait_for(lambda: all(s == "succeeded" for s in statuses(sessions, ids)), 300, "6 jobs")
+    finally:
+        runner.stop()
+    with sessions() as session:
+        done = sorted((session.get(Job, i) for i in ids), key=lambda j: j.started_at)
+    assert [job.owner for job in done] == ["ada", "bo"] * 3  # priority-then-age: ada × 3
+
+
+def test_a_slot_source_sets_how_many_jobs_run_at_once(
+        database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
+    _, sessions = database
+    with sessions() as session:
+        ids = [jobs.create_job(session, owner, FAST_SPEC, max_queued=5).id
+               for owner in ("ada", "bo", "cy", "di")]
+    engine, _ = database
+    runner = JobRunner(sessions, InProcessBus(), EngineExecutor(tmp_path, tmp_path, engine_cache),
+                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
+    reads: list[int] = []
+
+    def one_free_gpu() -> int:
+        reads.append(1)
+        return 1
+
+    scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(4, 1, 0.05), 30, 1,
+                          slots=one_free_gpu)
+    peak = 0
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not all(s == "succeeded" for s in statuses(sessions, ids)):
+            assert time.monotonic() < deadline, "the jobs did not finish"
+            with sessions() as session:
+                peak = max(peak, sum(jobs.running_by_owner(session).values()))
+            time.sleep(0.01)
+    finally:
+        scheduler.stop()
+    assert peak == 1  # 4 fixed slots and 4 owners, yet the source allowed one job at a time
+    assert len(reads) >= 4  # read again every round, not once

@@ -8,14 +8,19 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from core.engine import BankTraces, Interventions
-from core.errors import PlotError
+from core.causal.bank import Banks, PairBank
+from core.das_search import DasTarget, DasTraining, train_target
+from core.engine import BankTraces, Interventions, trace_bank
+from core.errors import JobCancelled, PlotError
 from core.executors import LocalExecutor
 from core.nets.io import load_net, save_net
 from core.nets.mlp import MLP
+from core.progressive import LevelInputs
 from core.sites import location_sites, neuron_sites
+from core.spec import CalibrationSpec, CouplingSpec, DasSpec
+from workers.cluster import slots_for
 from workers.intervention_actor import InterventionActor, NetCache, net_bytes
-from workers.ray_executor import chunk_bounds
+from workers.pool import chunk_bounds
 
 CONFIG = {"arch": "mlp", "input_dim": 6, "hidden_dims": [8, 8], "num_classes": 3,
           "activation": "relu"}
@@ -89,3 +94,62 @@ def test_chunk_bounds_cover_every_item_once(count: int, chunks: int) -> None:
     assert [i for a, b in bounds for i in range(a, b)] == list(range(count))
     sizes = [b - a for a, b in bounds]
     assert max(sizes) - min(sizes) <= 1
+
+
+def _bank(seed: int, pairs: int = 24) -> PairBank:
+    generator = torch.Generator().manual_seed(seed)
+    return PairBank(base=torch.randn(pairs, 6, generator=generator),
+                    source=torch.randn(pairs, 6, generator=generator),
+                    base_labels=torch.randint(0, 3, (pairs, 1), generator=generator),
+                    counterfactual_labels={"V": torch.randint(0, 3, (pairs, 1),
+                                                              generator=generator)})
+
+
+def test_a_cancelled_job_runs_no_further_micro_batch_on_the_actor(tmp_path: Path) -> None:
+    net_dir = _net_dir(tmp_path)
+    actor = InterventionActor(device="cpu")
+    actor.load_job("job", str(net_dir), _traces(net_dir), max_rows=4)
+    sites = neuron_sites(location_sites(load_net(net_dir).widths))
+    actor.signatures("job", sites[:2], {})
+    ran = actor.stats()["micro_batches"]
+    assert ran == 2 * 12 // 4  # 2 sites × 12 pairs, 4 rows per micro-batch
+    assert actor.cancel_job("job") and not actor.cancel_job("other job")
+    with pytest.raises(JobCancelled):
+        actor.signatures("job", sites, {})
+    with pytest.raises(JobCancelled):
+        actor.matches("job", "test", Interventions({"layer:1": torch.rand(3, 8)}, {}),
+                      torch.zeros(12, 1, dtype=torch.long))
+    assert actor.stats() == {"micro_batches": ran, "das_trainings": 0,
+                             "interruptions": [(ran, ran), (ran, ran)]}
+    actor.release_job("job")  # the flag goes with the job: a new load of the key runs again
+    actor.load_job("job", str(net_dir), _traces(net_dir), max_rows=4)
+    actor.signatures("job", sites[:1], {})
+    assert actor.stats()["micro_batches"] == ran + 3
+
+
+def test_actor_trains_das_as_the_engine_does_in_process(tmp_path: Path) -> None:
+    net_dir = _net_dir(tmp_path)
+    net = load_net(net_dir)
+    banks = Banks(_bank(0), _bank(1), _bank(2))
+    traces = {split: trace_bank(net, getattr(banks, split))
+              for split in ("fit", "calibration", "test")}
+    spec = DasSpec(mode="full", dims=[2], max_epochs=3, batch_size=8)
+    inputs = LevelInputs(net, banks, traces, CouplingSpec(), CalibrationSpec(), 64)
+    target = DasTarget("V", "layer:1", (2,))
+    want, want_passes = train_target(target, 2, inputs, spec, seed=5)
+
+    actor = InterventionActor(device="cpu")
+    actor.load_job("job", str(net_dir), traces, 64)
+    got, passes = actor.train_das("job", DasTraining(target, 2), banks, CouplingSpec(),
+                                  CalibrationSpec(), spec, 5)
+    assert passes == want_passes
+    assert (got.site, got.dim, got.epochs, got.iia_test, got.iia_calibration) == (
+        want.site, want.dim, want.epochs, want.iia_test, want.iia_calibration)
+    assert got.loss == pytest.approx(want.loss, rel=1e-6)
+
+
+def test_slots_count_free_and_held_gpus_or_fall_back_without_them() -> None:
+    assert slots_for(free_gpus=2.0, held_gpus=2.0, fallback=2) == 4
+    assert slots_for(free_gpus=0.0, held_gpus=1.0, fallback=2) == 1  # others hold the rest
+    assert slots_for(free_gpus=0.5, held_gpus=1.0, fallback=2) == 1  # a GPU share is no slot
+    assert slots_for(free_gpus=3.0, held_gpus=0.0, fallback=2) == 2  # CPU actors: fallback
