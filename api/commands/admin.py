@@ -44,6 +44,7 @@ def _context() -> Iterator[tuple[Any, Any]]:
     from api.settings import Settings
 
     settings = Settings()
+    settings.make_dirs()
     check_start(settings, "database")
     upgrade_database(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)

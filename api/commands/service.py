@@ -80,6 +80,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(host=args.host, port=args.port)
     configure_logging(settings.log_format, settings.log_level)
+    settings.make_dirs()
     check_start(settings, "database", "redis")
     if settings.run_jobs and settings.ray_address:
         check_start(settings, "ray")  # joins the cluster (or starts a local Ray)
@@ -172,6 +173,7 @@ def run_db_upgrade(args: argparse.Namespace) -> int:
     from api.preflight import check_start
 
     settings = _settings()
+    settings.make_dirs()
     check_start(settings, "database")
     upgrade_database(settings.resolved_database_url)
     _out(f"database at head: {settings.database_display}")
