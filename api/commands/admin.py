@@ -63,7 +63,8 @@ def _publish(settings: Any, job_id: str, kind: str, data: dict[str, Any]) -> Non
     try:
         bus.publish(job_id, kind, data)
     except Exception:
-        log.warning("job %s: event %s not published (bus unavailable)", job_id, kind)
+        log.warning("event %s not published (bus unavailable)", kind,
+                    extra={"job_id": job_id})
     finally:
         bus.close()
 

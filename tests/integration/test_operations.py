@@ -5,7 +5,9 @@ stream expires after the configured retention."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import re
 import subprocess
@@ -21,6 +23,7 @@ from api.db import jobs
 from api.db.migrate import upgrade_database
 from api.db.session import make_engine, make_sessions
 from api.db.tables import Job, JobLevel
+from api.logs import configure_logging
 from core.spec import JobSpec
 from tests.integration.conftest import REDIS_URL, TINY_SPEC, Service, free_port
 from workers.events import RedisStreamBus, job_events_key
@@ -104,3 +107,20 @@ def test_the_api_reports_jobs_by_state_and_the_queue_per_owner(api_only: Service
     assert metric(page, 'plot_jobs{state="running"}') == 0
     assert metric(page, 'plot_queued_jobs{owner="alice"}') == 1
     assert metric(page, 'plot_queued_jobs{owner="bob"}') == 3
+
+
+def test_the_api_logs_submissions_and_cancels_with_the_job_id(api_only: Service) -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    configure_logging("json", "INFO", stream)
+    try:
+        with api_only.client("alice") as alice:
+            job_id = alice.post("/v1/jobs", json=TINY_SPEC).json()["id"]
+            alice.post(f"/v1/jobs/{job_id}/cancel").raise_for_status()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    about = [(r["message"], r.get("job_id")) for r in records if r["logger"] == "api.routes.jobs"]
+    assert about == [("job queued for alice", job_id), ("cancel requested by alice", job_id)]
