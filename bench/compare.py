@@ -32,20 +32,23 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from core.das_search import DasTarget, full_targets, run_das, run_das_targets
+from core.das_search import DasTarget, das_config, full_targets, run_das, run_das_targets
 from core.engine import BankTraces, trace_bank
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
+from core.nets.mlp import MLP
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.result import DasResult, LevelResult
 from core.sites import is_token_net, parse_site, parse_token_location
 from core.spec import DasSpec, JobSpec, parse_job_spec
 
 METHODS = ("PLOT", "PLOT+guided DAS", "full DAS")
+PEER_METHODS = {"pyvene": "full DAS (pyvene)"}  # --peers: other libraries, MLP nets only
 TASKS = ("hierarchical_equality", "binary_addition", "mcqa")
 DEFAULT_TASKS = ("hierarchical_equality", "binary_addition")  # the README's table
 REFERENCE_DIMS = list(range(1, 17))
@@ -94,7 +97,7 @@ def level_summary(levels: list[LevelResult]) -> list[dict[str, Any]]:
 
 
 def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
-             das: dict[str, Any]) -> dict[str, Any]:
+             das: dict[str, Any], peers: Sequence[str] = ()) -> dict[str, Any]:
     """The three methods on one task and seed, sharing the net, banks and traces."""
     spec: JobSpec = parse_job_spec({
         "task": {"builtin": task_name}, "seed": seed,
@@ -118,6 +121,29 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     full_spec = DasSpec(mode="full", **das)
     targets = full_das_targets(net, list(banks.variables), full_spec.dims, traces)
     full = run_das_targets("full", targets, inputs, full_spec, seed)
+    methods: dict[str, Any] = {
+        "PLOT": {"wall_s": plot_s, "forward_passes": plot_passes, "trainings": 0,
+                 "iia": {v: h.iia_test.overall for v, h in handles.items()},
+                 "sites": {v: h.sites for v, h in handles.items()}},
+        "PLOT+guided DAS": {
+            "wall_s": plot_s + guided.runtime_s,
+            "forward_passes": plot_passes + guided.forward_passes,
+            "trainings": guided.trainings,
+            "iia": {v: r.iia_test.overall for v, r in guided.best.items()},
+            "sites": {v: [r.site] for v, r in guided.best.items()},
+            "runs": das_runs(guided)},
+        "full DAS": {
+            "wall_s": full.runtime_s, "forward_passes": full.forward_passes,
+            "trainings": full.trainings,
+            "iia": {v: r.iia_test.overall for v, r in full.best.items()},
+            "sites": {v: [r.site] for v, r in full.best.items()},
+            "runs": das_runs(full)},
+    }
+    if "pyvene" in peers and isinstance(net, MLP):
+        from peers.pyvene_das import pyvene_full_das  # bench/ is the script's folder
+
+        methods[PEER_METHODS["pyvene"]] = pyvene_full_das(
+            net, banks, full_spec.dims, das_config(full_spec, seed))
     return {
         "task": task_name, "seed": seed, "variables": list(banks.variables),
         "dims": full_spec.dims,
@@ -125,24 +151,7 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
         "levels": level_summary(levels),
         "stage_a_locations": {v: list(dict.fromkeys(parse_site(s).location for s in kept))
                               for v, kept in levels[0].kept_by_variable.items()},
-        "methods": {
-            "PLOT": {"wall_s": plot_s, "forward_passes": plot_passes, "trainings": 0,
-                     "iia": {v: h.iia_test.overall for v, h in handles.items()},
-                     "sites": {v: h.sites for v, h in handles.items()}},
-            "PLOT+guided DAS": {
-                "wall_s": plot_s + guided.runtime_s,
-                "forward_passes": plot_passes + guided.forward_passes,
-                "trainings": guided.trainings,
-                "iia": {v: r.iia_test.overall for v, r in guided.best.items()},
-                "sites": {v: [r.site] for v, r in guided.best.items()},
-                "runs": das_runs(guided)},
-            "full DAS": {
-                "wall_s": full.runtime_s, "forward_passes": full.forward_passes,
-                "trainings": full.trainings,
-                "iia": {v: r.iia_test.overall for v, r in full.best.items()},
-                "sites": {v: [r.site] for v, r in full.best.items()},
-                "runs": das_runs(full)},
-        },
+        "methods": methods,
     }
 
 
@@ -157,13 +166,19 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def method_names(runs: list[dict[str, Any]]) -> list[str]:
+    """The methods every run has: ours, then the peers that ran on every seed."""
+    return [m for m in [*METHODS, *PEER_METHODS.values()]
+            if all(m in r["methods"] for r in runs)]
+
+
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per task × method: IIA per variable (mean, sd), cost means, speed-up."""
     rows = []
     for task in dict.fromkeys(r["task"] for r in runs):
         mine = [r for r in runs if r["task"] == task]
         full_s = statistics.fmean(r["methods"]["full DAS"]["wall_s"] for r in mine)
-        for method in METHODS:
+        for method in method_names(mine):
             cells = [r["methods"][method] for r in mine]
             wall = statistics.fmean(c["wall_s"] for c in cells)
             rows.append({
@@ -193,12 +208,14 @@ def markdown(rows: list[dict[str, Any]], header: str,
                   f"locations ({', '.join(run['full_das_locations'][:4])}, …)", "",
                   "| variable | " + " | ".join(f"PLOT {lv['granularity']}: kept"
                                              for lv in run["levels"])
-                  + " | PLOT handle | guided DAS best | full DAS best |",
-                  "|---|" + "---|" * (len(run["levels"]) + 3)]
+                  + " | PLOT handle | guided DAS best | full DAS best |"
+                  + "".join(f" {m} best |" for m in method_names([run])[3:]),
+                  "|---|" + "---|" * (len(run["levels"]) + len(method_names([run])))]
         methods = run["methods"]
         for v in run["variables"]:
             kept = [", ".join(f"`{s}`" for s in lv["kept"][v]) for lv in run["levels"]]
-            best = [", ".join(f"`{s}`" for s in methods[m]["sites"][v]) for m in METHODS]
+            best = [", ".join(f"`{s}`" for s in methods[m]["sites"][v])
+                    for m in method_names([run])]
             lines.append(f"| {v} | " + " | ".join(kept + best) + " |")
     return "\n".join(lines) + "\n"
 
@@ -211,7 +228,7 @@ def plot_png(rows: list[dict[str, Any]], path: Path) -> None:
 
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4), squeeze=False)
-    markers = dict(zip(METHODS, "os^", strict=True))
+    markers = dict(zip([*METHODS, *PEER_METHODS.values()], "os^D", strict=True))
     for ax, task in zip(axes[0], tasks, strict=True):
         for row in (r for r in rows if r["task"] == task):
             mean_iia = statistics.fmean(m for m, _ in row["iia"].values())
@@ -238,6 +255,9 @@ def main() -> None:
                         help="subspace ranks of the DAS grid (default 1..16, the reference's; "
                         "1 2 4 8 16 32 for mcqa)")
     parser.add_argument("--max-epochs", type=int, default=100)
+    parser.add_argument("--peers", nargs="*", default=[], choices=sorted(PEER_METHODS),
+                        help="also run full DAS through these libraries on the same nets and "
+                        "banks (pyvene: MLP tasks; pip install .[bench])")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 gives comparable CPU timings)")
@@ -249,7 +269,8 @@ def main() -> None:
     context = JobContext(model_root=args.cache_dir, data_root=args.cache_dir,
                          cache_dir=args.cache_dir, device=args.device)
     runs = [run_seed(task, seed, context, args.pairs,
-                     {"dims": task_dims(task, args.dims), "max_epochs": args.max_epochs})
+                     {"dims": task_dims(task, args.dims), "max_epochs": args.max_epochs},
+                     args.peers)
             for task in args.tasks for seed in args.seeds]
     rows = summarize(runs)
     device = str(context.torch_device())

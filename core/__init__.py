@@ -28,14 +28,16 @@ from core.intervene import interchange
 from core.job import JobContext, run_job
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.report import render_report
-from core.result import HandleResult, JobResult, LevelResult
+from core.result import ControlsResult, HandleResult, JobResult, LevelResult
 from core.signatures import abstract_signatures, neural_signatures
 from core.sites import Site, parse_site
-from core.spec import JobSpec, LevelSpec, load_job_spec, parse_job_spec
+from core.spec import ControlsSpec, JobSpec, LevelSpec, load_job_spec, parse_job_spec
 
 __all__ = [
     "IIA",
     "BankTraces",
+    "ControlsResult",
+    "ControlsSpec",
     "Coupling",
     "DatasetError",
     "EngineEvent",

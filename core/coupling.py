@@ -51,12 +51,21 @@ class Coupling:
 
     def near_uniform_rows(self, count: int) -> list[int]:
         """Indices of variable rows that are (nearly) uniform: the coupling says nothing."""
-        sites = self.plan.shape[1]
-        if sites < 2:
+        if self.plan.shape[1] < 2:
             return []
-        rows = self.variable_rows(count)
-        entropy = -(rows * rows.clamp_min(1e-300).log()).sum(dim=1) / math.log(sites)
+        entropy = relative_entropy(self.variable_rows(count))
         return [i for i, e in enumerate(entropy.tolist()) if e > UNIFORM_ENTROPY]
+
+
+def relative_entropy(rows: Tensor) -> Tensor:
+    """(R,) entropy of each row of (R, S) distributions over sites, divided by log S.
+
+    1 is the uniform distribution (the row says nothing), 0 a single site. With S = 1 every
+    row is 0.
+    """
+    sites = rows.shape[-1]
+    entropy = -(rows * rows.clamp_min(1e-300).log()).sum(dim=-1)
+    return entropy / math.log(sites) if sites > 1 else torch.zeros_like(entropy)
 
 
 def marginals(variables: int, site_signatures: Tensor, site_marginal: SiteMarginal,

@@ -9,12 +9,21 @@ narrowed by that level's handle:
     S = total size (coordinates, PCA directions, or the width for a whole location) of the
         variable's last-level handle sites at that location, or, if the handle has none
         there, of its kept sites there;
-    ks = {k in dims : S/2 < k <= S} (S capped at the width D), or {S} when none is;
+    ks = the ranks of ``dims`` at the two ends of [S, 2S], each capped at D − 1 (a rank-D
+        interchange is the whole location's): the smallest rank ≥ S and the smallest
+        rank ≥ 2S (the largest rank < D when none is);
     when the support is a whole location (a coarse last level), every k in dims ≤ D.
 
-With ``init: pca`` and a PCA last level, a guided run starts from the handle's principal
-directions (the handle's bands first, strongest first, then the remaining directions in
-order); every other run, and every restart after the first, starts from a random rotation.
+Why [S, 2S]: a calibrated handle is a sparse, truncated picture of the variable (top-k sites
+by transport mass), so the variable's subspace is at least as large as the handle and rarely
+more than twice it. On the HEQ MLPs of bench/compare.py (3 seeds × 2 variables) full DAS's
+best k fell in [S, 2S] six times out of six, and in (S/2, S] twice.
+
+With ``init: handle`` (the default) a guided run starts from the handle's own directions:
+at a PCA level its principal directions, at a block or neuron level its coordinate axes
+(the handle's directions first, strongest first, then the rest in order). ``init: pca``
+does this at a PCA level only. Every other run, and every restart after the first, starts
+from a random rotation.
 """
 
 from __future__ import annotations
@@ -70,18 +79,27 @@ def clip_dims(dims: Sequence[int], width: int) -> tuple[int, ...]:
     return tuple(sorted({k for k in dims if k <= width})) or (width,)
 
 
-def window_dims(dims: Sequence[int], support: int) -> tuple[int, ...]:
-    """The ranks of ``dims`` in (support / 2, support]: PLOT's support size, narrowed.
+def bracket_dims(dims: Sequence[int], support: int, width: int) -> tuple[int, ...]:
+    """The ranks of ``dims`` at the two ends of [support, 2 * support], below ``width``.
 
-    A handle spread over ``support`` coordinates (or principal directions) says the variable
-    needs about that many dimensions; ranks far below it rarely win and cost a training
-    each. Falls back to ``support`` itself when no rank of the grid is in the window.
+    Each end is rounded up to the grid (the smallest rank at or above it); an end above
+    every rank that fits becomes the largest rank that fits. Ranks stop at ``width - 1``:
+    a rank-D interchange swaps the whole vector whatever the rotation, which is the plain
+    location interchange PLOT's coarse level already scored, not a subspace.
 
     Example:
-        >>> window_dims([1, 2, 4, 8, 16], 6), window_dims([1, 2, 4, 8, 16], 3)
-        ((4,), (2,))
+        >>> bracket_dims(range(1, 17), 6, 16), bracket_dims([1, 2, 4, 8, 16], 3, 16)
+        ((6, 12), (4, 8))
+        >>> bracket_dims([1, 2, 4, 8, 16], 6, 10), bracket_dims(range(1, 17), 16, 16)
+        ((8,), (15,))
     """
-    return tuple(sorted({k for k in dims if support / 2 < k <= support})) or (support,)
+    limit = max(width - 1, 1)
+    fitting = clip_dims(dims, limit)
+
+    def round_up(rank: int) -> int:
+        return min((k for k in fitting if k >= rank), default=fitting[-1])
+
+    return tuple(sorted({round_up(min(support, limit)), round_up(min(2 * support, limit))}))
 
 
 def full_targets(net: InterventableNet, variables: Sequence[str], dims: Sequence[int]
@@ -120,16 +138,20 @@ def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int
             size = min(sum(s.size for s in support), width)
             # a whole-location support (a coarse last level) says nothing about k
             whole = any(s.kind == "all" for s in support)
-            ks = clip_dims(dims, width) if whole else window_dims(dims, size)
+            ks = clip_dims(dims, width) if whole else bracket_dims(dims, size, width)
             init = (handle_frame(frames[location], support)
-                    if frames is not None and location in frames else None)
+                    if frames is not None and location in frames and not whole else None)
             out.append(DasTarget(variable, location, ks, init))
     return out
 
 
 def handle_frame(frame: Tensor, support: Sequence[Site]) -> Tensor:
-    """(D, K) the frame's columns reordered: the support's PCA bands first, then the rest."""
-    first = [c for s in support if s.kind == "pca" for c in range(s.start, s.stop)]
+    """(D, K) the frame's columns reordered: the support's directions first, then the rest.
+
+    ``frame`` is a PCA frame for PCA supports, the identity (coordinate axes) for
+    coordinate supports; a support's ``start:stop`` indexes its columns either way.
+    """
+    first = [c for s in support if s.kind in ("pca", "dims") for c in range(s.start, s.stop)]
     chosen = list(dict.fromkeys(first))
     rest = [c for c in range(frame.shape[1]) if c not in set(chosen)]
     return frame[:, chosen + rest]
@@ -139,6 +161,19 @@ def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tenso
     """PCA frames of the fit bank's base and source activations (as the PCA level does)."""
     fit = inputs.traces["fit"]
     return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
+            for loc in dict.fromkeys(locations)}
+
+
+def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
+                  ) -> dict[str, Tensor] | None:
+    """The frames guided runs start from (see the module docstring), or None (random)."""
+    locations = [parse_site(s, inputs.net.widths).location for s in last.kept]
+    if spec.init == "random" or (spec.init == "pca" and last.granularity != "pca"):
+        return None
+    if last.granularity == "pca":
+        return pca_frames(inputs, locations)
+    device = inputs.traces["fit"].base.logits.device
+    return {loc: torch.eye(inputs.net.widths[loc], device=device)
             for loc in dict.fromkeys(locations)}
 
 
@@ -165,7 +200,7 @@ def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, 
                         inputs.max_rows).overall
         passes += fit.forward_passes + calibration.size
         if best is None or score > best[0]:
-            best = (score, fit, "random" if init is None else "pca")
+            best = (score, fit, "random" if init is None else "handle")
     assert best is not None  # restarts >= 1 (DasSpec)
     score, fit, init_kind = best
     tested = das_iia(net, traces["test"], test, target.variable, fit, inputs.max_rows)
@@ -231,9 +266,7 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
         if not levels:
             raise SpecError("guided DAS needs at least one PLOT level", "das.mode")
         last = levels[-1]
-        kept_locations = [parse_site(s, inputs.net.widths).location for s in last.kept]
-        frames = (pca_frames(inputs, kept_locations)
-                  if spec.init == "pca" and last.granularity == "pca" else None)
+        frames = handle_frames(spec, inputs, last)
         targets = guided_targets(last, inputs.net, spec.dims, frames)
     else:
         raise SpecError("DAS is off", "das.mode")

@@ -13,6 +13,7 @@ EventKind = Literal[
     "calibration",  # data: {level, variable, iia_calibration, k, strength, epsilon}
     "level_finished",  # data: the level's summary (LevelResult.summary())
     "das",  # data: {mode, done, total}: DAS trainings done (after the levels)
+    "control",  # data: {control, level, stage, done, total}: random-net control progress
     "finished",  # data: {total_s, handles: {variable: {sites, iia_test}}}
 ]
 

@@ -23,10 +23,18 @@ from core.calibrate import (
 from core.causal.bank import Banks
 from core.cost import cost_matrix
 from core.coupling import Coupling, marginals, solve_coupling
+from core.diagnostics import (
+    CouplingDiagnostics,
+    VariableDiagnostics,
+    coupling_warnings,
+    diagnose_pairs,
+    diagnose_row,
+)
 from core.engine import BankTraces, Interventions
 from core.errors import JobCancelled, SiteError
 from core.events import EngineEvent, EventSink, ignore_event
 from core.executors import InterventionExecutor, LocalExecutor, Split
+from core.label_permutation import PermutationControl, permutation_controls, permuted_signatures
 from core.nets.base import InterventableNet
 from core.pca import pca_frame
 from core.result import HandleResult, LevelResult, PlanSummary
@@ -41,7 +49,7 @@ from core.sites import (
     pca_band_sites,
     unique_sites,
 )
-from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from core.spec import CalibrationSpec, ControlsSpec, CouplingSpec, LevelSpec
 from core.token_levels import enumerate_token_sites
 
 CancelCheck = Callable[[], bool]
@@ -58,6 +66,7 @@ class LevelInputs:
     calibration: CalibrationSpec
     max_rows: int
     executor: InterventionExecutor | None = None  # None: this process (LocalExecutor)
+    controls: ControlsSpec | None = None  # its label_permutation runs in each level; None: off
 
     @property
     def run(self) -> InterventionExecutor:
@@ -139,6 +148,19 @@ class GroupOutcome:
     plans: list[PlanSummary]
     passes: int
     coupling_s: float
+    diagnostics: dict[str, VariableDiagnostics]
+    permutation: dict[str, PermutationControl]
+    permutation_s: float
+
+
+def label_permutations(inputs: LevelInputs, signatures: Tensor) -> Tensor | None:
+    """(N, V, P, Y) permuted abstract signatures for the label-permutation control, or None
+    when it is off. The same seed gives the same permutations at every level."""
+    spec = inputs.controls
+    if spec is None or not spec.label_permutation:
+        return None
+    generator = torch.Generator().manual_seed(spec.seed or 0)
+    return permuted_signatures(signatures, spec.permutations, generator)
 
 
 def level_parents(level: LevelSpec, variables: Sequence[str],
@@ -183,29 +205,30 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
         return report
 
     site_sigs = inputs.run.signatures(sites, frames, tick("signatures"))
-    var_sigs = abstract_signatures(inputs.banks.fit.to(device), variables, inputs.num_classes)
+    fit_bank = inputs.banks.fit.to(device)
+    var_sigs = abstract_signatures(fit_bank, variables, inputs.num_classes)
     t_signatures = time.perf_counter()
+    permuted = label_permutations(inputs, var_sigs)
+    permuting_s = time.perf_counter() - t_signatures if permuted is not None else 0.0
 
     position = {site: i for i, site in enumerate(sites)}
     outcomes = [
         couple_and_calibrate(index, level, list(variables) if g == "" else [g],
                              [position[s] for s in group_sites[g]], sites, var_sigs,
-                             site_sigs, frames, inputs, on_event, tick("calibration"))
+                             site_sigs, frames, inputs, on_event, tick("calibration"), permuted)
         for g in groups
     ]
     handles = {v: o.handles[v] for v in variables for o in outcomes if v in o.handles}
     rows = {v: o.rows[v] for o in outcomes for v in o.rows}
     kept_now = {v: [s.id for s in o.kept[v]] for o in outcomes for v in o.kept}
     coupling_s = sum(o.coupling_s for o in outcomes)
-    calibration_s = time.perf_counter() - t_signatures - coupling_s
+    permutation_s = permuting_s + sum(o.permutation_s for o in outcomes)
+    calibration_s = time.perf_counter() - t_signatures - coupling_s - permutation_s
     plans = [p for o in outcomes for p in o.plans]
-    warnings_ = []
-    for variable in variables:
-        own = [p for p in plans if p.variable in (variable, None)]
-        if own and all(variable in p.near_uniform_variables for p in own):
-            warnings_.append(f"every plan's row for {variable} is nearly uniform: its sites are "
-                             "hard to tell apart at this granularity, the handle rests on "
-                             "calibration alone")
+    diagnostics = CouplingDiagnostics(
+        {v: o.diagnostics[v] for v in variables for o in outcomes if v in o.diagnostics},
+        diagnose_pairs(variables, var_sigs, fit_bank.counterfactual_labels,
+                       fit_bank.base_labels, rows))
     cost = cost_matrix(inputs.coupling.cost, var_sigs, site_sigs,
                        output_probabilities(fit.base.logits), inputs.num_classes)
     return LevelResult(
@@ -222,25 +245,47 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
         runtime_s=time.perf_counter() - started,
         forward_passes=len(sites) * fit.pairs + sum(o.passes for o in outcomes),
         timing={"signatures_s": t_signatures - started, "coupling_s": coupling_s,
-                "calibration_s": calibration_s},
-        warnings=warnings_,
+                "calibration_s": calibration_s, "label_permutation_s": permutation_s},
+        warnings=level_warnings(variables, plans, diagnostics, var_sigs),
+        diagnostics=diagnostics,
+        label_permutation=({v: o.permutation[v] for o in outcomes for v in o.permutation}
+                           if permuted is not None else None),
     )
+
+
+def level_warnings(variables: Sequence[str], plans: Sequence[PlanSummary],
+                   diagnostics: CouplingDiagnostics, signatures: Tensor) -> list[str]:
+    """The level's coupling warnings (``core.diagnostics.coupling_warnings``).
+
+    Args:
+        signatures: (V, P, Y) the variables' abstract signatures on the fit bank.
+    """
+    every_plan_uniform = []
+    for variable in variables:
+        own = [p for p in plans if p.variable in (variable, None)]
+        if own and all(variable in p.near_uniform_variables for p in own):
+            every_plan_uniform.append(variable)
+    silent = [v for v, sig in zip(variables, signatures, strict=True) if not bool(sig.any())]
+    return coupling_warnings(variables, diagnostics, every_plan_uniform, silent)
 
 
 def couple_and_calibrate(
     index: int, level: LevelSpec, variables: list[str], columns: list[int],
     sites: list[Site], var_sigs: Tensor, site_sigs: Tensor, frames: dict[str, Tensor],
     inputs: LevelInputs, on_event: EventSink, progress: Callable[[int, int], None],
+    permuted: Tensor | None = None,
 ) -> GroupOutcome:
     """Couple ``variables`` with the level's sites at ``columns``, then calibrate each.
 
     Args:
         var_sigs: (V, P, Y) signatures of every variable of the job, in job order.
         site_sigs: (S, P, Y) signatures of every site of the level.
+        permuted: (N, V, P, Y) label-permuted ``var_sigs`` (None: no permutation control).
     """
     started = time.perf_counter()
     all_variables = list(inputs.variables)
-    group_sigs = var_sigs[[all_variables.index(v) for v in variables]]
+    group_index = [all_variables.index(v) for v in variables]
+    group_sigs = var_sigs[group_index]
     if inputs.coupling.null_row:
         group_sigs = torch.cat([group_sigs, torch.zeros_like(group_sigs[:1])])
     fit = inputs.traces["fit"]
@@ -254,6 +299,10 @@ def couple_and_calibrate(
     handles: dict[str, HandleResult] = {}
     rows_out: dict[str, Tensor] = {}
     kept: dict[str, list[Site]] = {}
+    diagnostics: dict[str, VariableDiagnostics] = {}
+    knobs: list[tuple[float | None, float | None]] = []
+    kept_index: list[list[int]] = []
+    chosen_rows: list[Tensor] = []
     passes = 0
     for j, variable in enumerate(variables):
         rows = [plan.variable_rows(len(variables))[j].float() for plan in plans]
@@ -268,7 +317,13 @@ def couple_and_calibrate(
         full_row = torch.zeros(len(sites))
         full_row[columns] = rows[best].cpu()
         rows_out[variable] = full_row
-        kept[variable] = [group_sites[s] for s in rank_sites(rows[best], cost[j])[:level.keep]]
+        kept_index.append(rank_sites(rows[best], cost[j])[:level.keep])
+        kept[variable] = [group_sites[s] for s in kept_index[-1]]
+        diagnostics[variable] = diagnose_row(plans[best].plan, j, inputs.coupling.null_row,
+                                             kept_index[-1], cost[j],
+                                             [s.id for s in group_sites])
+        knobs.append((handle.epsilon, handle.beta))
+        chosen_rows.append(rows[best])
         on_event(EngineEvent("calibration", {
             "level": index, "variable": variable, "iia_calibration": handle.iia_calibration,
             "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon}))
@@ -276,7 +331,18 @@ def couple_and_calibrate(
     summaries = [PlanSummary(p.epsilon, p.beta, p.n_iter, p.converged,
                              [variables[r] for r in p.near_uniform_rows(len(variables))], scope)
                  for p in plans]
-    return GroupOutcome(handles, rows_out, kept, summaries, passes, coupling_s)
+    permutation: dict[str, PermutationControl] = {}
+    permutation_s = 0.0
+    if permuted is not None:
+        t_permutation = time.perf_counter()
+        controls = permutation_controls(
+            permuted[:, group_index], site_sigs[columns], inputs.coupling,
+            output_probabilities(fit.base.logits), inputs.num_classes, knobs, kept_index,
+            chosen_rows, [s.id for s in group_sites])
+        permutation = dict(zip(variables, controls, strict=True))
+        permutation_s = time.perf_counter() - t_permutation
+    return GroupOutcome(handles, rows_out, kept, summaries, passes, coupling_s, diagnostics,
+                        permutation, permutation_s)
 
 
 def calibrate_variable(

@@ -1,4 +1,5 @@
-"""render_report(result) -> a self-contained HTML page: coupling heatmaps, handles, timings.
+"""render_report(result) -> a self-contained HTML page: coupling heatmaps, handles, controls,
+coupling diagnostics, timings.
 
 Heatmaps are inline SVG (no scripts, no external assets), one per level, variables × sites,
 with every site id readable; wide levels scroll horizontally.
@@ -10,7 +11,7 @@ import html
 from collections.abc import Sequence
 
 from core.calibrate import IIA
-from core.result import DasResult, JobResult, LevelResult
+from core.result import ControlsResult, DasResult, JobResult, LevelResult
 
 CELL = 18  # px per heatmap cell
 LABEL_W = 90  # px for the variable names column
@@ -70,6 +71,80 @@ def heatmap_svg(variables: Sequence[str], sites: Sequence[str],
     return "".join(parts)
 
 
+def _warnings(warnings: Sequence[str]) -> str:
+    return "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in warnings)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table; cells are HTML already (escape text before)."""
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _code(text: str) -> str:
+    return f"<code>{html.escape(text)}</code>"
+
+
+def _controls_section(result: JobResult) -> str:
+    controls: ControlsResult | None = result.controls
+    if controls is None:
+        return "<h2>Controls</h2><p>Turned off in the spec (<code>controls</code>).</p>"
+    random_net = controls.random_net
+    rows = []
+    for variable, handle in result.handles.items():
+        control = random_net.handles.get(variable) if random_net is not None else None
+        mass = controls.label_permutation.get(variable)
+        depth = controls.depth.get(variable, [])
+        rows.append([
+            html.escape(variable), _fmt(handle.iia_test.overall),
+            (f"{_fmt(control.iia_test.overall)} {_code(', '.join(control.sites))}"
+             if control is not None else "off"),
+            (f"{_fmt(mass.real_mass)} / {_fmt(mass.control_mass)} / {_fmt(mass.uniform_mass)}"
+             f" / {_fmt(mass.max_mass)}" if mass is not None else "off"),
+            ", ".join(f"{_code(p.location)}{'*' if p.in_handle else ''} {_fmt(p.iia_test)}"
+                      for p in depth) or "off",
+        ])
+    accuracy = f"real net {_fmt(controls.base_accuracy)}"
+    if random_net is not None:
+        accuracy += (f", random net ({html.escape(random_net.weights)} weights, seed "
+                     f"{random_net.seed}) {_fmt(random_net.base_accuracy)}")
+    timing = ", ".join(f"{k.removesuffix('_s').replace('_', ' ')} {v:.3f} s"
+                       for k, v in controls.timing.items())
+    return (
+        "<h2>Controls</h2>"
+        f"<p>Share of test base inputs the net gets right: {accuracy}. Time: {timing}.</p>"
+        + _warnings(controls.warnings)
+        + _table(["variable", "IIA test (handle)", "random-net IIA test (its handle)",
+                  "kept-site mass: real / permuted labels / uniform / max",
+                  "full-vector interchange IIA test (* handle location)"], rows))
+
+
+def _diagnostics_section(level: LevelResult) -> str:
+    diagnostics = level.diagnostics
+    if diagnostics is None:
+        return ""
+    permutation = level.label_permutation or {}
+    rows = []
+    for variable, d in diagnostics.variables.items():
+        mass = permutation.get(variable)
+        rows.append([
+            html.escape(variable), _fmt(d.entropy), _code(d.best_site),
+            _code(d.second_site) if d.second_site is not None else "–", _fmt(d.margin, 4),
+            _fmt(d.cost_margin, 4), _fmt(d.null_share_kept),
+            (f"{_fmt(mass.real_mass)} / {_fmt(mass.control_mass)} / {_fmt(mass.uniform_mass)}"
+             if mass is not None else "–")])
+    pairs = [[html.escape(p.first), html.escape(p.second), _fmt(p.signature_cosine),
+              _fmt(p.label_agreement), _fmt(p.row_overlap)] for p in diagnostics.pairs]
+    return (
+        _table(["variable", "row entropy (1 = uniform)", "best site", "second site",
+                "mass margin", "cost margin", "null share of kept mass",
+                "kept mass: real / permuted / uniform"], rows)
+        + (_table(["variable", "variable", "signature cosine",
+                   "same label (pairs either changes)", "row overlap"], pairs)
+           if pairs else ""))
+
+
 def _level_section(level: LevelResult) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(v)}</td><td><code>{html.escape(', '.join(h.sites))}</code></td>"
@@ -77,7 +152,7 @@ def _level_section(level: LevelResult) -> str:
         f'<td class="num">{_fmt(h.epsilon, 4)}</td><td class="num">{_fmt(h.iia_calibration)}</td>'
         f"<td>{_iia(h.iia_test)}</td><td>{_iia(h.hard_iia_test)}</td></tr>"
         for v, h in level.handles.items())
-    warnings = "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in level.warnings)
+    warnings = _warnings(level.warnings)
     timing = ", ".join(f"{k.removesuffix('_s')} {v:.3f} s" for k, v in level.timing.items())
     heatmap = heatmap_svg(level.variables, level.sites, level.coupling, level.kept)
     return (
@@ -88,7 +163,7 @@ def _level_section(level: LevelResult) -> str:
         f'<div class="scroll">{heatmap}</div>'
         "<table><tr><th>variable</th><th>handle sites</th><th>k</th><th>λ</th><th>ε</th>"
         "<th>IIA calibration</th><th>IIA test (soft)</th><th>IIA test (hard)</th></tr>"
-        f"{rows}</table>")
+        f"{rows}</table>" + _diagnostics_section(level))
 
 
 def _das_section(das: DasResult | None) -> str:
@@ -123,7 +198,8 @@ def render_report(result: JobResult, title: str = "PLOT report") -> str:
         f"{result.forward_passes:,} forward passes in {result.timing['total_s']:.2f} s</p>"
         "<h2>Handles</h2><table><tr><th>variable</th><th>level</th><th>sites</th>"
         "<th>IIA calibration</th><th>IIA test (soft)</th><th>IIA test (hard)</th></tr>"
-        f"{handles}</table><h2>Timing (s)</h2><table>{timing}</table>"
+        f"{handles}</table>" + _controls_section(result)
+        + f"<h2>Timing (s)</h2><table>{timing}</table>"
         + _das_section(result.das)
         + "".join(_level_section(level) for level in result.levels)
         + "</body></html>")

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from core.calibrate import IIA
+from core.diagnostics import CouplingDiagnostics
+from core.label_permutation import PermutationControl
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,13 @@ class LevelResult:
             plan, normalised to a distribution over sites (0 outside a per-variable scope).
         kept: site ids the next level refines (top ``keep`` per variable, in union);
             kept_by_variable: the same per variable.
-        timing: seconds spent on signatures, coupling, calibration and test evaluation.
+        timing: seconds spent on signatures, coupling, calibration and test evaluation,
+            and on the label-permutation control (``label_permutation_s``).
         forward_passes: (pair × intervention) partial forwards run by this level.
+        warnings: near-uniform rows, look-alike variables (core.diagnostics).
+        diagnostics: per variable and pair of variables, how much the coupling says.
+        label_permutation: per variable, its kept-site mass against permuted labels
+            (None when the control is off).
     """
 
     index: int
@@ -76,16 +83,23 @@ class LevelResult:
     forward_passes: int
     timing: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    diagnostics: CouplingDiagnostics | None = None
+    label_permutation: dict[str, PermutationControl] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LevelResult:
+        diagnostics, permutation = data.get("diagnostics"), data.get("label_permutation")
         return cls(**{
             **data,
             "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
             "plans": [PlanSummary(**p) for p in data["plans"]],
+            "diagnostics": (CouplingDiagnostics.from_json(diagnostics)
+                            if diagnostics is not None else None),
+            "label_permutation": ({v: PermutationControl(**c) for v, c in permutation.items()}
+                                  if permutation is not None else None),
         })
 
     def summary(self) -> dict[str, Any]:
@@ -111,7 +125,8 @@ class DasRun:
         iia_calibration: exact-match accuracy on the calibration bank (the selection score).
         iia_test: IIA of the hard subspace interchange on the test bank.
         epochs, loss: of the kept restart; runtime_s: all restarts, training and scoring.
-        init: ``random`` or ``pca`` (the kept restart's starting basis).
+        init: ``random`` or ``handle`` (the kept restart's starting basis; ``pca`` in
+            results written before ``handle`` existed).
     """
 
     site: str
@@ -156,8 +171,82 @@ class DasResult:
 
 
 @dataclass(frozen=True)
+class RandomNetControl:
+    """The job's schedule rerun on a random net of the same architecture.
+
+    Attributes:
+        weights: ``reinit`` or ``shuffle``; seed: of the weights.
+        handles: the random net's best handle per variable (chosen as the job's are: best
+            calibration IIA over its levels).
+        base_accuracy: share of test-bank base inputs on which the random net's output
+            equals the causal model's (every head).
+        runtime_s, forward_passes: of the whole rerun, traces included.
+    """
+
+    weights: str
+    seed: int
+    handles: dict[str, HandleResult]
+    base_accuracy: float
+    runtime_s: float
+    forward_passes: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RandomNetControl:
+        return cls(**{**data, "handles": {v: HandleResult.from_json(h)
+                                          for v, h in data["handles"].items()}})
+
+
+@dataclass(frozen=True)
+class DepthPoint:
+    """Test IIA of the plain full-vector interchange at one location, for one variable.
+
+    ``in_handle``: the variable's handle has a site at this location.
+    """
+
+    location: str
+    iia_test: float
+    in_handle: bool
+
+
+@dataclass(frozen=True)
+class ControlsResult:
+    """Controls of a job (core.controls), each None or empty when turned off.
+
+    Attributes:
+        random_net: the schedule rerun on a random net.
+        label_permutation: per variable, the kept-site masses at its handle's level.
+        depth: per variable, full-vector interchange IIA from its handle's earliest
+            location to the last location, in forward order.
+        base_accuracy: the real net's share of test base inputs matching the causal model.
+        warnings: controls the real result does not clearly beat, in words.
+        timing: seconds per control (``random_net_s``, ``label_permutation_s``,
+            ``depth_check_s``).
+    """
+
+    random_net: RandomNetControl | None
+    label_permutation: dict[str, PermutationControl]
+    depth: dict[str, list[DepthPoint]]
+    base_accuracy: float
+    warnings: list[str]
+    timing: dict[str, float]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ControlsResult:
+        random_net = data["random_net"]
+        return cls(**{
+            **data,
+            "random_net": RandomNetControl.from_json(random_net) if random_net else None,
+            "label_permutation": {v: PermutationControl(**c)
+                                  for v, c in data["label_permutation"].items()},
+            "depth": {v: [DepthPoint(**p) for p in points]
+                      for v, points in data["depth"].items()},
+        })
+
+
+@dataclass(frozen=True)
 class JobResult:
-    """A whole job: every level, the best handle per variable, timings and provenance."""
+    """A whole job: every level, the best handle per variable, timings, provenance, and the
+    DAS baseline and controls when they ran."""
 
     variables: list[str]
     levels: list[LevelResult]
@@ -170,16 +259,18 @@ class JobResult:
     device: str
     max_rows: int
     das: DasResult | None = None
+    controls: ControlsResult | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobResult:
-        das = data.get("das")
+        das, controls = data.get("das"), data.get("controls")
         return cls(**{
             **data,
             "levels": [LevelResult.from_json(level) for level in data["levels"]],
             "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
             "das": DasResult.from_json(das) if das is not None else None,
+            "controls": ControlsResult.from_json(controls) if controls is not None else None,
         })

@@ -145,7 +145,7 @@ class CalibrationSpec(_Frozen):
 
 
 DasMode = Literal["off", "guided", "full"]
-DasInit = Literal["random", "pca"]
+DasInit = Literal["handle", "pca", "random"]
 DasRank = Literal["auto", "full", "low"]
 
 
@@ -169,8 +169,10 @@ class DasSpec(_Frozen):
     batch_size: int = Field(256, ge=1)
     patience: int = Field(3, ge=1, description="epochs without relative loss improvement")
     rel_delta: float = Field(1e-3, ge=0, lt=1)
-    init: DasInit = Field("pca", description="pca: guided runs at a PCA level start from "
-                          "the handle's principal directions; otherwise random")
+    init: DasInit = Field("handle", description="handle: guided runs start from the "
+                          "handle's directions (principal directions at a PCA level, "
+                          "coordinate axes at a block/neuron level); pca: only at a PCA "
+                          "level; random: never")
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
     low_rank_above: int = Field(64, ge=1)
@@ -180,6 +182,33 @@ class DasSpec(_Frozen):
         if self.min_epochs > self.max_epochs:
             raise ValueError("min_epochs must not exceed max_epochs")
         return self
+
+
+RandomWeights = Literal["reinit", "shuffle"]
+
+
+class ControlsSpec(_Frozen):
+    """Controls run beside the localization (all on by default; each can be turned off).
+
+    Coupling diagnostics (row entropy, null-row mass, margins, similar-signature and
+    near-uniform warnings) cost no forward pass and are always computed.
+    """
+
+    random_net: bool = Field(
+        True, description="rerun the schedule and calibration on the same architecture with "
+        "random weights and report its handles' test IIA next to the real ones")
+    random_weights: RandomWeights = Field(
+        "reinit", description="reinit: freshly initialised weights; shuffle: every weight "
+        "tensor's entries permuted (keeps each layer's weight distribution)")
+    label_permutation: bool = Field(
+        True, description="couple the level's site signatures with counterfactual labels "
+        "permuted across pairs (no new forwards) and report the mass on the kept sites")
+    permutations: int = Field(16, ge=1, description="label permutations averaged per level")
+    depth_check: bool = Field(
+        True, description="test IIA of the plain full-vector interchange at each handle's "
+        "locations and every location after them")
+    seed: int | None = Field(None, description="seed of the random weights and the label "
+                             "permutations (None: the job's seed)")
 
 
 class JobSpec(_Frozen):
@@ -192,6 +221,7 @@ class JobSpec(_Frozen):
     coupling: CouplingSpec = Field(default_factory=CouplingSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     das: DasSpec = Field(default_factory=DasSpec)
+    controls: ControlsSpec = Field(default_factory=ControlsSpec)
     seed: int = 0
     priority: int = Field(0, ge=-10, le=10)
     max_rows: int | None = Field(

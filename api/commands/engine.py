@@ -90,21 +90,28 @@ def execute(spec: JobSpec, out: Path, context: JobContext) -> int:
 
         def on_event(event: EngineEvent) -> None:
             data = event.data
-            if event.kind == "progress" and "level" in data:
-                key = (data["level"], data["stage"])
+            if event.kind in ("progress", "control") and "level" in data:
+                prefix = "random net " if event.kind == "control" else ""
+                key = (f"{prefix}{data['level']}", data["stage"])
                 if key not in bars:
-                    bars[key] = progress.add_task(f"level {data['level']} {data['stage']}",
-                                                  total=data["total"], note="")
+                    bars[key] = progress.add_task(f"{prefix}level {data['level']} "
+                                                  f"{data['stage']}", total=data["total"],
+                                                  note="")
                 progress.update(bars[key], completed=data["done"], total=data["total"])
             elif event.kind == "level_finished":
                 note = ", ".join(f"{v}: {h['iia_test']:.3f}" for v, h in data["handles"].items())
                 for (level, _), bar in bars.items():
-                    if level == data["level"]:
+                    if level == str(data["level"]):
                         progress.update(bar, note=note)
 
         result = run_job(spec, context, on_event=on_event)
     write_outputs(result, out)
     console.print(results_table(result))
+    controls = controls_table(result)
+    if controls is not None:
+        console.print(controls)
+    for warning in result_warnings(result):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"wrote {out / 'result.json'} and {out / 'report.html'} "
                   f"({result.timing['total_s']:.1f} s, {result.forward_passes:,} forward passes)")
     return 0
@@ -128,6 +135,39 @@ def results_table(result: JobResult) -> Table:
                       _fmt(h.iia_test.sensitivity), _fmt(h.iia_test.invariance),
                       f"{h.hard_iia_test.overall:.3f}")
     return table
+
+
+def controls_table(result: JobResult) -> Table | None:
+    """Each handle's test IIA beside its controls: the random net's, the kept-site mass of
+    the real coupling against permuted labels and a uniform row, and the full-vector
+    interchange at the last location (None when the controls were off)."""
+    controls = result.controls
+    if controls is None:
+        return None
+    table = Table(title="Controls", caption="random net: its handles' test IIA; kept mass: "
+                  "the real row's on its kept sites, beside permuted labels' and a uniform "
+                  "row's; last loc.: the full-vector interchange at the last location")
+    for column in ("variable", "IIA test", "random net", "kept mass", "perm. labels",
+                   "uniform", "last loc."):
+        table.add_column(column)
+    random_net = controls.random_net
+    for variable, h in result.handles.items():
+        control = random_net.handles.get(variable) if random_net is not None else None
+        mass = controls.label_permutation.get(variable)
+        depth = controls.depth.get(variable)
+        table.add_row(variable, f"{h.iia_test.overall:.3f}",
+                      _fmt(control.iia_test.overall if control is not None else None),
+                      _fmt(mass.real_mass if mass is not None else None),
+                      _fmt(mass.control_mass if mass is not None else None),
+                      _fmt(mass.uniform_mass if mass is not None else None),
+                      _fmt(depth[-1].iia_test if depth else None))
+    return table
+
+
+def result_warnings(result: JobResult) -> list[str]:
+    """Every level's coupling warnings (named by level) and the controls' warnings."""
+    out = [f"level {level.index}: {w}" for level in result.levels for w in level.warnings]
+    return out + (list(result.controls.warnings) if result.controls is not None else [])
 
 
 def _fmt(value: float | None) -> str:

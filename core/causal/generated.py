@@ -30,7 +30,14 @@ class GeneratedTask:
         raise NotImplementedError
 
     def sample_examples(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """n factual examples: net inputs (n, *input_shape) and labels (n, O) long."""
+        """n factual training examples: net inputs (n, *input_shape), labels (n, O) long.
+        By default drawn like the pairs' sides (``sample_evaluation_examples``)."""
+        return self.sample_evaluation_examples(n, generator)
+
+    def sample_evaluation_examples(self, n: int,
+                                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """n factual examples drawn like the sides of the counterfactual pairs: the
+        distribution a trained net is judged on (its held-out sample)."""
         inputs = self.sample_inputs(n, generator)
         return self.encode(inputs), self.causal.output_labels(self.causal.run(inputs))
 

@@ -31,6 +31,11 @@ class CausalTask(Protocol):
         """n factual examples: inputs (n, *input_shape) float and labels (n, O) long."""
         ...
 
+    def sample_evaluation_examples(self, n: int,
+                                   generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """n factual examples drawn like the pairs' sides: a trained net's held-out sample."""
+        ...
+
     def sample_bank(self, n: int, generator: torch.Generator, changed_share: float) -> PairBank:
         """n counterfactual pairs in which each variable's interchange changes the output
         in about ``changed_share`` of the pairs (as close as the task allows)."""

@@ -178,6 +178,7 @@ def train_net(
     seed: int = 0,
     config: TrainConfig | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
+    held_out: ExampleSampler | None = None,
 ) -> TrainReport:
     """Train ``net`` in place with Adam on fresh examples until the held-out target is met.
 
@@ -189,6 +190,8 @@ def train_net(
         seed: seeds the initialisation, the training stream and the held-out stream.
         config: optimisation knobs (``TrainConfig()`` when None).
         progress: called after each held-out evaluation.
+        held_out: draws the held-out sample the stopping rule is judged on, when it
+            should come from another distribution than training (``sample_examples``).
 
     Returns:
         The report; ``reached_target`` is False when ``max_steps`` ran out first.
@@ -199,7 +202,7 @@ def train_net(
     config = config or TrainConfig()
     started = time.perf_counter()
     device = net_device(net)
-    eval_inputs, eval_labels = sample_examples(
+    eval_inputs, eval_labels = (held_out or sample_examples)(
         config.eval_size, torch.Generator().manual_seed(seed + _HELD_OUT_SEED_OFFSET)
     )
     _check_examples(net, eval_inputs, eval_labels)

@@ -122,6 +122,12 @@ def test_a_submitted_job_progresses_to_done_and_shows_its_heatmaps(
     variable = next(iter(result["handles"]))
     expect(handles).to_contain_text(variable)
     expect(handles).to_contain_text(f"{result['handles'][variable]['iia_test']['overall']:.3f}")
+    controls = page.get_by_role("table", name="Handles against their controls")
+    control = result["controls"]["random_net"]["handles"][variable]["iia_test"]["overall"]
+    expect(controls).to_contain_text(f"{control:.3f}")
+    diagnostics = page.get_by_role("table", name="Level 0 coupling diagnostics")
+    expect(diagnostics).to_contain_text(result["levels"][0]["diagnostics"]["variables"][
+        variable]["best_site"])
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     page.screenshot(path=str(screenshots / "job-page.png"), full_page=False)
     heatmap.scroll_into_view_if_needed()

@@ -60,6 +60,17 @@ def assert_same_result(got: JobResult, want: JobResult) -> None:
                                    rtol=0, atol=1e-6)
         torch.testing.assert_close(torch.tensor(mine.cost), torch.tensor(theirs.cost),
                                    rtol=0, atol=1e-6)
+    # the controls: the depth check runs on the actors, the random net in the job's process
+    assert got.controls is not None and want.controls is not None
+    assert got.controls.depth == want.controls.depth
+    assert got.controls.random_net is not None and want.controls.random_net is not None
+    for variable, handle in want.controls.random_net.handles.items():
+        assert got.controls.random_net.handles[variable].sites == handle.sites
+        assert got.controls.random_net.handles[variable].iia_test == handle.iia_test
+    for variable, mass in want.controls.label_permutation.items():
+        assert got.controls.label_permutation[variable].kept == mass.kept
+        assert abs(got.controls.label_permutation[variable].control_mass
+                   - mass.control_mass) < 1e-6
 
 
 def run_on(pool: ActorPool, context: JobContext, chunks_per_actor: int = 2,

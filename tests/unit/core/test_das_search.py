@@ -7,7 +7,7 @@ import torch
 
 from core.calibrate import IIA
 from core.causal.bank import Banks
-from core.das_search import guided_targets, run_das
+from core.das_search import bracket_dims, guided_targets, handle_frames, run_das
 from core.engine import trace_bank
 from core.errors import SpecError
 from core.progressive import LevelInputs
@@ -59,25 +59,68 @@ def test_full_das_picks_the_planted_site_and_rank_on_calibration(inputs: LevelIn
     assert max(r.iia_test.overall for r in wrong) < 0.9
 
 
-def test_guided_targets_narrow_k_by_the_handle_support(inputs: LevelInputs) -> None:
+def test_guided_targets_bracket_k_by_the_handle_support(inputs: LevelInputs) -> None:
     targets = guided_targets(pca_level(), inputs.net, [1, 2, 4])
     plan = [(t.variable, t.location, t.dims) for t in targets]
     # P: handle pca:2 (2 directions) at layer:1; its second site is the layer:0 band.
     # Q: handle pca:2-2 (1 direction); its second site pca:3-7 is at layer:1 too.
-    # k in (S/2, S]: S = 2 gives k = 2 only; S = 1 gives k = 1
-    assert plan == [("P", "layer:1", (2,)), ("P", "layer:0", (2,)), ("Q", "layer:1", (1,))]
+    # k at the ends of [S, 2S] below the width: S = 2 gives k 2 and 4 at layer:1 (width 8)
+    # but only 2 at layer:0 (width 4: k = 4 is the whole vector); S = 1 gives k 1 and 2
+    assert plan == [("P", "layer:1", (2, 4)), ("P", "layer:0", (2,)),
+                    ("Q", "layer:1", (1, 2))]
     coarse = guided_targets(pca_level(), inputs.net, [4, 16])
-    assert [t.dims for t in coarse] == [(2,), (2,), (1,)]  # no k in the window: k = S
+    # both ends round up to 4 at layer:1; at layer:0 no rank fits below 4, so 3
+    assert [t.dims for t in coarse] == [(4,), (3,), (4,)]
+
+
+@pytest.mark.parametrize(("dims", "support", "width", "expected"), [
+    (range(1, 17), 6, 16, (6, 12)),
+    (range(1, 17), 9, 16, (9, 15)),  # 2S capped below the width
+    (range(1, 17), 16, 16, (15,)),  # never the whole vector
+    ([1, 2, 4, 8, 16], 3, 16, (4, 8)),
+    ([1, 2, 4, 8, 16], 6, 10, (8,)),  # 12 > every rank that fits: the largest, 8
+    ([8, 16], 1, 4, (3,)),  # no rank fits: the largest below the width
+    ([1, 2], 1, 1, (1,)),  # a width-1 location has only k = 1
+])
+def test_bracket_dims_rounds_both_ends_up_to_the_grid(
+        dims: list[int], support: int, width: int, expected: tuple[int, ...]) -> None:
+    assert bracket_dims(dims, support, width) == expected
+
+
+def neuron_level() -> LevelResult:
+    """A neuron level whose P handle is coordinates 3 then 1 of layer:1."""
+    sites = ["layer:1/dims:1", "layer:1/dims:3", "layer:0/dims:0"]
+    return LevelResult(
+        index=0, granularity="neuron", variables=["P"], sites=sites,
+        cost=[[0.2, 0.1, 0.9]], coupling=[[0.3, 0.6, 0.1]],
+        kept=["layer:1/dims:3", "layer:1/dims:1"],
+        kept_by_variable={"P": ["layer:1/dims:3", "layer:1/dims:1"]},
+        handles={"P": _handle("P", ["layer:1/dims:3", "layer:1/dims:1"])},
+        plans=[], runtime_s=0.0, forward_passes=0, timing={})
+
+
+def test_guided_runs_at_a_neuron_level_start_from_the_handle_axes(inputs: LevelInputs) -> None:
+    spec = SPEC.model_copy(update={"mode": "guided"})
+    frames = handle_frames(spec, inputs, neuron_level())
+    assert frames is not None and set(frames) == {"layer:1"}
+    (target,) = guided_targets(neuron_level(), inputs.net, [1, 2, 4], frames)
+    assert target.dims == (2, 4) and target.init is not None
+    width = inputs.net.widths["layer:1"]
+    axes = torch.eye(width)[:, [3, 1] + [c for c in range(width) if c not in (1, 3)]]
+    torch.testing.assert_close(target.init.cpu(), axes)
+    assert handle_frames(spec.model_copy(update={"init": "pca"}), inputs, neuron_level()) is None
+    assert handle_frames(spec.model_copy(update={"init": "random"}), inputs, pca_level()) is None
 
 
 def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided"})
     result = run_das(spec, inputs, [pca_level()])
-    # P at layer:1 and layer:0 with k 2; Q at layer:1 with k 1
-    assert result.trainings == 3
-    assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2", "layer:0/das:2"}
-    assert all(r.init == "pca" for r in result.runs)
-    assert result.best["P"].site == "layer:1/das:2"
+    # P at layer:1 with k 2 and 4, at layer:0 with k 2; Q at layer:1 with k 1 and 2
+    assert result.trainings == 5
+    assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2", "layer:1/das:4",
+                                             "layer:0/das:2"}
+    assert all(r.init == "handle" for r in result.runs)
+    assert result.best["P"].site.startswith("layer:1/")
     assert result.best["P"].iia_test.overall >= 0.99
     assert result.best["Q"].iia_test.overall >= 0.99
 
@@ -86,7 +129,7 @@ def test_restarts_multiply_the_trainings(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided", "restarts": 2, "max_epochs": 2,
                                    "init": "random"})
     result = run_das(spec, inputs, [pca_level()])
-    assert result.trainings == 6 and len(result.runs) == 3
+    assert result.trainings == 10 and len(result.runs) == 5
     assert all(r.init == "random" for r in result.runs)
 
 

@@ -1,6 +1,7 @@
 // One job: status and progress (live from its event stream, with polling as a fallback),
-// the error in plain words, cancel, the spec, and the result: handles, timings, DAS runs
-// and one coupling heatmap per level; result.json can be downloaded.
+// the error in plain words, cancel, the spec, and the result: handles with their controls,
+// timings, DAS runs and one coupling heatmap (with its diagnostics) per level; result.json
+// can be downloaded.
 
 import { api, fetchRaw, followEvents } from "../api.js";
 import { h, fmt, fmtInt, fmtDuration, fmtTime, iiaText, secondsBetween, shortId } from "../dom.js";
@@ -40,6 +41,46 @@ function timingText(timing) {
     .map(([name, seconds]) => `${name.replace(/_s$/, "")} ${fmt(seconds, 2)} s`).join(", ");
 }
 
+function massText(mass) {
+  return mass ? `${fmt(mass.real_mass)} / ${fmt(mass.control_mass)} / ${fmt(mass.uniform_mass)}` : "–";
+}
+
+// The controls beside the handles: random-net IIA, kept-site mass against permuted labels,
+// the full-vector interchange at the handle's location and after it.
+function controlsSection(result) {
+  const controls = result.controls;
+  if (!controls) return h("p", { class: "hint" }, "Controls were turned off for this job.");
+  const randomNet = controls.random_net;
+  const rows = Object.entries(result.handles || {}).map(([variable, handle]) => {
+    const control = randomNet?.handles?.[variable];
+    const depth = controls.depth?.[variable] || [];
+    return h("tr", {},
+      h("th", { scope: "row" }, variable), num(fmt(handle.iia_test.overall)),
+      num(control ? fmt(control.iia_test.overall) : "–"),
+      num(massText(controls.label_permutation?.[variable])),
+      h("td", {}, depth.map((point) => `${point.location}${point.in_handle ? "*" : ""} ${fmt(point.iia_test)}`).join(", ") || "–"));
+  });
+  return h("section", { "aria-labelledby": "controls-title" },
+    h("h2", { id: "controls-title" }, "Controls"),
+    h("p", {}, `Test base inputs right: real net ${fmt(controls.base_accuracy)}`
+      + (randomNet ? `, random net (${randomNet.weights}) ${fmt(randomNet.base_accuracy)}` : "") + "."),
+    (controls.warnings || []).map((warning) => h("p", { class: "warn" }, `⚠ ${warning}`)),
+    table("Handles against their controls", ["variable", "IIA test", "random-net IIA test",
+      "kept mass: real / permuted / uniform", "full-vector IIA (* handle location)"], rows, "controls"));
+}
+
+function diagnosticsTable(level) {
+  const diagnostics = level.diagnostics;
+  if (!diagnostics) return null;
+  const rows = Object.entries(diagnostics.variables).map(([variable, d]) => h("tr", {},
+    h("th", { scope: "row" }, variable), num(fmt(d.entropy)), h("td", {}, h("code", {}, d.best_site)),
+    num(fmt(d.margin, 4)), num(fmt(d.cost_margin, 4)), num(fmt(d.null_share_kept)),
+    num(massText(level.label_permutation?.[variable]))));
+  return table(`Level ${level.index} coupling diagnostics`, ["variable", "row entropy (1 = uniform)",
+    "best site", "mass margin", "cost margin", "null share of kept", "kept mass: real / permuted / uniform"],
+  rows, "diagnostics");
+}
+
 function levelSection(level) {
   const handles = level.handles || {};
   return h("section", { class: "level", "aria-labelledby": `level-${level.index}` },
@@ -53,7 +94,8 @@ function levelSection(level) {
       kept: level.kept, caption: `Level ${level.index} coupling` }),
     Object.keys(handles).length
       ? table(`Level ${level.index} handles`, ["variable", ...HANDLE_HEADERS], handleRows(handles, false))
-      : h("p", { class: "hint" }, "No handles at this level."));
+      : h("p", { class: "hint" }, "No handles at this level."),
+    diagnosticsTable(level));
 }
 
 function dasSection(das) {
@@ -84,6 +126,7 @@ function resultSection(result) {
       table("Best handle per variable", ["variable", "level", ...HANDLE_HEADERS],
         handleRows(result.handles || {}, true)),
       table("Timing (s)", ["stage", "seconds"], timing, "narrow")),
+    controlsSection(result),
     dasSection(result.das),
     h("h2", {}, "Levels"),
     result.levels.map(levelSection));

@@ -43,7 +43,8 @@ def _write_spec(folder: Path, spec: dict[str, object]) -> Path:
 def test_trained_heq_net_reaches_99_percent(heq_net: Path) -> None:
     task = build_task("hierarchical_equality", json.loads((heq_net / "task.json").read_text())
                       ["params"])
-    inputs, labels = task.sample_examples(4000, torch.Generator().manual_seed(123))
+    # judged on balanced draws (W == X and Y == Z half the time), not the training draws
+    inputs, labels = task.sample_evaluation_examples(4000, torch.Generator().manual_seed(123))
     accuracy = (load_net(heq_net)(inputs).argmax(-1) == labels).all(-1).float().mean()
     assert float(accuracy) >= 0.99
 
@@ -59,8 +60,8 @@ def test_trained_adder_is_exact_on_every_input(adder_net: Path) -> None:
     assert bool((predictions == labels).all())
 
 
-def test_run_writes_result_and_report_with_the_documented_keys(heq_net: Path,
-                                                                tmp_path: Path) -> None:
+def test_run_writes_result_and_report_with_the_documented_keys(
+        heq_net: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = _write_spec(heq_net.parent, {**SMALL, "model": {"path": heq_net.name},
                                         "task": {"builtin": "hierarchical_equality"},
                                         "levels": [{"granularity": "neuron"}]})
@@ -80,18 +81,44 @@ def test_run_writes_result_and_report_with_the_documented_keys(heq_net: Path,
     assert result["timing"]["total_s"] > 0
     html = (tmp_path / "report.html").read_text()
     assert "<svg" in html and "layer:0/dims:0" in html
+    # the controls, on by default, beside the handles
+    controls = result["controls"]
+    assert {"random_net", "label_permutation", "depth", "base_accuracy", "warnings",
+            "timing"} <= controls.keys()
+    assert result["timing"]["controls_s"] > 0
+    assert level["diagnostics"]["pairs"][0]["first"] == "WX"
+    assert "<h2>Controls</h2>" in html
+    table = capsys.readouterr().out
+    assert "Controls" in table and "random" in table and "perm." in table
+    for variable in ("WX", "YZ"):
+        real = result["handles"][variable]["iia_test"]["overall"]
+        random = controls["random_net"]["handles"][variable]["iia_test"]["overall"]
+        assert real - random > 0.1, (variable, real, random)
+        assert f"{random:.3f}" in table
+        mass = controls["label_permutation"][variable]
+        assert mass["real_mass"] > 2 * mass["control_mass"]
+        assert mass["control_mass"] < 1.5 * mass["uniform_mass"]
 
 
 def test_adder_stage_a_puts_each_carry_on_its_timestep(adder_net: Path, tmp_path: Path) -> None:
     spec = _write_spec(adder_net.parent, {**SMALL, "model": {"path": adder_net.name},
                                           "task": {"builtin": "binary_addition"}})
     assert main(["run", str(spec), "--out", str(tmp_path)]) == 0
-    stage_a = json.loads((tmp_path / "result.json").read_text())["levels"][0]
+    result = json.loads((tmp_path / "result.json").read_text())
+    stage_a = result["levels"][0]
     assert stage_a["granularity"] == "step"
     for row, variable in enumerate(("C1", "C2", "C3")):
         coupling = stage_a["coupling"][row]
         assert stage_a["sites"][coupling.index(max(coupling))] == f"step:{row}", variable
         assert stage_a["kept_by_variable"][variable] == [f"step:{row}"]
+        # a random GRU gets (nearly) no pair's five output bits right
+        real = result["handles"][variable]["iia_test"]["overall"]
+        control = result["controls"]["random_net"]["handles"][variable]["iia_test"]["overall"]
+        assert real > 0.6 and control < 0.2, (variable, real, control)
+        # the depth check starts at the handle's timestep and runs to the last one
+        depth = result["controls"]["depth"][variable]
+        first = int(result["handles"][variable]["sites"][0].split("/")[0].split(":")[1])
+        assert [p["location"] for p in depth] == [f"step:{t}" for t in range(first, 4)]
 
 
 def test_a_wrong_spec_field_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ def test_encode_concatenates_entity_vectors():
     torch.testing.assert_close(x[0, 6:9], task.embeddings[2])
 
 
-def test_factual_examples_balance_both_equalities_and_label_the_output():
+def test_evaluation_examples_balance_both_equalities_and_label_the_output():
     task = HierarchicalEquality()
     generator = torch.Generator().manual_seed(0)
     inputs = task.sample_inputs(4000, generator)
@@ -30,10 +30,22 @@ def test_factual_examples_balance_both_equalities_and_label_the_output():
     yz = inputs["Y"] == inputs["Z"]
     assert abs(wx.float().mean().item() - 0.5) < 0.04
     assert abs(yz.float().mean().item() - 0.5) < 0.04
-    x, y = task.sample_examples(500, torch.Generator().manual_seed(1))
+    x, y = task.sample_evaluation_examples(500, torch.Generator().manual_seed(1))
     assert x.shape == (500, 16) and y.shape == (500, 1) and y.dtype == torch.long
     # decode the ids back from the vectors and recompute the label by hand
     ids = torch.cdist(x.reshape(500, 4, 4), task.embeddings).argmin(dim=-1)  # (500, 4)
+    expected = ((ids[:, 0] == ids[:, 1]) == (ids[:, 2] == ids[:, 3])).long()
+    torch.testing.assert_close(y[:, 0], expected)
+
+
+def test_training_examples_draw_every_entity_uniformly() -> None:
+    task = HierarchicalEquality(num_entities=10)
+    x, y = task.sample_examples(20_000, torch.Generator().manual_seed(4))
+    ids = torch.cdist(x.reshape(-1, 4, 4), task.embeddings).argmin(dim=-1)  # (n, 4)
+    counts = torch.bincount(ids.flatten(), minlength=10).float()
+    assert float(counts.min() / counts.max()) > 0.9  # every entity about as often
+    wx = (ids[:, 0] == ids[:, 1]).float().mean().item()
+    assert abs(wx - 0.1) < 0.01  # W == X by chance only: 1 / num_entities
     expected = ((ids[:, 0] == ids[:, 1]) == (ids[:, 2] == ids[:, 3])).long()
     torch.testing.assert_close(y[:, 0], expected)
 

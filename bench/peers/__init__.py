@@ -1,0 +1,1 @@
+"""Other libraries' implementations of the baselines, run on our nets and banks."""

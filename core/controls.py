@@ -1,0 +1,246 @@
+"""Controls beside a job's handles: a random net, permuted labels, and a depth check.
+
+*Random-net control*: the same architecture with random weights (freshly initialised, or each
+weight tensor's entries shuffled) put through the same schedule and calibration on the same
+banks. Expressive handles reach some IIA on any net; the real handles mean something only
+as far as they beat this one.
+
+*Label-permutation control* (computed inside each level, ``core.label_permutation``): here
+only summarised at each variable's handle level.
+
+*Depth check*: the plain full-vector interchange at each handle's locations and at every
+location after them. An interchange late enough copies the source's output; a handle that
+does no better than that localizes nothing but the output.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from core.engine import Interventions, trace_bank
+from core.errors import JobCancelled
+from core.events import EngineEvent, EventSink
+from core.label_permutation import PermutationControl
+from core.nets.base import InterventableNet
+from core.progressive import LevelInputs, best_handles, run_levels
+from core.result import (
+    ControlsResult,
+    DepthPoint,
+    HandleResult,
+    LevelResult,
+    RandomNetControl,
+)
+from core.sites import is_token_net, parse_site, parse_token_location
+from core.spec import ControlsSpec, LevelSpec, RandomWeights
+
+RANDOM_NET_MARGIN = 0.1  # real handles closer than this to the random net's are flagged
+OUTPUT_COPY_MARGIN = 0.02  # a handle within this of copying the output is flagged
+
+
+# ---------------------------------------------------------------- random net
+
+
+def randomized_net(net: InterventableNet, weights: RandomWeights, seed: int
+                   ) -> InterventableNet:
+    """A copy of ``net`` with random weights; ``net`` itself is left untouched.
+
+    ``reinit`` calls every submodule's ``reset_parameters`` under a seeded RNG (the global
+    RNG state is restored after); a parameter no module resets is drawn from a normal with
+    the trained tensor's mean and standard deviation. ``shuffle`` permutes the entries of
+    every parameter tensor (each layer keeps its weight distribution). The copy owns its
+    tensors: nothing is shared with ``net``.
+    """
+    clone = copy.deepcopy(net)
+    generator = torch.Generator().manual_seed(seed)
+    trained = dict(net.named_parameters())
+    with torch.no_grad():
+        if weights == "shuffle":
+            for param in clone.parameters():
+                order = torch.randperm(param.numel(), generator=generator).to(param.device)
+                param.copy_(param.flatten()[order].view_as(param))
+            return clone.eval()
+        cuda = sorted({p.device.index or 0 for p in clone.parameters()
+                       if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(seed)
+            for module in clone.modules():
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+        for name, param in clone.named_parameters():
+            if torch.equal(param, trained[name]):  # no module resets it: draw it afresh
+                original = trained[name].float()
+                spread = float(original.std()) if original.numel() > 1 else 1.0
+                noise = torch.randn(param.shape, generator=generator)
+                param.copy_((noise * spread + float(original.mean())).to(param))
+    return clone.eval()
+
+
+def base_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Share of rows where every head's argmax of (P, O, C) ``logits`` equals (P, O) labels."""
+    return float((logits.argmax(-1) == labels.to(logits.device)).all(-1).float().mean())
+
+
+def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
+                           weights: RandomWeights, seed: int,
+                           on_event: EventSink = lambda event: None,
+                           should_cancel: Callable[[], bool] = lambda: False
+                           ) -> RandomNetControl:
+    """Rerun ``schedule`` on a random copy of ``inputs.net``, in this process.
+
+    The banks, coupling and calibration knobs are the job's; the clean traces are the
+    random net's own. Progress is relayed as ``control`` events (not level events, so the
+    job's level counters are not disturbed).
+    """
+    started = time.perf_counter()
+    net = randomized_net(inputs.net, weights, seed)
+    banks = inputs.banks
+    traces = {split: trace_bank(net, getattr(banks, split), inputs.max_rows)
+              for split in ("fit", "calibration", "test")}
+    control = LevelInputs(net, banks, traces, inputs.coupling, inputs.calibration,
+                          inputs.max_rows)
+
+    def relay(event: EngineEvent) -> None:
+        if event.kind == "progress":
+            on_event(EngineEvent("control", {"control": "random_net", **event.data}))
+
+    try:
+        levels = run_levels(schedule, control, relay, should_cancel)
+    except JobCancelled as cancelled:  # name the control, not the job's own level
+        raise JobCancelled(f"{cancelled.message} of the random-net control",
+                           "controls.random_net") from None
+    traced = 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
+    return RandomNetControl(
+        weights=weights, seed=seed, handles=best_handles(levels),
+        base_accuracy=base_accuracy(traces["test"].base.logits, banks.test.base_labels),
+        runtime_s=time.perf_counter() - started,
+        forward_passes=traced + sum(level.forward_passes for level in levels))
+
+
+# ---------------------------------------------------------------- depth check
+
+
+def later_locations(widths: Mapping[str, int], locations: Sequence[str]) -> list[str]:
+    """``locations`` and every location after them, in forward order.
+
+    For a chain of layers or steps: from the earliest of ``locations`` to the last. For a
+    token net, per position: the given locations and the residual stream after their block
+    and every later block at that position.
+    """
+    order = list(widths)
+    if not is_token_net(dict(widths)):
+        return order[min(order.index(loc) for loc in locations):]
+    out = set(locations)
+    for location in locations:
+        parsed = parse_token_location(location)
+        assert parsed is not None  # is_token_net: every location parses
+        out.update(loc for loc in order
+                   if (p := parse_token_location(loc)) is not None and p.component == "resid"
+                   and p.position == parsed.position and p.block >= parsed.block)
+    return sorted(out, key=order.index)
+
+
+def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult]
+                    ) -> tuple[dict[str, list[DepthPoint]], int]:
+    """Per variable, the test IIA of the whole-location interchange at its handle's
+    locations and every location after them.
+
+    Returns:
+        The profiles and the number of (pair) partial forwards spent.
+    """
+    widths = inputs.net.widths
+    device = inputs.traces["test"].base.logits.device
+    test = inputs.banks.test.to(device)
+    out: dict[str, list[DepthPoint]] = {}
+    passes = 0
+    for variable, handle in handles.items():
+        own = list(dict.fromkeys(parse_site(s, widths).location for s in handle.sites))
+        points = []
+        for location in later_locations(widths, own):
+            whole = Interventions({location: torch.ones(1, widths[location], device=device)},
+                                  {})
+            hits = inputs.run.matches("test", whole, test.counterfactual_labels[variable])
+            points.append(DepthPoint(location, float(hits.float().mean()), location in own))
+            passes += test.size
+        out[variable] = points
+    return out, passes
+
+
+# ---------------------------------------------------------------- summary and warnings
+
+
+def handle_permutations(levels: Sequence[LevelResult], handles: Mapping[str, HandleResult]
+                        ) -> dict[str, PermutationControl]:
+    """Per variable, the label-permutation control of the level its handle comes from."""
+    out = {}
+    for variable, handle in handles.items():
+        level = levels[handle.level] if handle.level < len(levels) else None
+        if level is not None and level.label_permutation and variable in level.label_permutation:
+            out[variable] = level.label_permutation[variable]
+    return out
+
+
+def control_warnings(handles: Mapping[str, HandleResult], random_net: RandomNetControl | None,
+                     permutation: Mapping[str, PermutationControl],
+                     depth: Mapping[str, Sequence[DepthPoint]]) -> list[str]:
+    """The controls a variable's handle does not clearly beat, in words."""
+    out = []
+    for variable, handle in handles.items():
+        real = handle.iia_test.overall
+        control = random_net.handles.get(variable) if random_net is not None else None
+        if control is not None and real - control.iia_test.overall < RANDOM_NET_MARGIN:
+            out.append(f"{variable}: the random-net control reaches {control.iia_test.overall:.3f}"
+                       f" test IIA, within {RANDOM_NET_MARGIN} of the real handle's {real:.3f}: "
+                       "this IIA alone does not show that the net computes the variable")
+        mass = permutation.get(variable)
+        if mass is not None and not mass.separated:
+            out.append(f"{variable}: the coupling puts {mass.real_mass:.3f} of its row on its "
+                       f"kept sites, not clearly above couplings on permuted labels "
+                       f"({mass.control_mass:.3f}) or a uniform row ({mass.uniform_mass:.3f}); "
+                       f"the most it could put there is {mass.max_mass:.3f}")
+        points = depth.get(variable, ())
+        if points and points[-1].iia_test >= real - OUTPUT_COPY_MARGIN:
+            out.append(f"{variable}: the plain full-vector interchange at {points[-1].location} "
+                       "(the last location: from there the source's state goes straight to the "
+                       f"output) reaches "
+                       f"{points[-1].iia_test:.3f} test IIA, as much as the handle ({real:.3f}):"
+                       " the handle is not distinguishable from copying the output")
+    return out
+
+
+def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
+                 inputs: LevelInputs, levels: Sequence[LevelResult],
+                 on_event: EventSink = lambda event: None,
+                 should_cancel: Callable[[], bool] = lambda: False
+                 ) -> tuple[ControlsResult, int]:
+    """The job-level controls after the levels (the label permutation ran inside them).
+
+    Returns:
+        The result and the (pair) partial forwards the controls ran.
+    """
+    handles = best_handles(levels)
+    timing = {"random_net_s": 0.0, "depth_check_s": 0.0,
+              "label_permutation_s": sum(level.timing.get("label_permutation_s", 0.0)
+                                         for level in levels)}
+    random_net, passes = None, 0
+    if spec.random_net:
+        on_event(EngineEvent("control", {"control": "random_net", "done": 0, "total": 1}))
+        random_net = run_random_net_control(schedule, inputs, spec.random_weights, seed,
+                                            on_event, should_cancel)
+        timing["random_net_s"], passes = random_net.runtime_s, random_net.forward_passes
+    depth: dict[str, list[DepthPoint]] = {}
+    if spec.depth_check:
+        started = time.perf_counter()
+        depth, spent = run_depth_check(inputs, handles)
+        timing["depth_check_s"], passes = time.perf_counter() - started, passes + spent
+    permutation = handle_permutations(levels, handles)
+    test = inputs.traces["test"].base.logits
+    result = ControlsResult(
+        random_net=random_net, label_permutation=permutation, depth=depth,
+        base_accuracy=base_accuracy(test, inputs.banks.test.base_labels),
+        warnings=control_warnings(handles, random_net, permutation, depth), timing=timing)
+    return result, passes

@@ -1,0 +1,129 @@
+"""The label-permutation control: couple a level's sites with labels that carry no structure.
+
+Each variable's abstract signature rows are permuted across the fit pairs (its (base,
+counterfactual) labels stay together, so the signature keeps its distribution but loses its
+pairing with the inputs) and coupled with the level's own site signatures, with the knobs
+the variable's real handle chose. No new forward pass. The mass such a coupling puts on the
+sites the real coupling kept should sit near (or below) the uniform level |kept| / S; the
+real coupling's should not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.cost import cost_matrix
+from core.coupling import marginals, solve_coupling
+from core.spec import CouplingSpec
+
+Knobs = tuple[float | None, float | None]  # (epsilon, beta) of a plan
+SEPARATION = 0.25  # share of the above-uniform range the real row must clear the control by
+
+
+@dataclass(frozen=True)
+class PermutationControl:
+    """One variable's kept-site mass: its real coupling row against permuted-label rows.
+
+    Attributes:
+        kept: the sites the variable kept at this level.
+        real_mass: the real row's normalised mass on them.
+        control_mass: the same for couplings on permuted labels, mean over permutations.
+        uniform_mass: |kept| / S, what a uniform row puts there (S: the sites it was
+            coupled with).
+        max_mass: the most a row can put there under the plan's marginals: with balanced
+            marginals a site holds only its own mass, so min(1, R Σ_kept b_s) for R rows
+            (variables and the null row); 1 for the unbalanced solver.
+        permutations: how many permutations were averaged.
+    """
+
+    kept: list[str]
+    real_mass: float
+    control_mass: float
+    uniform_mass: float
+    max_mass: float
+    permutations: int
+
+    @property
+    def separated(self) -> bool:
+        """The real row clears the permuted-label (or uniform, if higher) level by at least
+        a quarter of the range a row has above uniform (``max_mass - uniform_mass``)."""
+        floor = max(self.control_mass, self.uniform_mass)
+        return self.real_mass >= floor + SEPARATION * (self.max_mass - self.uniform_mass) - 1e-9
+
+
+def permuted_signatures(signatures: Tensor, count: int, generator: torch.Generator) -> Tensor:
+    """(N, V, P, Y): each variable's (V, P, Y) signature rows permuted across the P pairs,
+    with an independent permutation per variable and per copy."""
+    variables, pairs = signatures.shape[:2]
+    index = torch.stack([torch.stack([torch.randperm(pairs, generator=generator)
+                                      for _ in range(variables)]) for _ in range(count)])
+    index = index.to(signatures.device)  # (N, V, P)
+    expanded = signatures.unsqueeze(0).expand(count, *signatures.shape)  # (N, V, P, Y)
+    return torch.gather(expanded, 2, index[..., None].expand(*index.shape, signatures.shape[-1]))
+
+
+def row_mass(row: Tensor, columns: Sequence[int]) -> float:
+    """Mass of a (S,) normalised row on ``columns``."""
+    return float(row[list(columns)].sum()) if columns else 0.0
+
+
+def permutation_controls(permuted: Tensor, site_signatures: Tensor, spec: CouplingSpec,
+                         base_probs: Tensor, num_classes: int, knobs: Sequence[Knobs],
+                         kept: Sequence[Sequence[int]], real_rows: Sequence[Tensor],
+                         site_ids: Sequence[str]) -> list[PermutationControl]:
+    """Per variable of a coupling group, its kept-site mass against permuted labels.
+
+    Args:
+        permuted: (N, V, P, Y) permuted signatures of the coupling group's V variables.
+        site_signatures: (S, P, Y) the group's site signatures (the real ones, reused).
+        base_probs: (P, Y) the clean base run's probabilities (for the agreement cost).
+        knobs: per variable, the (epsilon, beta) of the plan its real handle chose.
+        kept: per variable, the indices (into S) of the sites it kept.
+        real_rows: per variable, its (S,) normalised row of that plan.
+        site_ids: the S site ids.
+    """
+    a, b = marginals(permuted.shape[1], site_signatures, spec.site_marginal, spec.null_row)
+    masses = permutation_masses(permuted, site_signatures, spec, base_probs, num_classes,
+                                knobs, kept)
+    out = []
+    for j, columns in enumerate(kept):
+        most = 1.0 if spec.solver == "unbalanced" else min(
+            1.0, float(b[list(columns)].sum() / a[j]))
+        out.append(PermutationControl(
+            kept=[site_ids[c] for c in columns], real_mass=row_mass(real_rows[j], columns),
+            control_mass=masses[j], uniform_mass=len(columns) / len(site_ids),
+            max_mass=most, permutations=int(permuted.shape[0])))
+    return out
+
+
+def permutation_masses(permuted: Tensor, site_signatures: Tensor, spec: CouplingSpec,
+                       base_probs: Tensor, num_classes: int, knobs: Sequence[Knobs],
+                       kept: Sequence[Sequence[int]]) -> list[float]:
+    """Per variable, the mean mass permuted-label couplings put on its kept sites.
+
+    Args: as ``permutation_controls``.
+
+    Returns:
+        V masses, each the mean over the N permutations of the variable's normalised row
+        mass on its kept sites.
+    """
+    count, variables = permuted.shape[:2]
+    a, b = marginals(variables, site_signatures, spec.site_marginal, spec.null_row)
+    totals = [0.0] * variables
+    for n in range(count):
+        rows = permuted[n]
+        if spec.null_row:
+            rows = torch.cat([rows, torch.zeros_like(rows[:1])])
+        cost = cost_matrix(spec.cost, rows, site_signatures, base_probs, num_classes)
+        solved: dict[Knobs, Tensor] = {}
+        for j, (epsilon, beta) in enumerate(knobs):
+            if (epsilon, beta) not in solved:
+                plan = solve_coupling(cost, a, b, spec.solver, epsilon, beta, spec.max_iter,
+                                      spec.tol)
+                solved[(epsilon, beta)] = plan.variable_rows(variables)
+            totals[j] += row_mass(solved[(epsilon, beta)][j], kept[j])
+    return [total / count for total in totals]

@@ -1,0 +1,177 @@
+"""Controls: the random net (own weights, same schedule), the depth check, their warnings."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from core.calibrate import IIA
+from core.causal.bank import Banks
+from core.controls import (
+    control_warnings,
+    later_locations,
+    randomized_net,
+    run_depth_check,
+    run_random_net_control,
+)
+from core.engine import trace_bank
+from core.errors import JobCancelled
+from core.events import EngineEvent
+from core.label_permutation import PermutationControl
+from core.nets.mlp import MLP
+from core.nets.registry import build_net
+from core.progressive import LevelInputs, best_handles, run_levels
+from core.result import DepthPoint, HandleResult, RandomNetControl
+from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from tests.unit.core.nets.test_transformer import tiny
+from tests.unit.core.planted import planted_bank, planted_mlp
+
+GRU = {"arch": "gru", "input_size": 2, "hidden_size": 5, "num_steps": 4, "num_classes": 2}
+
+
+def _storage(net: nn.Module) -> set[int]:
+    return {p.untyped_storage().data_ptr() for p in net.parameters()}
+
+
+@pytest.mark.parametrize("weights", ["reinit", "shuffle"])
+def test_the_random_net_shares_no_weight_with_the_real_one(weights: Any) -> None:
+    net = planted_mlp()
+    before = {name: p.clone() for name, p in net.named_parameters()}
+    random = randomized_net(net, weights, seed=0)
+    assert type(random) is type(net) and random.widths == net.widths
+    assert not _storage(net) & _storage(random)
+    for name, param in random.named_parameters():
+        original = dict(net.named_parameters())[name]
+        if original.numel() > 1 and bool((original != original.flatten()[0]).any()):
+            assert not torch.equal(param, original), name  # every non-constant tensor moved
+        if weights == "shuffle":  # the same values, elsewhere
+            torch.testing.assert_close(param.flatten().sort().values,
+                                       original.flatten().sort().values)
+    for name, param in net.named_parameters():  # the real net is untouched
+        assert torch.equal(param, before[name]), name
+    again = randomized_net(net, weights, seed=0)
+    for a, b in zip(random.parameters(), again.parameters(), strict=True):
+        assert torch.equal(a, b)  # seeded
+    assert not torch.equal(next(randomized_net(net, weights, seed=1).parameters()),
+                           next(random.parameters()))
+
+
+def test_reinit_leaves_the_global_rng_alone_and_redraws_bare_parameters() -> None:
+    class Scaled(MLP):
+        def __init__(self) -> None:
+            super().__init__({"arch": "mlp", "input_dim": 2, "hidden_dims": [3],
+                              "num_classes": 2})
+            self.scale = nn.Parameter(torch.tensor([1.0, 2.0, 3.0]))  # no reset_parameters
+
+    net = Scaled()
+    state = torch.random.get_rng_state()
+    random = randomized_net(net, "reinit", seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert not torch.equal(random.scale, net.scale)
+    torch.manual_seed(0)
+    gru = build_net(GRU)
+    assert not _storage(gru) & _storage(randomized_net(gru, "reinit", 0))
+    transformer = tiny()
+    shuffled = randomized_net(transformer, "shuffle", 0)
+    assert not _storage(transformer) & _storage(shuffled)
+
+
+def test_later_locations_follow_the_forward_order() -> None:
+    torch.manual_seed(0)
+    gru = build_net(GRU)
+    assert later_locations(gru.widths, ["step:2", "step:1"]) == ["step:1", "step:2", "step:3"]
+    assert later_locations(planted_mlp().widths, ["layer:1"]) == ["layer:1"]
+    widths = tiny().widths  # 3 blocks
+    assert later_locations(widths, ["attn:1/pos:last"]) == [
+        "attn:1/pos:last", "resid:1/pos:last", "resid:2/pos:last"]
+    assert later_locations(widths, ["resid:2/pos:3", "head:0.1/pos:last"]) == [
+        "head:0.1/pos:last", "resid:0/pos:last", "resid:1/pos:last", "resid:2/pos:3",
+        "resid:2/pos:last"]
+
+
+@pytest.fixture(scope="module")
+def inputs() -> LevelInputs:
+    net = planted_mlp()
+    banks = Banks(planted_bank(300, 0), planted_bank(300, 1), planted_bank(300, 2))
+    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
+    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
+                       CalibrationSpec(top_k=[1, 2, 4], strengths=[1.0, 2.0, 4.0]), 50_000)
+
+
+SCHEDULE = [LevelSpec(granularity="neuron")]
+
+
+def test_the_random_net_runs_the_same_schedule_and_falls_far_short(
+        inputs: LevelInputs) -> None:
+    real = best_handles(run_levels(SCHEDULE, inputs))
+    events: list[EngineEvent] = []
+    control = run_random_net_control(SCHEDULE, inputs, "reinit", 0, events.append)
+    assert control.handles.keys() == real.keys()
+    for variable, handle in real.items():
+        assert handle.iia_test.overall >= 0.99
+        # four classes: a net that computes nothing stays far below the planted handle
+        assert control.handles[variable].iia_test.overall < 0.6
+        assert control.handles[variable].level == 0
+    assert control.base_accuracy < 0.6
+    assert control.forward_passes > 6 * 300 and control.runtime_s > 0
+    assert events and all(e.kind == "control" and e.data["control"] == "random_net"
+                          for e in events)
+    assert {e.data["stage"] for e in events} == {"signatures", "calibration"}
+    assert RandomNetControl.from_json(dataclasses.asdict(control)) == control
+
+
+def test_a_cancel_during_the_random_net_names_the_control(inputs: LevelInputs) -> None:
+    polls: list[int] = []
+
+    def cancel_on_second_poll() -> bool:
+        polls.append(1)
+        return len(polls) > 1
+
+    with pytest.raises(JobCancelled) as error:
+        run_random_net_control(SCHEDULE, inputs, "reinit", 0,
+                               should_cancel=cancel_on_second_poll)
+    assert error.value.where == "controls.random_net"
+    assert "random-net control" in error.value.message
+
+
+def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> None:
+    handles = best_handles(run_levels(SCHEDULE, inputs))
+    depth, passes = run_depth_check(inputs, handles)
+    test = inputs.banks.test
+    # layer:1 is the planted net's last hidden layer: its whole vector from the source
+    # gives the source's output, so the IIA is the share of pairs whose counterfactual
+    # label is the source's own label (2 p_s + q_s)
+    source_labels = (2 * test.source[:, 0] + test.source[:, 1]).long().unsqueeze(1)
+    for variable in ("P", "Q"):
+        copy = float((test.counterfactual_labels[variable] == source_labels).float().mean())
+        assert depth[variable] == [DepthPoint("layer:1", pytest.approx(copy), True)]
+        assert 0.3 < copy < 0.7  # far below the planted handle's 1.0
+    assert passes == 2 * test.size
+    assert not control_warnings(handles, None, {}, depth)
+
+
+def _handle(variable: str, iia: float) -> HandleResult:
+    score = IIA(iia, None, None, 100, 50)
+    return HandleResult(variable, 0, ["layer:0"], [1.0], 1, 1.0, 0.1, None, iia, score, iia,
+                        score)
+
+
+def test_warnings_name_the_control_a_handle_does_not_beat() -> None:
+    handles = {"A": _handle("A", 0.80), "B": _handle("B", 0.95)}
+    random_net = RandomNetControl("reinit", 0, {"A": _handle("A", 0.75),
+                                                "B": _handle("B", 0.30)}, 0.5, 1.0, 10)
+    permutation = {"A": PermutationControl(["s"], 0.30, 0.10, 0.10, 0.30, 8),
+                   "B": PermutationControl(["s"], 0.12, 0.10, 0.10, 0.30, 8)}
+    depth = {"A": [DepthPoint("layer:0", 0.5, True), DepthPoint("layer:1", 0.4, False)],
+             "B": [DepthPoint("layer:0", 0.5, True), DepthPoint("layer:1", 0.94, False)]}
+    warnings = control_warnings(handles, random_net, permutation, depth)
+    assert len(warnings) == 3
+    assert warnings[0].startswith("A: the random-net control reaches 0.750 test IIA")
+    assert "0.800" in warnings[0]
+    assert warnings[1].startswith("B: the coupling puts 0.120 of its row on its kept sites")
+    assert warnings[2].startswith("B: the plain full-vector interchange at layer:1")
+    assert "0.940" in warnings[2] and "0.950" in warnings[2]
