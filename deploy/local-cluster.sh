@@ -25,6 +25,7 @@ export PLOT_DATA_DIR=$WORK/data PLOT_CACHE_DIR=${PLOT_CACHE_DIR:-$WORK/cache}
 export PLOT_RAY_ACTORS=2 PLOT_LOG_FORMAT=json
 export RAY_AUTH_MODE=disabled PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # nodes import workers/ from here
 PIDS=()
+echo "work dir (logs): $WORK"
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -33,8 +34,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_for() {  # wait_for FILE TEXT: until FILE holds TEXT (30 s)
-  for _ in $(seq 150); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
+wait_for() {  # wait_for FILE TEXT: until FILE holds TEXT (2 min: a loaded machine is slow)
+  for _ in $(seq 600); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.2; done
   echo "timed out waiting for '$2' in $1:" >&2; tail -5 "$1" >&2; return 1
 }
 
@@ -57,7 +58,7 @@ PLOT_RAY_ADDRESS=ray://127.0.0.1:$RAY_CLIENT_PORT PLOT_METRICS_PORT=$METRICS_POR
   "$BIN/plot" scheduler >"$WORK/scheduler.out" 2>"$WORK/scheduler.log" & PIDS+=($!)
 echo "pids: ${PIDS[*]}"
 wait_for "$WORK/scheduler.out" "is the leader"
-for _ in $(seq 150); do
+for _ in $(seq 600); do
   curl -fs "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.2
 done
 echo "api: $(curl -fs "http://127.0.0.1:$API_PORT/readyz")"
@@ -73,7 +74,7 @@ levels: [{granularity: layer}, {granularity: neuron}]
 YAML
 fi
 "$BIN/plot" submit "$SPEC" --server "http://127.0.0.1:$API_PORT" --key "$TOKEN" \
-  | grep -v "^  level" | tee "$WORK/submit.out"
+  | grep -v -E "^  level|^control: .*(done|stage)=" | tee "$WORK/submit.out"
 JOB=$(awk '/^job [0-9a-f]+ queued/ {print $2; exit}' "$WORK/submit.out")
 echo "status: $(curl -fs -H "Authorization: Bearer $TOKEN" \
   "http://127.0.0.1:$API_PORT/v1/jobs/$JOB" | "$BIN/python" -c \
