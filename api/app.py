@@ -17,6 +17,7 @@ from api.db.migrate import upgrade_database
 from api.db.session import make_engine, make_sessions
 from api.errors import (
     AuthError,
+    ConfigError,
     ConflictError,
     ForbiddenError,
     InputError,
@@ -46,6 +47,7 @@ STATUS_BY_ERROR: dict[type[PlotError], int] = {
     TooLargeError: 413,
     QuotaError: 429,
     UnavailableError: 503,
+    ConfigError: 503,
 }
 DEFAULT_PLOT_ERROR_STATUS = 422  # SpecError, DatasetError, ModelLoadError, TaskError, …
 
@@ -96,8 +98,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def make_bus(settings: Settings) -> EventBus:
+    """Redis Streams when PLOT_REDIS_URL is set, else the in-process bus; both keep at most
+    PLOT_EVENTS_MAXLEN events per job, and a Redis stream expires PLOT_EVENTS_TTL_S after
+    its last event."""
     if settings.redis_url:
-        return RedisStreamBus(settings.redis_url, settings.redis_prefix, settings.events_maxlen)
+        return RedisStreamBus(settings.redis_url, settings.redis_prefix, settings.events_maxlen,
+                              settings.events_ttl_s)
     return InProcessBus(settings.events_maxlen)
 
 
@@ -116,8 +122,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = make_bus(settings)
         app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
         app.state.metrics = ServiceMetrics()
+        app.state.metrics.watch_jobs(app.state.sessions)
         # an API replica that runs no jobs (PLOT_RUN_JOBS=false) holds no actors
         app.state.executor = make_executor(settings, spawn_actors=settings.run_jobs)
+        app.state.metrics.watch_actor_restarts(app.state.executor.actor_restarts)
         app.state.runner = None
         if settings.run_jobs:
             app.state.runner = JobRunner(

@@ -6,7 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from api.commands import cluster, engine, service
+from pydantic import ValidationError
+
+from api.commands import admin, cluster, engine, service
 from core.errors import PlotError
 
 
@@ -18,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.register(commands)
     service.register(commands)
     cluster.register(commands)
+    admin.register(commands)
     return parser
 
 
@@ -28,6 +31,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except PlotError as error:
         sys.stderr.write(f"error: {error}\n")
+        return 2
+    except ValidationError as error:
+        if error.title != "Settings":
+            raise
+        from api.settings import describe_settings_error
+
+        sys.stderr.write(f"error: {describe_settings_error(error)}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

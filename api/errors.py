@@ -35,3 +35,8 @@ class UnavailableError(PlotError):
 
 class InputError(PlotError):
     """A malformed header or parameter outside the JSON body (e.g. Last-Event-ID)."""
+
+
+class ConfigError(PlotError):
+    """A deployment setting that stops the process at start: a missing secret, a database,
+    Redis or Ray address that does not answer (``where`` names the PLOT_* variable)."""

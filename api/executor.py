@@ -69,6 +69,10 @@ class EngineExecutor:
                              executor_factory=factory)
         return dict(result.to_json())
 
+    def actor_restarts(self) -> int:
+        """Intervention actors replaced after they died (0 without a Ray pool)."""
+        return self.pool.pool.replaced if self.pool is not None else 0
+
     def close(self) -> None:
         """Stop the intervention actors this executor spawned, if any."""
         if self.pool is not None:

@@ -4,6 +4,7 @@ publishes events, honours cancel."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from api.metrics import ServiceMetrics
 from core.errors import DatasetError, JobCancelled, ModelLoadError, PlotError
 from core.events import EngineEvent
 from core.spec import JobSpec
+from workers.logcontext import bound_job
 from workers.ports import EventBus
 
 log = logging.getLogger(__name__)
@@ -123,10 +125,16 @@ class JobRunner:
 
     def run_one(self, job: Job) -> None:
         """Run one claimed job to a terminal state (or leave it to be requeued if the lease
-        was lost or the runner is stopping)."""
+        was lost or the runner is stopping); every log line meanwhile carries its id."""
+        with bound_job(job.id):
+            log.info("job started (attempt %d, owner %s)", job.attempt, job.owner)
+            self._run_bound(job)
+
+    def _run_bound(self, job: Job) -> None:
         cancelled = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(job.id, cancelled),
-                                     daemon=True)
+        # the heartbeat thread logs under the job's id too (threads start with no context)
+        heartbeat = threading.Thread(target=contextvars.copy_context().run,
+                                     args=(self._heartbeat, job.id, cancelled), daemon=True)
         heartbeat.start()
         progress = _ProgressWriter(self._sessions, job.id, self.worker_id)
         finished: dict[str, Any] = {}
@@ -143,6 +151,9 @@ class JobRunner:
             with self._sessions() as session:
                 jobs.save_level(session, job.id, index, to_storable(checkpoint))
             progress.levels_saved += 1
+            self._metrics.observe_level(checkpoint)
+            log.info("level %d (%s) checkpointed in %.2f s", index,
+                     checkpoint.get("granularity"), float(checkpoint.get("runtime_s", 0.0)))
 
         try:
             with self._sessions() as session:
@@ -191,6 +202,7 @@ class JobRunner:
             moved = move(session)
         if moved:
             status = {"finished": "succeeded"}.get(kind, kind)
+            log.info("job %s", status)
             self._metrics.jobs_finished.labels(status).inc()
             self._publish(job_id, kind, data)
         else:
@@ -201,8 +213,10 @@ class JobRunner:
         with self._sessions() as session:
             moved = jobs.retry_job(session, job_id, self.worker_id, self._max_attempts, crash)
         if moved == jobs.QUEUED:
+            log.warning("job requeued after a crash: %s", crash["message"])
             self._publish(job_id, "queued", {"reason": "retrying after a crash", **crash})
         elif moved == jobs.FAILED:
+            log.error("job failed at the attempt limit: %s", crash["message"])
             self._metrics.jobs_finished.labels("failed").inc()
             self._publish(job_id, "failed", crash)
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+PLACEHOLDER_SECRET = "change-me"  # .env.example's value; a deployment refuses it
+DATABASE_SCHEMES = ("postgresql", "sqlite")
 
 
 def default_data_dir() -> Path:
@@ -33,6 +39,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
+    database_password: SecretStr | None = Field(
+        default=None, description="the database password, kept out of PLOT_DATABASE_URL (a "
+        "secret); required by a deployed service (PLOT_ALLOW_REMOTE) on Postgres")
     redis_url: str | None = None
     redis_prefix: str = Field(default="plot", pattern=r"^[A-Za-z0-9_.-]+$")
     model_root: Path | None = None
@@ -48,7 +57,10 @@ class Settings(BaseSettings):
         default=2 * 2**30, ge=1, description="total size of one owner's uploaded datasets"
     )
     max_queued_jobs_per_owner: int = Field(default=20, ge=1)
-    events_maxlen: int = Field(default=10_000, ge=100)
+    events_maxlen: int = Field(default=10_000, ge=100, description="events kept per job "
+                               "stream (older ones are trimmed)")
+    events_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="a job's Redis "
+                              "stream expires this long after its last event")
     max_event_streams: int = Field(
         default=256, ge=1, description="SSE streams reading at once (own thread limiter, so "
         "open streams never starve ordinary requests)",
@@ -66,6 +78,26 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     poll_s: float = Field(default=0.5, gt=0, description="runner's idle poll interval")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line (with job_id)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="`plot scheduler` "
+                              "serves Prometheus metrics on PLOT_HOST:this port (0: off)")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL (postgresql+psycopg://user@host/db or "
+                             "sqlite:///path)") from None
+        if url.get_backend_name() not in DATABASE_SCHEMES:
+            raise ValueError(f"unsupported database {url.get_backend_name()!r} (postgresql or "
+                             "sqlite)")
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -78,11 +110,41 @@ class Settings(BaseSettings):
         root = self.resolved_model_root
         if root == Path(root.anchor) or root == Path.home().resolve():
             raise ValueError(f"model_root {root} would expose a whole file system tree")
+        self._check_database_secret()
         return self
+
+    def _check_database_secret(self) -> None:
+        url = make_url(self.database_url) if self.database_url else None
+        if url is not None and url.password is not None and self.database_password is not None:
+            raise ValueError("the database password is given twice: in PLOT_DATABASE_URL and "
+                             "PLOT_DATABASE_PASSWORD")
+        if url is None or url.get_backend_name() != "postgresql" or not self.allow_remote:
+            return
+        password = (url.password if url.password is not None else
+                    self.database_password.get_secret_value() if self.database_password
+                    else "")
+        if not password:
+            raise ValueError("PLOT_DATABASE_PASSWORD is not set: a deployed service "
+                             "(PLOT_ALLOW_REMOTE=true) needs the database password")
+        if password == PLACEHOLDER_SECRET:
+            raise ValueError("PLOT_DATABASE_PASSWORD is still the example's placeholder "
+                             f"{PLACEHOLDER_SECRET!r}; set a real secret")
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir / 'plot.db'}"
+        """The URL to connect with (PLOT_DATABASE_PASSWORD filled in)."""
+        if self.database_url is None:
+            return f"sqlite:///{self.data_dir / 'plot.db'}"
+        if self.database_password is None:
+            return self.database_url
+        url: URL = make_url(self.database_url).set(
+            password=self.database_password.get_secret_value())
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with its password hidden, for messages and logs."""
+        return make_url(self.resolved_database_url).render_as_string(hide_password=True)
 
     @property
     def resolved_model_root(self) -> Path:
@@ -101,3 +163,19 @@ class Settings(BaseSettings):
         for path in (self.data_dir, self.resolved_model_root, self.resolved_cache_dir,
                      self.dataset_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming each bad PLOT_* variable (no traceback), e.g.
+    ``PLOT_PORT: Input should be a valid integer (got 'abc')``."""
+    parts = []
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        name = f"PLOT_{loc[0].upper()}: " if loc else ""
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        value = item.get("input")
+        # URLs and passwords may hold a secret: never echo them
+        shown = (f" (got {value!r})" if loc and isinstance(value, str | int | float)
+                 and not loc[0].endswith(("url", "password")) else "")
+        parts.append(f"{name}{message}{shown}")
+    return "configuration: " + "; ".join(parts)

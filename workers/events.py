@@ -76,6 +76,12 @@ class InProcessBus:
                     return found
                 self._changed.wait(remaining)
 
+    def discard(self, job_id: str) -> bool:
+        """Forget a job's events (a purged job); False when there were none."""
+        with self._changed:
+            self._last.pop(job_id, None)
+            return self._streams.pop(job_id, None) is not None
+
     def ping(self) -> None:
         return None
 
@@ -84,7 +90,11 @@ class InProcessBus:
 
 
 class RedisStreamBus:
-    """EventBus over one Redis Stream per job (XADD MAXLEN ~ bounds it; ids are stream ids)."""
+    """EventBus over one Redis Stream per job (XADD MAXLEN ~ bounds it; ids are stream ids).
+
+    Retention: a stream keeps about ``maxlen`` events and expires ``ttl_s`` after its last
+    one (each XADD renews the expiry); Postgres keeps the job's progress and result.
+    """
 
     def __init__(
         self, url: str, prefix: str = "plot", maxlen: int = 10_000, ttl_s: int = 7 * 24 * 3600
@@ -119,6 +129,10 @@ class RedisStreamBus:
             for _, entries in reply or []
             for event_id, fields in entries
         ]
+
+    def discard(self, job_id: str) -> bool:
+        """Delete a job's stream (a purged job); False when there was none."""
+        return bool(self._client.delete(job_events_key(job_id, self._prefix)))
 
     def delete_prefix(self) -> int:
         """Remove every job stream under this bus's prefix (test and admin clean-up)."""

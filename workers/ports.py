@@ -45,6 +45,10 @@ class EventBus(Protocol):
         """
         ...
 
+    def discard(self, job_id: str) -> bool:
+        """Delete a job's events (the job was purged); False when there were none."""
+        ...
+
     def ping(self) -> None:
         """Raise if the bus cannot be reached."""
         ...

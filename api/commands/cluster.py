@@ -38,19 +38,26 @@ def run_scheduler(args: argparse.Namespace) -> int:
     from api.db.migrate import upgrade_database
     from api.db.session import make_engine, make_sessions
     from api.executor import make_executor
-    from api.metrics import ServiceMetrics
+    from api.logs import configure_logging
+    from api.metrics import ServiceMetrics, serve_metrics
+    from api.preflight import check_start
     from api.runner import JobRunner
     from api.scheduler import Scheduler, SchedulerLimits
     from api.settings import Settings
 
     settings = Settings(**({"scheduler_slots": args.slots} if args.slots else {}))
+    configure_logging(settings.log_format, settings.log_level)
     settings.make_dirs()
+    check_start(settings, "database", "redis", "ray")
     upgrade_database(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessions(engine)
     bus = make_bus(settings)
     executor = make_executor(settings)
-    runner = JobRunner(sessions, bus, executor, ServiceMetrics(),
+    metrics = ServiceMetrics()
+    metrics.watch_actor_restarts(executor.actor_restarts)
+    metrics_server = serve_metrics(metrics, settings.host, settings.metrics_port)
+    runner = JobRunner(sessions, bus, executor, metrics,
                        settings.lease_s, settings.max_attempts, settings.poll_s)
     limits = SchedulerLimits(settings.scheduler_slots or SchedulerLimits.slots,
                              settings.max_running_jobs_per_owner, settings.poll_s)
@@ -66,6 +73,8 @@ def run_scheduler(args: argparse.Namespace) -> int:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
+    if metrics_server is not None:
+        _out(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")
     _out(f"scheduler {runner.worker_id} waiting for the leader lock")
     scheduler.start()
     while not done.is_set():
@@ -74,6 +83,8 @@ def run_scheduler(args: argparse.Namespace) -> int:
             scheduler.became_leader.clear()
         done.wait(0.1)
     scheduler.stop()
+    if metrics_server is not None:
+        metrics_server.shutdown()
     executor.close()
     bus.close()
     engine.dispose()
@@ -81,12 +92,15 @@ def run_scheduler(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    from api.errors import ConfigError
+    from api.preflight import check_ray_reachable
     from api.settings import Settings
 
     address = Settings().ray_address
-    if not address or address == "local":
-        _out("set PLOT_RAY_ADDRESS to the head's host:port")
-        return 2
+    if not address or address == "local" or address.startswith("ray://"):
+        raise ConfigError("set it to the Ray head's host:port (its GCS port)",
+                          "PLOT_RAY_ADDRESS")
+    check_ray_reachable(address)
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     command = [ray_bin, "start", "--address", address, "--block"]
     if args.num_gpus is not None:

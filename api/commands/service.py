@@ -62,8 +62,10 @@ def _settings(**overrides: Any) -> Any:
 def _sessions(settings: Any) -> Any:
     from api.db.migrate import upgrade_database
     from api.db.session import make_engine, make_sessions
+    from api.preflight import check_start
 
     settings.make_dirs()
+    check_start(settings, "database")
     upgrade_database(settings.resolved_database_url)
     return make_sessions(make_engine(settings.resolved_database_url))
 
@@ -73,18 +75,27 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from api import auth
     from api.app import create_app
+    from api.logs import configure_logging
+    from api.preflight import check_start
 
     settings = _settings(host=args.host, port=args.port)
-    with _sessions(settings)() as session:
+    configure_logging(settings.log_format, settings.log_level)
+    settings.make_dirs()
+    check_start(settings, "database", "redis")
+    if settings.run_jobs and settings.ray_address:
+        check_start(settings, "ray")  # joins the cluster (or starts a local Ray)
+    sessions = _sessions(settings)
+    with sessions() as session:
         if not auth.has_admin_key(session):
             row, token = auth.create_key(session, "admin", role="admin")
             _out(f"first start: created admin key {row.key_id}; it is shown only once:")
             _out(f"  {token}")
     _out(f"serving on http://{settings.host}:{settings.port} "
-         f"(database {settings.resolved_database_url.split('@')[-1]})")
-    # open SSE streams would hold a graceful shutdown forever: cut them after 10 s
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10)
+         f"(database {settings.database_display})")
+    # open SSE streams would hold a graceful shutdown forever: cut them after 10 s;
+    # log_config=None: uvicorn's loggers go through configure_logging's handler
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_config=None, timeout_graceful_shutdown=10)
     return 0
 
 
@@ -159,8 +170,11 @@ def run_keys_revoke(args: argparse.Namespace) -> int:
 
 def run_db_upgrade(args: argparse.Namespace) -> int:
     from api.db.migrate import upgrade_database
+    from api.preflight import check_start
 
     settings = _settings()
+    settings.make_dirs()
+    check_start(settings, "database")
     upgrade_database(settings.resolved_database_url)
-    _out(f"database at head: {settings.resolved_database_url.split('@')[-1]}")
+    _out(f"database at head: {settings.database_display}")
     return 0

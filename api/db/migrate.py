@@ -6,8 +6,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATION_LOCK_KEY = 0x504C4F55  # the advisory lock that serialises upgrades ("PLOU")
 
 
 def alembic_config(url: str) -> Config:
@@ -18,8 +21,25 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade_database(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` up to ``revision`` (creates it on an empty database)."""
-    command.upgrade(alembic_config(url), revision)
+    """Bring the schema at ``url`` up to ``revision`` (creates it on an empty database).
+
+    On Postgres, concurrent callers (API replicas, the scheduler and a migrate step starting
+    together) take turns on an advisory lock: the first migrates, the others find the schema
+    at ``revision`` and do nothing.
+    """
+    if not url.startswith("postgresql"):
+        command.upgrade(alembic_config(url), revision)
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock:
+            lock.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            try:
+                command.upgrade(alembic_config(url), revision)
+            finally:
+                lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+    finally:
+        engine.dispose()
 
 
 def downgrade_database(url: str, revision: str) -> None:

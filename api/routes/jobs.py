@@ -76,10 +76,12 @@ def submit_job(
     check_references(session, caller, spec)
     job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
     metrics.jobs_submitted.inc()
+    log.info("job queued for %s", caller.owner, extra={"job_id": job.id})
     try:
         bus.publish(job.id, "queued", {"priority": job.priority})
     except Exception:  # progress is transient; the job row is the truth
-        log.warning("could not publish queued event for %s", job.id, exc_info=True)
+        log.warning("could not publish queued event for %s", job.id, exc_info=True,
+                    extra={"job_id": job.id})
     return to_public(session, job)
 
 
@@ -117,6 +119,7 @@ def cancel_job(
 ) -> JobPublic:
     """Cancel: a queued job ends now; a running one stops at its next batch boundary."""
     job, ended_now = jobs.request_cancel(session, jobs.get_job(session, caller, job_id))
+    log.info("cancel requested by %s", caller.owner, extra={"job_id": job.id})
     if ended_now:
         metrics.jobs_finished.labels(jobs.CANCELLED).inc()
         bus.publish(job.id, "cancelled", {"reason": "cancelled before it started"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,5 +49,21 @@ def test_upgrade_is_in_place_and_downgrade_removes_everything(empty_url: str) ->
     downgrade_database(empty_url, "base")
     assert set(inspect(engine).get_table_names()) == {"alembic_version"}
     upgrade_database(empty_url)
+    assert set(inspect(engine).get_table_names()) == TABLES
+    engine.dispose()
+
+
+def test_concurrent_upgrades_of_an_empty_postgres_take_turns(postgres_url: str) -> None:
+    """API replicas, the scheduler and a migrate step may start together: every upgrade
+    succeeds and the schema is created once."""
+    code = ("import sys; from api.db.migrate import upgrade_database; "
+            "upgrade_database(sys.argv[1])")
+    root = Path(__file__).resolve().parents[2]
+    started = [subprocess.Popen([sys.executable, "-c", code, postgres_url], cwd=root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(4)]
+    results = [(process.wait(120), process.communicate()[1]) for process in started]
+    assert [code for code, _ in results] == [0, 0, 0, 0], [err[-500:] for _, err in results]
+    engine = make_engine(postgres_url)
     assert set(inspect(engine).get_table_names()) == TABLES
     engine.dispose()

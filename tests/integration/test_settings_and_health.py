@@ -34,8 +34,27 @@ def test_defaults_are_embedded_under_the_data_dir(tmp_path: Path,
     assert settings.redis_url is None and settings.host == "127.0.0.1"
     assert settings.resolved_model_root == (tmp_path / "models").resolve()
     remote = Settings(host="0.0.0.0", allow_remote=True,
-                      database_url="postgresql+psycopg://db/plot")
+                      database_url="postgresql+psycopg://plot@db/plot",
+                      database_password="s3cret/@")  # type: ignore[arg-type]
     assert remote.host == "0.0.0.0"
+
+
+def test_the_database_secret_is_filled_into_the_url_and_hidden_from_messages(
+        tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, allow_remote=True,
+                        database_url="postgresql+psycopg://plot@db:5432/plot",
+                        database_password="s3cret/@")  # type: ignore[arg-type]
+    assert settings.resolved_database_url == "postgresql+psycopg://plot:s3cret%2F%40@db:5432/plot"
+    assert settings.database_display == "postgresql+psycopg://plot:***@db:5432/plot"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ValidationError, match="is not set"):  # deployed, no password
+        Settings(data_dir=tmp_path, allow_remote=True,
+                 database_url="postgresql+psycopg://plot@db/plot")
+    with pytest.raises(ValidationError, match="given twice"):
+        Settings(data_dir=tmp_path, database_url="postgresql+psycopg://plot:a@db/plot",
+                 database_password="b")  # type: ignore[arg-type]
+    # on this machine (loopback, no PLOT_ALLOW_REMOTE) a trust-auth Postgres needs none
+    assert Settings(data_dir=tmp_path, database_url="postgresql+psycopg://plot@db/plot")
 
 
 @pytest.fixture
