@@ -30,7 +30,7 @@ from core.executors import InterventionExecutor
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
-from core.nets.train import TrainConfig, train_net
+from core.nets.train import TrainConfig, TrainProgress, train_net
 from core.nets.transformer import TransformerNet
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
@@ -93,8 +93,10 @@ class JobContext:
 
 
 def task_default_net(task: CausalTask, cache_dir: Path, seed: int = 0,
-                     on_event: EventSink = ignore_event) -> Path:
-    """The directory of ``task``'s default net, training it into the cache on first use."""
+                     on_event: EventSink = ignore_event,
+                     should_cancel: Callable[[], bool] = lambda: False) -> Path:
+    """The directory of ``task``'s default net, training it into the cache on first use
+    (``should_cancel`` is polled during training; nothing is cached for a cancelled one)."""
     config = task.default_net_config()
     key = json.dumps({"task": task.name, "params": task.params, "config": config, "seed": seed,
                       "train": repr(TRAIN_CONFIGS.get(task.name)),
@@ -102,20 +104,31 @@ def task_default_net(task: CausalTask, cache_dir: Path, seed: int = 0,
     directory = cache_dir / "nets" / f"{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (directory / "model.safetensors").exists():
         return directory
-    train_default_net(task, directory, seed, on_event)
+    train_default_net(task, directory, seed, on_event, should_cancel)
     return directory
 
 
 def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
-                      on_event: EventSink = ignore_event) -> dict[str, Any]:
-    """Train ``task``'s default net and save it with its task parameters and report."""
+                      on_event: EventSink = ignore_event,
+                      should_cancel: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+    """Train ``task``'s default net and save it with its task parameters and report.
+
+    Raises:
+        JobCancelled: ``should_cancel`` turned true at a held-out evaluation (every
+            ``eval_every`` steps); nothing is written.
+    """
+
+    def poll_cancel(_: TrainProgress) -> None:
+        if should_cancel():
+            raise JobCancelled("cancelled while training the default net", "model")
+
     torch.manual_seed(seed)
     net = build_net(task.default_net_config())
     if isinstance(net, TransformerNet):  # its word tokenizer is saved with it
         net.tokenizer = getattr(task, "tokenizer", None)
     on_event(EngineEvent("progress", {"stage": "training", "done": 0, "total": 1}))
     report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name),
-                       held_out=task.sample_evaluation_examples)
+                       progress=poll_cancel, held_out=task.sample_evaluation_examples)
     save_net(net, directory)
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -126,7 +139,8 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
 
 
 def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
-                on_event: EventSink) -> tuple[InterventableNet, Path]:
+                on_event: EventSink, should_cancel: Callable[[], bool] = lambda: False,
+                ) -> tuple[InterventableNet, Path]:
     """Load the net the spec names, or the built-in task's default net."""
     device = context.torch_device()
     if spec.model.id is not None:
@@ -135,7 +149,8 @@ def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
     if spec.model.path is not None:
         directory = resolve_net_dir(spec.model.path, context.model_root)
     elif task is not None:
-        directory = task_default_net(task, context.cache_dir, spec.seed, on_event)
+        directory = task_default_net(task, context.cache_dir, spec.seed, on_event,
+                                     should_cancel)
     else:
         raise ModelLoadError("a dataset task needs a net: give model.path", "model.path")
     return load_net(directory, device=device), directory
@@ -245,7 +260,7 @@ def run_job(
     """
     started = time.perf_counter()
     task = resolve_task(spec, context)
-    net, directory = resolve_net(spec, context, task, on_event)
+    net, directory = resolve_net(spec, context, task, on_event, should_cancel)
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
     device = context.torch_device()
