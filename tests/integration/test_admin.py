@@ -39,7 +39,7 @@ class Cluster:
             job_id = jobs.create_job(session, "ada", SPEC, max_queued=50).id
             if status == jobs.QUEUED:
                 return job_id
-            assert jobs.claim_next(session, WORKER, 60).id == job_id
+            assert jobs.claim_fair(session, WORKER, 60, per_owner_cap=50).id == job_id
             for level in range(levels):
                 jobs.save_level(session, job_id, level, {"index": level, "granularity": "x"})
             moves = {
@@ -87,7 +87,7 @@ def test_requeue_gives_a_failed_job_fresh_attempts_and_keeps_its_checkpoints(
     assert job.error is None and job.finished_at is None and cluster.levels(job_id) == 2
     assert [e.kind for e in cluster.bus.read(job_id)] == ["queued"]
     with cluster.sessions() as session:  # and a runner can claim it again
-        assert jobs.claim_next(session, WORKER, 60).id == job_id
+        assert jobs.claim_fair(session, WORKER, 60, per_owner_cap=50).id == job_id
 
 
 @pytest.mark.parametrize(("status", "reason"), [
