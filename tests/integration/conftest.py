@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from sqlalchemy import create_engine, text
 
 from api import auth
 from api.app import create_app
+from api.db.migrate import upgrade_database
+from api.db.session import make_engine, make_sessions
 from api.settings import Settings
 from workers.events import RedisStreamBus
 
@@ -63,6 +65,25 @@ def postgres_url() -> Iterator[str]:
 def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One engine cache per session: the task's default net is trained once."""
     return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.fixture
+def database(postgres_url: str) -> Iterator[tuple[Any, Any]]:
+    """(engine, session factory) of the session's Postgres, migrated to head."""
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
+    yield engine, make_sessions(engine)
+    engine.dispose()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str,
+             poll_s: float = 0.05) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(poll_s)
 
 
 def free_port() -> int:

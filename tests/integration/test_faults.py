@@ -9,8 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,6 @@ import pytest
 import redis
 
 from api.db import jobs
-from api.db.migrate import upgrade_database
-from api.db.session import make_engine, make_sessions
 from api.db.tables import Job, JobLevel
 from api.executor import EngineExecutor
 from api.metrics import ServiceMetrics
@@ -27,7 +24,7 @@ from api.runner import JobRunner
 from api.scheduler import Scheduler, SchedulerLimits
 from core.events import EngineEvent
 from core.spec import JobSpec
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, wait_for
 from workers.events import RedisStreamBus, parse_event_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,22 +39,6 @@ THREE_LEVELS: dict[str, Any] = {
     "calibration": {"top_k": [1, 2, 4, 8], "strengths": [0.5, 1.0, 2.0, 4.0]},
 }
 Sessions = Any
-
-
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[tuple[Any, Sessions]]:
-    upgrade_database(postgres_url)
-    engine = make_engine(postgres_url)
-    yield engine, make_sessions(engine)
-    engine.dispose()
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def job_row(sessions: Sessions, job_id: str) -> Job:

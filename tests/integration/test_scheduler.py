@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,6 @@ import pytest
 import ray
 
 from api.db import jobs
-from api.db.migrate import upgrade_database
-from api.db.session import make_engine, make_sessions
 from api.db.tables import Job
 from api.executor import EngineExecutor
 from api.metrics import ServiceMetrics
@@ -26,6 +24,7 @@ from api.runner import JobRunner
 from api.scheduler import Scheduler, SchedulerLimits
 from core.events import EngineEvent
 from core.spec import JobSpec
+from tests.integration.conftest import wait_for
 from workers.cluster import make_pool
 from workers.events import InProcessBus
 from workers.runner import PoolExecutors
@@ -41,28 +40,12 @@ FAST_SPEC = JobSpec.model_validate({
 Sessions = Any
 
 
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[tuple[Any, Sessions]]:
-    upgrade_database(postgres_url)
-    engine = make_engine(postgres_url)
-    yield engine, make_sessions(engine)
-    engine.dispose()
-
-
 def make_scheduler(database: tuple[Any, Sessions], executor: Any, limits: SchedulerLimits,
                    max_attempts: int = 3) -> Scheduler:
     engine, sessions = database
     runner = JobRunner(sessions, InProcessBus(), executor, ServiceMetrics(), lease_s=30,
                        max_attempts=max_attempts, poll_s=0.05)
     return Scheduler(engine, sessions, runner, limits, lease_s=30, max_attempts=max_attempts)
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def statuses(sessions: Sessions, ids: Sequence[str]) -> list[str]:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from core.causal.bank import PairBank
+from core.causal.bank import Banks, PairBank
+from core.engine import trace_bank
 from core.nets.mlp import MLP
+from core.progressive import LevelInputs
+from core.spec import CalibrationSpec, ControlsSpec, CouplingSpec
 
 P_NEURON = "layer:1/dims:1"
 Q_NEURON = "layer:1/dims:4"
@@ -54,3 +57,15 @@ def planted_bank(n: int, seed: int) -> PairBank:
         base=base, source=source, base_labels=label(base[:, 0], base[:, 1]),
         counterfactual_labels={"P": label(source[:, 0], base[:, 1]),
                                "Q": label(base[:, 0], source[:, 1])})
+
+
+def planted_level_inputs(pairs: int, top_k: list[int], strengths: list[float],
+                         controls: ControlsSpec | None = None) -> LevelInputs:
+    """The planted net with fit / calibration / test banks of ``pairs`` (seeds 0, 1, 2),
+    traced, and a coupling grid of ε 0.01 and 0.1."""
+    net = planted_mlp()
+    banks = Banks(*(planted_bank(pairs, seed) for seed in range(3)))
+    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
+    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
+                       CalibrationSpec(top_k=top_k, strengths=strengths), 50_000,
+                       controls=controls or ControlsSpec())

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from core.calibrate import IIA
-from core.causal.bank import Banks
 from core.controls import (
     control_warnings,
     later_locations,
@@ -18,7 +17,6 @@ from core.controls import (
     run_depth_check,
     run_random_net_control,
 )
-from core.engine import trace_bank
 from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.label_permutation import PermutationControl
@@ -26,9 +24,9 @@ from core.nets.mlp import MLP
 from core.nets.registry import build_net
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.result import DepthPoint, HandleResult, RandomNetControl
-from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from core.spec import LevelSpec
 from tests.unit.core.nets.test_transformer import tiny
-from tests.unit.core.planted import planted_bank, planted_mlp
+from tests.unit.core.planted import planted_level_inputs, planted_mlp
 
 GRU = {"arch": "gru", "input_size": 2, "hidden_size": 5, "num_steps": 4, "num_classes": 2}
 
@@ -95,11 +93,7 @@ def test_later_locations_follow_the_forward_order() -> None:
 
 @pytest.fixture(scope="module")
 def inputs() -> LevelInputs:
-    net = planted_mlp()
-    banks = Banks(planted_bank(300, 0), planted_bank(300, 1), planted_bank(300, 2))
-    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
-    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
-                       CalibrationSpec(top_k=[1, 2, 4], strengths=[1.0, 2.0, 4.0]), 50_000)
+    return planted_level_inputs(300, top_k=[1, 2, 4], strengths=[1.0, 2.0, 4.0])
 
 
 SCHEDULE = [LevelSpec(granularity="neuron")]

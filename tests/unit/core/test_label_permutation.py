@@ -7,13 +7,15 @@ import dataclasses
 import pytest
 import torch
 
-from core.causal.bank import Banks
-from core.engine import trace_bank
 from core.label_permutation import PermutationControl, permuted_signatures
 from core.progressive import LevelInputs, run_levels
 from core.result import LevelResult
-from core.spec import CalibrationSpec, ControlsSpec, CouplingSpec, LevelSpec
-from tests.unit.core.planted import P_NEURON, Q_NEURON, planted_bank, planted_mlp
+from core.spec import ControlsSpec, LevelSpec
+from tests.unit.core.planted import (
+    P_NEURON,
+    Q_NEURON,
+    planted_level_inputs,
+)
 
 
 def test_each_variable_gets_its_own_permutation_of_the_pairs() -> None:
@@ -46,12 +48,8 @@ def test_separated_means_a_quarter_of_the_range_above_the_control_level() -> Non
 
 @pytest.fixture(scope="module")
 def inputs() -> LevelInputs:
-    net = planted_mlp()
-    banks = Banks(planted_bank(400, 0), planted_bank(400, 1), planted_bank(400, 2))
-    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
-    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
-                       CalibrationSpec(top_k=[1, 2], strengths=[1.0]), 50_000,
-                       controls=ControlsSpec(permutations=16))
+    return planted_level_inputs(400, top_k=[1, 2], strengths=[1.0],
+                                controls=ControlsSpec(permutations=16))
 
 
 @pytest.fixture(scope="module")

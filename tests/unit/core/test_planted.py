@@ -5,21 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.causal.bank import Banks
-from core.engine import trace_bank
 from core.progressive import LevelInputs, best_handles, run_levels
 from core.result import JobResult, LevelResult
-from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
-from tests.unit.core.planted import COPIES, P_NEURON, Q_NEURON, planted_bank, planted_mlp
+from core.spec import CalibrationSpec, LevelSpec
+from tests.unit.core.planted import (
+    COPIES,
+    P_NEURON,
+    Q_NEURON,
+    planted_level_inputs,
+)
 
 
 @pytest.fixture(scope="module")
 def inputs() -> LevelInputs:
-    net = planted_mlp()
-    banks = Banks(planted_bank(300, 0), planted_bank(300, 1), planted_bank(300, 2))
-    traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
-    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
-                       CalibrationSpec(top_k=[1, 2, 4], strengths=[1.0, 2.0]), 50_000)
+    return planted_level_inputs(300, top_k=[1, 2, 4], strengths=[1.0, 2.0])
 
 
 def test_planted_net_is_exact(inputs: LevelInputs) -> None:
