@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from api import auth
 from tests.e2e.synthetic import make_das, make_job, make_result
@@ -23,6 +24,13 @@ def sign_in(page: Page, service: Service, key: str) -> None:
     page.goto(service.url + "/")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
+
+
+def signed_in(page: Page, service: Service, key: str) -> None:
+    """Sign in and wait until the app has accepted the key: a navigation started before
+    that (``page.goto``) would leave the sign-in check unanswered and the form on screen."""
+    sign_in(page, service, key)
+    expect(page.get_by_role("navigation", name="Main")).to_be_visible(timeout=60_000)
 
 
 def job_row(page: Page, job_id: str) -> Any:
@@ -145,16 +153,24 @@ def test_a_submitted_job_progresses_to_done_and_shows_its_heatmaps(
     page.screenshot(path=str(screenshots / "job-list.png"), full_page=False)
 
 
-def test_a_running_job_can_be_cancelled_from_its_page(page: Page, dashboard: Service) -> None:
+def test_a_running_job_can_be_cancelled_from_its_page(
+        page: Page, dashboard: Service, screenshots: Path) -> None:
     big = {**TINY_SPEC, "pairs": {"fit": 4000, "calibration": 4000, "test": 4000},
            "levels": [{"granularity": "neuron"}, {"granularity": "neuron"}]}
     with dashboard.client("alice") as alice:
         job = alice.post("/v1/jobs", json=big).json()
-    sign_in(page, dashboard, dashboard.keys["alice"])
+    signed_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/jobs/{job['id']}")
     # the in-process runner shares the server's process: while it trains a default net (a
     # Python-bound loop) the page can take a while to load on a busy machine
-    page.get_by_role("button", name="Cancel job").click(timeout=60_000)
+    try:
+        page.get_by_role("button", name="Cancel job").click(timeout=60_000)
+    except PlaywrightTimeout as missing:
+        page.screenshot(path=str(screenshots / "cancel-missing.png"))
+        with dashboard.client("alice") as alice:
+            state = alice.get(f"/v1/jobs/{job['id']}").json()
+        raise AssertionError(f"no Cancel button; the job is {state}; the page says "
+                             f"{page.locator('main').inner_text()[:600]!r}") from missing
     expect(page.locator(".status-card .badge")).to_have_text("cancelled", timeout=60_000)
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)
     with dashboard.client("alice") as alice:
@@ -164,7 +180,7 @@ def test_a_running_job_can_be_cancelled_from_its_page(page: Page, dashboard: Ser
 def test_a_bad_spec_shows_the_field_error_next_to_it(
     page: Page, dashboard: Service, screenshots: Path
 ) -> None:
-    sign_in(page, dashboard, dashboard.keys["alice"])
+    signed_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/submit")
     spec = page.get_by_label("Job spec (JSON or YAML)")
     spec.fill(json.dumps({**TINY_SPEC, "coupling": {"epsilons": [-1.0]}}, indent=2))
@@ -200,7 +216,7 @@ def test_a_50_by_500_heatmap_scrolls_inside_the_page(
     page: Page, dashboard: Service, screenshots: Path
 ) -> None:
     serve_job(page, make_job("synthetic-large"), make_result(variables=50, sites=500))
-    sign_in(page, dashboard, dashboard.keys["alice"])
+    signed_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/jobs/synthetic-large")
     heatmap = page.locator("figure.heatmap")
     expect(heatmap.locator("svg.hm-cells rect[fill]")).to_have_count(50 * 500)
@@ -223,7 +239,7 @@ def test_compare_plots_plot_and_full_das_side_by_side(
                "cmp-das": make_result(3, 12, das=make_das("full", 900.0, 0.97), plot_iia=0.9)}
     for job_id, result in results.items():
         serve_job(page, make_job(job_id), result)
-    sign_in(page, dashboard, dashboard.keys["alice"])
+    signed_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/compare?ids=cmp-plot,cmp-das")
     chart = page.get_by_role("img", name=re.compile("IIA against wall time"))
     expect(chart).to_be_visible()
@@ -239,7 +255,7 @@ def test_a_failed_job_explains_its_error_in_plain_words(page: Page, dashboard: S
            "error": {"type": "ModelLoadError", "message": "config.json has no arch",
                      "where": "model.id"}}
     serve_job(page, job, make_result(1, 1))
-    sign_in(page, dashboard, dashboard.keys["alice"])
+    signed_in(page, dashboard, dashboard.keys["alice"])
     page.goto(f"{dashboard.url}/#/jobs/synthetic-failed")
     error = page.locator(".status-card").get_by_role("alert")
     expect(error).to_contain_text("The net could not be loaded (at model.id).")
