@@ -155,8 +155,11 @@ def test_a_submitted_job_progresses_to_done_and_shows_its_heatmaps(
 
 def test_a_running_job_can_be_cancelled_from_its_page(
         page: Page, dashboard: Service, screenshots: Path) -> None:
-    big = {**TINY_SPEC, "pairs": {"fit": 4000, "calibration": 4000, "test": 4000},
-           "levels": [{"granularity": "neuron"}, {"granularity": "neuron"}]}
+    # long enough to be caught running: the levels finish in well under a second on a cached
+    # net, so full DAS (3 layers × 16 k × 2 variables, ≥ 20 epochs each: tens of seconds)
+    # follows them; a cancel is taken between trainings
+    big = {**TINY_SPEC, "pairs": {"fit": 2000, "calibration": 2000, "test": 2000},
+           "das": {"mode": "full", "dims": list(range(1, 17)), "min_epochs": 20}}
     with dashboard.client("alice") as alice:
         job = alice.post("/v1/jobs", json=big).json()
     signed_in(page, dashboard, dashboard.keys["alice"])
