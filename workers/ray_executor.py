@@ -27,8 +27,6 @@ from workers.coupling_task import solve_grid_on_ray
 from workers.intervention_actor import CONTROL_GROUP, trace_to
 from workers.pool import ActorHandle, ActorPool, Call, chunk_bounds
 
-__all__ = ["RayExecutor", "chunk_bounds"]
-
 MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
 
 
