@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import TINY_SPEC, Service
@@ -30,6 +30,14 @@ SPEC_PATHS = [("task",), ("task", "builtin"), ("task", "params"), ("task", "data
               ("priority",), ("model",), ("model", "id"), ("max_rows",), ("seed",)]
 ids = st.text(min_size=1, max_size=40)
 query_values = st.one_of(st.text(max_size=12), st.integers(-10**12, 10**12).map(str))
+
+
+def path_segment(ident: str) -> str:
+    """``ident`` as one path segment. A segment of dots alone is percent-encoded: sent bare,
+    every client resolves it as a relative reference (``/jobs/./cancel`` is ``/jobs/cancel``),
+    so the server would never see it as an id."""
+    segment = quote(ident, safe="")
+    return segment.replace(".", "%2E") if set(segment) == {"."} else segment
 
 
 def mutated_spec(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -101,9 +109,11 @@ def test_reads_with_any_ids_and_query_never_500(api_only: Service,
         @given(st.sampled_from(operations), ids,
                st.dictionaries(st.sampled_from(["status", "limit", "offset", "x"]),
                                query_values, max_size=3))
+        @example(("POST", "/v1/jobs/{job_id}/cancel"), ".", {})
+        @example(("GET", "/v1/jobs/{job_id}/result"), "..", {})
         def read(operation: tuple[str, str], ident: str, query: dict[str, str]) -> None:
             method, template = operation
-            path = re.sub(r"\{\w+\}", quote(ident, safe=""), template)
+            path = re.sub(r"\{\w+\}", path_segment(ident), template)
             check(client.request(method, path), declared, operation)
             check(client.get("/v1/jobs", params=query), declared, ("GET", "/v1/jobs"))
 
