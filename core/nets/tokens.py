@@ -174,17 +174,38 @@ def edit_at(stream: Tensor, at: Tensor, edit: Edit, head: int | None = None) -> 
     Returns:
         The edited stream, (R, ...) or (copies * R, ...) copy-major; ``stream`` is untouched.
     """
-    rows = torch.arange(stream.shape[0], device=stream.device)
-    current = stream[rows, at] if head is None else stream[rows, at, head]  # (R, D)
-    new = edit(current)
-    copies = new.shape[0] // stream.shape[0]
-    out = tile(stream, copies).clone()
-    rows, at = torch.arange(out.shape[0], device=out.device), tile(at, copies)
-    if head is None:
-        out[rows, at] = new.to(out.dtype)
-    else:
-        out[rows, at, head] = new.to(out.dtype)
-    return out
+    return edit_positions(stream, [(at, edit, head)])
+
+
+def edit_positions(stream: Tensor, edits: list[tuple[Tensor, Edit, int | None]]) -> Tensor:
+    """Apply several edits in order, each to its rows' position (and head), copying once.
+
+    Each edit reads the activation as the edits before it left it (two labels may resolve
+    to one token). ``at`` of an edit has the rows of ``stream``; an edit that tiles grows
+    the rows copy-major and the later ``at`` are tiled to match.
+
+    Args:
+        stream: (R, T, D) or (R, T, H, d_head); untouched.
+        edits: (at (R,), edit, head or None) in the order they apply.
+
+    Returns:
+        The edited stream, (R', ...) copy-major.
+    """
+    out: Tensor | None = None
+    for at, edit, head in edits:
+        current_stream = stream if out is None else out
+        rows = torch.arange(current_stream.shape[0], device=stream.device)
+        at = match_rows(at, current_stream.shape[0])
+        index = (rows, at) if head is None else (rows, at, head)
+        new = edit(current_stream[index])  # (rows, D) -> (copies * rows, D)
+        copies = new.shape[0] // current_stream.shape[0]
+        if copies > 1:
+            out = tile(current_stream, copies)  # a fresh copy
+        elif out is None:
+            out = stream.clone()
+        rows, at = torch.arange(out.shape[0], device=out.device), tile(at, copies)
+        out[(rows, at) if head is None else (rows, at, head)] = new.to(out.dtype)
+    return stream if out is None else out
 
 
 def match_rows(tensor: Tensor, rows: int) -> Tensor:

@@ -20,7 +20,7 @@ from core.nets.tokenizer import WordTokenizer
 from core.nets.tokens import (
     LAST,
     TokenNet,
-    edit_at,
+    edit_positions,
     group_edits,
     match_rows,
     parse_named_positions,
@@ -44,12 +44,29 @@ class Block(nn.Module):
         self.fc1 = nn.Linear(d_model, d_mlp)
         self.fc2 = nn.Linear(d_mlp, d_model)
 
-    def heads(self, x: Tensor) -> Tensor:
-        """(R, T, D) stream -> (R, T, H, d_head) head outputs before the projection."""
+    def heads(self, x: Tensor, queries: Tensor | None = None) -> Tensor:
+        """(R, T, D) stream -> (R, T, H, d_head) head outputs before the projection.
+
+        With ``queries`` (R, Q) positions, only those positions attend (each to the
+        positions up to it): (R, Q, H, d_head).
+        """
         rows, length, width = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(width, dim=-1)  # 3 × (R, T, D)
-        q, k, v = (t.view(rows, length, self.n_heads, -1).transpose(1, 2) for t in (q, k, v))
-        z = functional.scaled_dot_product_attention(q, k, v, is_causal=True)  # (R, H, T, dh)
+        normed = self.ln1(x)
+        if queries is None:
+            q, k, v = self.qkv(normed).split(width, dim=-1)  # 3 × (R, T, D)
+            q, k, v = (t.view(rows, length, self.n_heads, -1).transpose(1, 2)
+                       for t in (q, k, v))
+            z = functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return z.transpose(1, 2)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        at = torch.arange(rows, device=x.device).unsqueeze(1)
+        q = functional.linear(normed[at, queries], weight[:width], bias[:width])  # (R, Q, D)
+        kv = functional.linear(normed, weight[width:], bias[width:])  # (R, T, 2D)
+        q = q.view(rows, queries.shape[1], self.n_heads, -1).transpose(1, 2)
+        k, v = (t.reshape(rows, length, self.n_heads, -1).transpose(1, 2)
+                for t in (kv[..., :width], kv[..., width:]))
+        seen = torch.arange(length, device=x.device) <= queries.unsqueeze(2)  # (R, Q, T)
+        z = functional.scaled_dot_product_attention(q, k, v, attn_mask=seen.unsqueeze(1))
         return z.transpose(1, 2)
 
     def mlp(self, x: Tensor) -> Tensor:
@@ -107,7 +124,10 @@ class TransformerNet(TokenNet):
     def readout(self, x: Tensor, positions: Tensor) -> Tensor:
         """(R, T, D) final stream, (R, P) positions -> (R, 1, C) label logits."""
         rows = torch.arange(x.shape[0], device=x.device)
-        last = x[rows, positions[:, self.labels.index(LAST)]]  # (R, D)
+        return self._logits(x[rows, positions[:, self.labels.index(LAST)]])
+
+    def _logits(self, last: Tensor) -> Tensor:
+        """(R, D) final stream at the last real token -> (R, 1, C) label logits."""
         label_ids: Tensor = self.label_ids  # type: ignore[assignment]
         logits = functional.linear(self.ln_f(last), self.unembed.weight[label_ids])
         return logits.unsqueeze(1)
@@ -130,11 +150,13 @@ class TransformerNet(TokenNet):
                      logits=self.readout(x, positions))
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
-        """Re-run the blocks from the first edited one, over every position.
+        """Re-run the blocks from the first edited one.
 
         Only blocks from the first edited one on are recomputed (all positions: later
         positions attend to the edited one); when that block is edited only in its
-        residual output, it is not recomputed either.
+        residual output, it is not recomputed either. The last block is computed only at
+        the read-out position and the positions its own edits touch: its other positions
+        reach no output.
         """
         self.first_edited(edits)  # unknown locations and empty edits are SiteErrors
         grouped = group_edits(edits, self.labels)
@@ -145,37 +167,63 @@ class TransformerNet(TokenNet):
         begin = first + 1 if only_resid else first
         x: Tensor = streams["resid"][:, begin]  # (B, T, D)
         if only_resid:
-            x = self._edit_resid(x, positions, grouped[first])
-        for index in range(begin, self.n_layers):
+            x = self._edit(x, positions, grouped[first], "resid")
+        final, last = self.n_layers - 1, self.labels.index(LAST)
+        for index in range(begin, final):
             x = self._block(index, x, positions, grouped.get(index, []))
-        x = match_rows(x, copies * trace.batch_size)
-        return self.readout(x, match_rows(positions, x.shape[0]))
+        if begin <= final:
+            edits_here = grouped.get(final, [])
+            queries, slots = query_slots(match_rows(positions, x.shape[0]),
+                                         [column for _, column, _ in edits_here] + [last])
+            x = self._block(final, x, slots, edits_here, queries)  # (R, Q, D)
+            at = slots
+        else:
+            at = positions
+        rows = torch.arange(x.shape[0], device=x.device)
+        out = x[rows, match_rows(at, x.shape[0])[:, last]]  # (R, D)
+        return self._logits(match_rows(out, copies * trace.batch_size))
 
     def _block(self, index: int, x: Tensor, positions: Tensor,
-               edits: list[tuple[Any, int, Edit]]) -> Tensor:
-        """Block ``index`` on (R, T, D) with its edits; rows grow when an edit tiles."""
+               edits: list[tuple[Any, int, Edit]], queries: Tensor | None = None) -> Tensor:
+        """Block ``index`` on (R, T, D) with its edits; rows grow when an edit tiles.
+
+        With ``queries`` (R, Q) the block is computed at those positions alone and returns
+        (R', Q, D); ``positions`` then maps each label to its slot among the queries.
+        """
         block = self.block(index)
-        z = block.heads(x)  # (R, T, H, dh)
-        for loc, column, edit in edits:
-            if loc.component == "head":
-                z = edit_at(z, match_rows(positions, z.shape[0])[:, column], edit, loc.head)
-        attn = block.out(z.flatten(2))  # (R', T, D)
-        for loc, column, edit in edits:
-            if loc.component == "attn":
-                attn = edit_at(attn, match_rows(positions, attn.shape[0])[:, column], edit)
+        z = self._edit(block.heads(x, queries), positions, edits, "head")  # (R, T|Q, H, dh)
+        attn = self._edit(block.out(z.flatten(2)), positions, edits, "attn")  # (R', T|Q, D)
+        if queries is not None:
+            x = x[torch.arange(x.shape[0], device=x.device).unsqueeze(1), queries]
         x = match_rows(x, attn.shape[0]) + attn
-        mlp = block.mlp(x)
-        for loc, column, edit in edits:
-            if loc.component == "mlp":
-                mlp = edit_at(mlp, match_rows(positions, mlp.shape[0])[:, column], edit)
+        mlp = self._edit(block.mlp(x), positions, edits, "mlp")
         x = match_rows(x, mlp.shape[0]) + mlp
-        return self._edit_resid(x, positions, edits)
+        return self._edit(x, positions, edits, "resid")
 
     @staticmethod
-    def _edit_resid(x: Tensor, positions: Tensor, edits: list[tuple[Any, int, Edit]]
-                    ) -> Tensor:
-        for loc, column, edit in edits:
-            if loc.component == "resid":
-                x = edit_at(x, match_rows(positions, x.shape[0])[:, column], edit)
-        return x
+    def _edit(stream: Tensor, positions: Tensor, edits: list[tuple[Any, int, Edit]],
+              component: str) -> Tensor:
+        """``stream`` with the edits of ``component`` applied (one copy for all of them)."""
+        at = match_rows(positions, stream.shape[0])
+        mine = [(at[:, column], edit, loc.head if component == "head" else None)
+                for loc, column, edit in edits if loc.component == component]
+        return edit_positions(stream, mine)
 
+
+def query_slots(positions: Tensor, columns: list[int]) -> tuple[Tensor, Tensor]:
+    """The positions of some label columns as query slots.
+
+    Args:
+        positions: (R, P) each row's position of every label.
+        columns: the label columns wanted.
+
+    Returns:
+        queries (R, Q): the wanted columns' positions; slots (R, P): for each wanted column
+        the first slot holding its position (labels of one token share a slot), 0 elsewhere.
+    """
+    wanted = list(dict.fromkeys(columns))
+    queries = positions[:, wanted]  # (R, Q)
+    first = (queries.unsqueeze(2) == queries.unsqueeze(1)).int().argmax(dim=2)  # (R, Q)
+    slots = torch.zeros_like(positions)
+    slots[:, wanted] = first
+    return queries, slots

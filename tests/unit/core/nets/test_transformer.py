@@ -115,6 +115,80 @@ def test_last_follows_padding_and_minus_one_is_its_alias() -> None:
     assert_close(trace.activations["resid:0/pos:marker"], trace.activations["resid:0/pos:2"])
 
 
+def every_position_from(net: TransformerNet, x: torch.Tensor, block: int,
+                        positions: torch.Tensor) -> torch.Tensor:
+    """Logits of blocks ``block``.. run at every position on the stream ``x`` (reference)."""
+    for index in range(block, net.n_layers):
+        layer = net.block(index)
+        x = x + layer.out(layer.heads(x).flatten(2))
+        x = x + layer.mlp(x)
+    return net.readout(x, positions)
+
+
+@pytest.mark.parametrize("block", [0, 1])
+def test_the_unedited_last_block_computed_at_the_last_token_alone_matches_every_position(
+    block: int,
+) -> None:
+    net = tiny()
+    ids = token_ids(7, seed=11)  # padded: the last real token differs between rows
+    trace = net.trace(ids)
+    streams = trace.activations.streams  # type: ignore[attr-defined]
+    rows = torch.arange(7)
+    x = streams["resid"][:, block + 1].clone()
+    x[rows, 2] = 0.0
+    expected = every_position_from(net, x, block + 1, streams["positions"])
+    patched = net.resume(trace, {f"resid:{block}/pos:2": torch.zeros_like})
+    assert_close(patched, expected)
+    assert not torch.allclose(patched, trace.logits)
+
+
+def test_two_labels_of_one_token_edit_it_in_turn_and_a_tiling_edit_tiles_the_next() -> None:
+    net, batch = tiny(), 4
+    ids = token_ids(batch, seed=12)
+    ids[ids == 0] = 5  # unpadded: last is index 5
+    trace = net.trace(ids)
+    streams = trace.activations.streams  # type: ignore[attr-defined]
+    edits = {"resid:0/pos:5": lambda h: torch.cat([h + 1.0, h + 2.0]),
+             "resid:0/pos:last": lambda h: h * 3.0}
+    stacked = net.resume(trace, edits, copies=2)
+    for copy, shift in enumerate((1.0, 2.0)):
+        x = streams["resid"][:, 1].clone()
+        x[:, 5] = (x[:, 5] + shift) * 3.0
+        expected = every_position_from(net, x, 1, streams["positions"])
+        assert_close(stacked[copy * batch:(copy + 1) * batch], expected)
+    assert_close(net.trace(ids).activations.streams["resid"], streams["resid"])  # type: ignore[attr-defined]
+
+
+def test_edits_in_the_last_block_at_other_tokens_and_at_the_last_one_match_every_position(
+) -> None:
+    net = tiny()
+    ids = token_ids(6, seed=13)
+    ids[ids == 0] = 4  # unpadded: last is index 5
+    trace = net.trace(ids)
+    streams = trace.activations.streams  # type: ignore[attr-defined]
+    x = streams["resid"][:, 1].clone()
+    x[:, 2] = 0.0  # resid:0/pos:2 zeroed; block 1 runs at every position
+    layer = net.block(1)
+    x = x + layer.out(layer.heads(x).flatten(2))
+    x = x + layer.mlp(x)
+    layer = net.block(2)
+    z = layer.heads(x)
+    z[:, 5, 1] = z[:, 5, 1] * 2.0  # head:2.1/pos:last
+    attn = layer.out(z.flatten(2))
+    x = x + attn
+    mlp = layer.mlp(x)
+    mlp[:, 3] = 0.0  # mlp:2/pos:3 (reaches no output)
+    x = x + mlp
+    ramp = torch.linspace(-1.0, 1.0, x.shape[-1])  # not a constant: ln_f would remove it
+    x[:, 5] = x[:, 5] + ramp  # resid:2/pos:5, the last token under another label
+    expected = net.readout(x, streams["positions"])
+    patched = net.resume(trace, {"resid:0/pos:2": torch.zeros_like,
+                                 "head:2.1/pos:last": lambda h: h * 2.0,
+                                 "mlp:2/pos:3": torch.zeros_like,
+                                 "resid:2/pos:5": lambda h: h + ramp})
+    assert_close(patched, expected)
+
+
 def test_a_missing_named_position_is_a_site_error() -> None:
     net = tiny()
     ids = token_ids(2, seed=9)
