@@ -41,8 +41,9 @@ import torch
 from core.das_search import DasTarget, das_config, full_targets, run_das, run_das_targets
 from core.engine import BankTraces, trace_bank
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
+from core.level_inputs import LevelInputs
 from core.nets.mlp import MLP
-from core.progressive import LevelInputs, best_handles, run_levels
+from core.progressive import best_handles, run_levels
 from core.result import DasResult, LevelResult
 from core.sites import is_token_net, parse_site, parse_token_location
 from core.spec import DasSpec, JobSpec, parse_job_spec

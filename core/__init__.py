@@ -26,7 +26,8 @@ from core.events import EngineEvent
 from core.executors import InterventionExecutor, LocalExecutor
 from core.intervene import interchange
 from core.job import JobContext, run_job
-from core.progressive import LevelInputs, best_handles, run_levels
+from core.level_inputs import LevelInputs
+from core.progressive import best_handles, run_levels
 from core.report import render_report
 from core.result import ControlsResult, HandleResult, JobResult, LevelResult
 from core.signatures import abstract_signatures, neural_signatures

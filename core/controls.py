@@ -25,8 +25,9 @@ from core.engine import Interventions, trace_bank
 from core.errors import JobCancelled
 from core.events import EngineEvent, EventSink
 from core.label_permutation import PermutationControl
+from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
-from core.progressive import LevelInputs, best_handles, run_levels
+from core.progressive import best_handles, run_levels
 from core.result import (
     ControlsResult,
     DepthPoint,

@@ -38,9 +38,9 @@ from torch import Tensor
 
 from core.das import DasConfig, DasFit, das_iia, train_das
 from core.errors import SpecError
+from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
 from core.pca import pca_frame
-from core.progressive import LevelInputs
 from core.result import DasResult, DasRun, LevelResult
 from core.sites import Site, is_token_net, parse_site, token_sites
 from core.spec import DasSpec

@@ -27,12 +27,13 @@ from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, JobCancelled, ModelLoadError
 from core.events import EngineEvent, EventSink, ignore_event
 from core.executors import InterventionExecutor
+from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
 from core.nets.train import TrainConfig, TrainProgress, train_net
 from core.nets.transformer import TransformerNet
-from core.progressive import LevelInputs, best_handles, run_levels
+from core.progressive import best_handles, run_levels
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
 from core.spec import JobSpec, LevelSpec
 

@@ -27,9 +27,9 @@ from core.das_search import DasTraining, train_target
 from core.engine import BankTraces, Interventions
 from core.errors import JobCancelled, PlotError
 from core.executors import Split
+from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet, Trace
 from core.nets.io import load_net, net_digest
-from core.progressive import LevelInputs
 from core.result import DasRun
 from core.signatures import neural_signatures
 from core.sites import Site

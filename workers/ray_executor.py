@@ -18,8 +18,8 @@ from core.causal.bank import Banks, PairBank
 from core.das_search import DasTraining
 from core.engine import BankTraces, Interventions
 from core.executors import ProgressFn, Split
+from core.level_inputs import LevelInputs
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
-from core.progressive import LevelInputs
 from core.result import DasRun
 from core.sites import Site
 from core.spec import DasSpec

@@ -12,8 +12,8 @@ import torch
 
 from core.causal.bank import Banks, PairBank
 from core.engine import trace_bank
+from core.level_inputs import LevelInputs
 from core.nets.mlp import MLP
-from core.progressive import LevelInputs
 from core.spec import CalibrationSpec, ControlsSpec, CouplingSpec
 
 P_NEURON = "layer:1/dims:1"

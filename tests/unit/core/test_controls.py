@@ -20,9 +20,10 @@ from core.controls import (
 from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.label_permutation import PermutationControl
+from core.level_inputs import LevelInputs
 from core.nets.mlp import MLP
 from core.nets.registry import build_net
-from core.progressive import LevelInputs, best_handles, run_levels
+from core.progressive import best_handles, run_levels
 from core.result import DepthPoint, HandleResult, RandomNetControl
 from core.spec import LevelSpec
 from tests.unit.core.nets.test_transformer import tiny

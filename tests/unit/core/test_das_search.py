@@ -10,7 +10,7 @@ from core.causal.bank import Banks
 from core.das_search import bracket_dims, guided_targets, handle_frames, run_das
 from core.engine import trace_bank
 from core.errors import SpecError
-from core.progressive import LevelInputs
+from core.level_inputs import LevelInputs
 from core.result import HandleResult, JobResult, LevelResult
 from core.spec import CalibrationSpec, CouplingSpec, DasSpec, parse_job_spec
 from tests.unit.core.planted_rotated import planted_rotated_bank, planted_rotated_mlp

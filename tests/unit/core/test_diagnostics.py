@@ -17,7 +17,8 @@ from core.diagnostics import (
     diagnose_row,
 )
 from core.engine import trace_bank
-from core.progressive import LevelInputs, run_levels
+from core.level_inputs import LevelInputs
+from core.progressive import run_levels
 from core.result import LevelResult
 from core.signatures import abstract_signatures
 from core.spec import CalibrationSpec, CouplingSpec, LevelSpec

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from core.label_permutation import PermutationControl, permuted_signatures
-from core.progressive import LevelInputs, run_levels
+from core.level_inputs import LevelInputs
+from core.progressive import run_levels
 from core.result import LevelResult
 from core.spec import ControlsSpec, LevelSpec
 from tests.unit.core.planted import (

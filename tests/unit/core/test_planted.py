@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.progressive import LevelInputs, best_handles, run_levels
+from core.level_inputs import LevelInputs
+from core.progressive import best_handles, run_levels
 from core.result import JobResult, LevelResult
 from core.spec import CalibrationSpec, LevelSpec
 from tests.unit.core.planted import (

@@ -13,9 +13,9 @@ from core.das_search import DasTarget, DasTraining, train_target
 from core.engine import BankTraces, Interventions, trace_bank
 from core.errors import JobCancelled, PlotError
 from core.executors import LocalExecutor
+from core.level_inputs import LevelInputs
 from core.nets.io import load_net, save_net
 from core.nets.mlp import MLP
-from core.progressive import LevelInputs
 from core.sites import location_sites, neuron_sites
 from core.spec import CalibrationSpec, CouplingSpec, DasSpec
 from workers.cluster import slots_for
