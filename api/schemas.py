@@ -39,7 +39,8 @@ class JobPublic(BaseModel):
     current_level: int | None = Field(description="index of the level being run")
     levels_done: int
     progress: ProgressPublic
-    queue_position: int | None = Field(description="queued jobs claimed before this one")
+    queue_position: int | None = Field(description="queued jobs claimed before this one in the "
+                                       "fair-share order as the queue stands (0: next)")
     eta_s: float | None = Field(description="rough seconds left in the current stage")
     error: ErrorPublic | None
     spec: dict[str, Any]

@@ -70,20 +70,20 @@ def _publish(settings: Any, job_id: str, kind: str, data: dict[str, Any]) -> Non
 
 
 def run_requeue(args: argparse.Namespace) -> int:
-    from api.db import jobs
+    from api.db import admin_jobs
 
     with _context() as (settings, session):
-        levels = jobs.requeue_job(session, args.job_id)
+        levels = admin_jobs.requeue_job(session, args.job_id)
     _publish(settings, args.job_id, "queued", {"reason": "requeued by an admin"})
     _out(f"requeued job {args.job_id}; it resumes after {levels} checkpointed level(s)")
     return 0
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from api.db import jobs
+    from api.db import admin_jobs, jobs
 
     with _context() as (settings, session):
-        status = jobs.cancel_job(session, args.job_id)
+        status = admin_jobs.cancel_job(session, args.job_id)
     if status == jobs.CANCELLED:
         _publish(settings, args.job_id, "cancelled", {"reason": "cancelled by an admin"})
         _out(f"cancelled job {args.job_id}")
@@ -94,10 +94,10 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def run_purge(args: argparse.Namespace) -> int:
     from api.app import make_bus
-    from api.db import jobs
+    from api.db import admin_jobs
 
     with _context() as (settings, session):
-        levels = jobs.purge_job(session, args.job_id)
+        levels = admin_jobs.purge_job(session, args.job_id)
     bus = make_bus(settings)
     try:
         stream = "its event stream" if bus.discard(args.job_id) else "no event stream"

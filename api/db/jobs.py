@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db.owned import get_owned
 from api.db.tables import Job, JobLevel, utcnow
-from api.errors import ConflictError, NotFoundError, QuotaError
+from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
 from core.spec import JobSpec
 
@@ -126,16 +126,13 @@ def list_jobs(
 
 
 def queue_position(session: Session, job: Job) -> int | None:
-    """How many queued jobs a runner will claim before this one (0: next); None unless queued."""
+    """How many queued jobs the scheduler claims before this one (0: next), in the fair-share
+    order as the queue stands (``fair_share_order``); None unless queued. Later submissions
+    and owners reaching their running cap can move it."""
     if job.status != QUEUED:
         return None
-    ahead = or_(
-        Job.priority > job.priority,
-        and_(Job.priority == job.priority, Job.created_at < job.created_at),
-    )
-    return session.scalar(
-        select(func.count()).select_from(Job).where(Job.status == QUEUED, ahead)
-    ) or 0
+    order = fair_share_order(session)
+    return order.index(job.id) if job.id in order else 0
 
 
 def count_levels(session: Session, job_id: str) -> int:
@@ -288,13 +285,17 @@ def running_by_owner(session: Session) -> dict[str, int]:
     return {owner: int(count) for owner, count in rows}
 
 
-def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
-    """Queued job ids to try, in fair-share order, from owners under their cap.
+def fair_share_order(session: Session, depth: int | None = None,
+                     per_owner_cap: int | None = None) -> list[str]:
+    """Queued job ids in fair-share claim order.
 
-    Owners with fewer running jobs go first, then the owner whose last job started longest
-    ago (round robin); each owner offers its best queued job (priority, then age). Each
-    owner's next ``CLAIM_DEPTH - 1`` jobs follow, in the same order, as fallbacks for a
-    claim that loses a race for the heads.
+    Round by round, each owner offers its next queued job (priority, then age); inside a
+    round, owners with fewer running jobs go first, then an owner who never ran, then the
+    owner whose last job started longest ago (round robin), then the job's priority and age.
+
+    Args:
+        depth: only each owner's first ``depth`` queued jobs (None: all of them).
+        per_owner_cap: leave out the owners running this many jobs (None: keep every owner).
     """
     running = running_by_owner(session)
     last_started = dict(session.execute(
@@ -305,12 +306,12 @@ def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
                                   order_by=(Job.priority.desc(), Job.created_at, Job.id))
     ranked = (select(Job.id, Job.owner, Job.priority, Job.created_at, rank.label("rank"))
               .where(Job.status == QUEUED).subquery())
-    heads = session.execute(
-        select(ranked.c.id, ranked.c.owner, ranked.c.priority, ranked.c.created_at,
-               ranked.c.rank)
-        .where(ranked.c.rank <= CLAIM_DEPTH)
-    ).all()
-    eligible = [h for h in heads if running.get(h.owner, 0) < per_owner_cap]
+    query = select(ranked.c.id, ranked.c.owner, ranked.c.priority, ranked.c.created_at,
+                   ranked.c.rank)
+    if depth is not None:
+        query = query.where(ranked.c.rank <= depth)
+    heads = [h for h in session.execute(query).all()
+             if per_owner_cap is None or running.get(h.owner, 0) < per_owner_cap]
 
     def order(head: Any) -> tuple[Any, ...]:
         started = last_started.get(head.owner)
@@ -319,7 +320,14 @@ def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
         return (head.rank, running.get(head.owner, 0), started is not None, when,
                 -head.priority, head.created_at.isoformat(), head.id)
 
-    return [head.id for head in sorted(eligible, key=order)]
+    return [head.id for head in sorted(heads, key=order)]
+
+
+def fair_share_heads(session: Session, per_owner_cap: int) -> list[str]:
+    """Queued job ids to try, in fair-share order, from owners under their cap: each
+    owner's best queued job, then its next ``CLAIM_DEPTH - 1`` as fallbacks for a claim
+    that loses a race for the heads."""
+    return fair_share_order(session, CLAIM_DEPTH, per_owner_cap)
 
 
 def claim_fair(session: Session, worker: str, lease_s: float, per_owner_cap: int
@@ -338,97 +346,3 @@ def _claim_first(session: Session, job_ids: Sequence[str], worker: str, lease_s:
                        started_at=now, progress_done=0, progress_total=0):
             return session.get(Job, job_id, populate_existing=True)
     return None
-
-
-# --- the maintainer side (``plot admin``) -------------------------------------------------
-
-
-def _refuse(session: Session, job_id: str, action: str, reasons: dict[str, str]) -> NoReturn:
-    """Raise the error that explains why ``action`` did not apply to ``job_id``.
-
-    Raises:
-        NotFoundError: no such job.
-        ConflictError: its status, with what to do instead (from ``reasons``).
-    """
-    status = session.scalar(select(Job.status).where(Job.id == job_id))
-    if status is None:
-        raise NotFoundError("no such job", job_id)
-    raise ConflictError(f"cannot {action} a {status} job: {reasons.get(status, status)}", job_id)
-
-
-def requeue_job(session: Session, job_id: str) -> int:
-    """Put a failed or cancelled job back in the queue with a fresh set of attempts, in one
-    transaction. Its level checkpoints stay, so it resumes after the last one.
-
-    Returns:
-        How many checkpointed levels it will skip.
-
-    Raises:
-        NotFoundError: no such job.
-        ConflictError: it is queued, running or succeeded.
-    """
-    moved = session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_((FAILED, CANCELLED)))
-        .values(status=QUEUED, attempt=0, error=None, cancel_requested=False, finished_at=None,
-                lease_owner=None, lease_expires_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    session.commit()
-    if not moved:
-        _refuse(session, job_id, "requeue", {
-            QUEUED: "it is already waiting", RUNNING: "cancel it first",
-            SUCCEEDED: "its result would be replaced; submit its spec as a new job"})
-    return count_levels(session, job_id)
-
-
-def cancel_job(session: Session, job_id: str) -> str:
-    """Cancel any owner's job in one transaction: a queued job ends now, a running one is
-    flagged and its runner stops at the next batch boundary.
-
-    Returns:
-        ``cancelled`` (ended now) or ``running`` (flagged).
-
-    Raises:
-        NotFoundError: no such job.
-        ConflictError: it already ended.
-    """
-    ended = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == QUEUED)
-        .values(status=CANCELLED, finished_at=utcnow(),
-                error={"type": "JobCancelled", "message": "cancelled by an admin",
-                       "where": None})
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    flagged = not ended and session.execute(
-        update(Job).where(Job.id == job_id, Job.status == RUNNING)
-        .values(cancel_requested=True).execution_options(synchronize_session=False)
-    ).rowcount == 1  # type: ignore[attr-defined]
-    session.commit()
-    if ended:
-        return CANCELLED
-    if flagged:
-        return RUNNING
-    _refuse(session, job_id, "cancel", {status: "it already ended" for status in TERMINAL})
-
-
-def purge_job(session: Session, job_id: str) -> int:
-    """Delete an ended job and its level checkpoints in one transaction (the row is locked
-    first, so it cannot be requeued meanwhile).
-
-    Returns:
-        How many level checkpoints went with it.
-
-    Raises:
-        NotFoundError: no such job.
-        ConflictError: it is queued or running (cancel it first).
-    """
-    status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
-    if status not in TERMINAL:
-        session.rollback()
-        _refuse(session, job_id, "purge", {QUEUED: "cancel it first",
-                                           RUNNING: "cancel it first"})
-    deleted = session.execute(delete(JobLevel).where(JobLevel.job_id == job_id))
-    levels: int = deleted.rowcount  # type: ignore[attr-defined]
-    session.execute(delete(Job).where(Job.id == job_id))
-    session.commit()
-    return levels

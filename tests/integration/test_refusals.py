@@ -65,9 +65,12 @@ def test_queued_job_limit_per_owner_is_429(api_only: Service) -> None:
         refused = alice.post("/v1/jobs", json=TINY_SPEC)
         assert refused.status_code == 429 and refused.json()["type"] == "QuotaError"
         assert stored(api_only) == before
-        assert bob.post("/v1/jobs", json=TINY_SPEC).status_code == 201  # per owner
+        bobs = bob.post("/v1/jobs", json=TINY_SPEC)
+        assert bobs.status_code == 201  # per owner
         queued = alice.get("/v1/jobs", params={"status": "queued"}).json()
-        assert sorted(j["queue_position"] for j in queued["items"]) == [0, 1, 2]
+        # fair share: bob's one job is claimed right after alice's first
+        assert sorted(j["queue_position"] for j in queued["items"]) == [0, 2, 3]
+        assert bob.get(f"/v1/jobs/{bobs.json()['id']}").json()["queue_position"] == 1
         first = queued["items"][-1]["id"]
         assert alice.post(f"/v1/jobs/{first}/cancel").json()["status"] == "cancelled"
         assert alice.post("/v1/jobs", json=TINY_SPEC).status_code == 201

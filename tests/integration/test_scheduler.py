@@ -17,6 +17,8 @@ import pytest
 import ray
 
 from api.db import jobs
+from api.db.migrate import upgrade_database
+from api.db.session import make_engine, make_sessions
 from api.db.tables import Job
 from api.executor import EngineExecutor
 from api.metrics import ServiceMetrics
@@ -255,3 +257,25 @@ def test_a_slot_source_sets_how_many_jobs_run_at_once(
         scheduler.stop()
     assert peak == 1  # 4 fixed slots and 4 owners, yet the source allowed one job at a time
     assert len(reads) >= 4  # read again every round, not once
+
+
+def test_queue_positions_follow_the_fair_share_order_that_claims_then_take(
+        tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'queue.db'}"  # a queue of its own: every claim is ours
+    upgrade_database(url)
+    engine = make_engine(url)
+    sessions = make_sessions(engine)
+    owners = ["ada", "ada", "ada", "bo", "cy", "cy"]  # submitted in this order
+    with sessions() as session:
+        ids = [jobs.create_job(session, owner, FAST_SPEC, max_queued=5).id
+               for owner in owners]
+        positions = [jobs.queue_position(session, session.get(Job, i)) for i in ids]
+    # round robin: ada's, bo's and cy's first jobs, then ada's and cy's second, ada's third
+    assert positions == [0, 3, 5, 1, 2, 4]
+    claimed = []
+    with sessions() as session:
+        while (job := jobs.claim_fair(session, "w", lease_s=60, per_owner_cap=5)) is not None:
+            claimed.append(job.id)
+            assert jobs.queue_position(session, job) is None
+    engine.dispose()
+    assert claimed == sorted(ids, key=lambda i: positions[ids.index(i)])
