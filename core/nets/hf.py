@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from core.errors import ModelLoadError, PlotError
-from core.hooks import Hook, hooked
+from core.hooks import Hook, hooked, replayed
 from core.nets.base import Edit, Trace, tile
 from core.nets.tokenizer import label_token_ids
 from core.nets.tokens import (
@@ -67,10 +67,14 @@ def _submodule(root: nn.Module, path: str) -> nn.Module:
 class HFNet(TokenNet):
     """A causal LM whose output is the label tokens' logits at the last real token.
 
-    ``resume`` reruns the whole forward on ``copies`` tiled copies of the batch with hooks
-    at the edited locations: a Hugging Face model gives no cheaper entry point into its
-    middle blocks. Every edit, the first included, receives (copies * B, D).
+    ``resume`` reruns the forward on ``copies`` tiled copies of the batch with hooks at the
+    edited locations. The blocks before the first edited one are replayed from the trace
+    (their recorded outputs, not recomputed; also the first edited block when only its
+    output is edited); embeddings and the rest run as usual. Every edit, the first
+    included, receives (copies * B, D). ``replay_prefix = False`` recomputes every block.
     """
+
+    replay_prefix = True
 
     def __init__(self, lm: nn.Module, tokenizer: Any, config: dict[str, Any]) -> None:
         super().__init__()
@@ -98,6 +102,7 @@ class HFNet(TokenNet):
         self.config = {**config, "model_type": str(hf.model_type), "label_token_ids": ids}
         self._widths = token_widths(len(self.blocks), n_heads, d_model, self.labels,
                                     self.d_head)
+        self._blocks_return_tensors: bool | None = None  # seen by the first trace
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -123,7 +128,8 @@ class HFNet(TokenNet):
         """Run the base model, then the LM head only at the last position: (R, 1, C)."""
         mask = (ids != self.pad_token_id).long()
         mask[torch.arange(ids.shape[0]), positions[:, self.labels.index(LAST)]] = 1
-        hidden = cast(Any, self.lm).base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        hidden = cast(Any, self.lm).base_model(input_ids=ids, attention_mask=mask,
+                                               use_cache=False).last_hidden_state
         rows = torch.arange(ids.shape[0], device=ids.device)
         last = hidden[rows, positions[:, self.labels.index(LAST)]]  # (R, D)
         lm: Any = self.lm
@@ -142,12 +148,19 @@ class HFNet(TokenNet):
                 store[i] = t
             return read
 
+        def note_output(module: nn.Module, args: Any, output: Any) -> None:
+            self._blocks_return_tensors = isinstance(output, Tensor)
+
         hooks = [Hook(self.blocks[0], keep(resid, 0), "input")]
+        noted = self.blocks[0].register_forward_hook(note_output)
         for i, block in enumerate(self.blocks):
             hooks.append(Hook(block, keep(resid, i + 1)))
             hooks.append(Hook(self.part(i, "o_proj"), keep(z, i), "input"))
-        with hooked(hooks):
-            logits = self._logits(inputs, positions)
+        try:
+            with hooked(hooks):
+                logits = self._logits(inputs, positions)
+        finally:
+            noted.remove()
         rows, length = inputs.shape
         heads = torch.stack([t.reshape(rows, length, self.n_heads, self.d_head)
                              for t in z if t is not None], dim=1)
@@ -157,9 +170,11 @@ class HFNet(TokenNet):
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
         self.first_edited(edits)
-        positions = tile(trace.activations.streams["positions"], copies)  # type: ignore[attr-defined]
+        streams = trace.activations.streams  # type: ignore[attr-defined]
+        positions = tile(streams["positions"], copies)
+        grouped = group_edits(edits, self.labels)
         hooks = []
-        for block, group in sorted(group_edits(edits, self.labels).items()):
+        for block, group in sorted(grouped.items()):
             for loc, column, edit in group:
                 at = positions[:, column]
                 if loc.component == "head":
@@ -169,7 +184,15 @@ class HFNet(TokenNet):
                     module = self.blocks[block] if loc.component == "resid" \
                         else self.part(block, loc.component)
                     hooks.append(Hook(module, self._stream_edit(at, edit)))
-        with hooked(hooks):
+        first = min(grouped)
+        only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
+        skip = (first + 1 if only_resid else first) if self.replay_prefix \
+            and self._blocks_return_tensors else 0
+        resid: Tensor = streams["resid"]  # (B, L + 1, T, D); i + 1 is block i's output
+        # only the last replayed block's output reaches a computed block (or an edit)
+        recorded = [resid[:, i + 1] if i < skip - 1 else tile(resid[:, i + 1], copies)
+                    for i in range(skip)]
+        with replayed(self.blocks[:skip], recorded), hooked(hooks):
             return self._logits(tile(trace.inputs, copies), positions)
 
     @staticmethod

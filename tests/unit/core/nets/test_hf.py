@@ -23,8 +23,9 @@ tokenizers = pytest.importorskip("tokenizers")
 MAX_LEN = 24
 
 
-def save_tiny_gpt2(directory: Path, labels: list[str]) -> Path:
-    """A random 2-block GPT-2 over the MCQA words, its tokenizer and plot.json."""
+def save_tiny_lm(directory: Path, labels: list[str], family: str = "gpt2") -> Path:
+    """A random 2-block causal LM (GPT-2, or Llama with grouped-query attention and rotary
+    positions) over the MCQA words, its tokenizer and plot.json."""
     vocab = {word: i for i, word in enumerate(VOCAB)}
     word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
     word_level.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
@@ -32,9 +33,16 @@ def save_tiny_gpt2(directory: Path, labels: list[str]) -> Path:
                                                      pad_token="<pad>", unk_token="<pad>")
     tokenizer.save_pretrained(directory)
     torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=len(VOCAB), n_embd=32, n_layer=2, n_head=2,
-                                     n_positions=32)
-    transformers.GPT2LMHeadModel(config).save_pretrained(directory)
+    if family == "gpt2":
+        config = transformers.GPT2Config(vocab_size=len(VOCAB), n_embd=32, n_layer=2,
+                                         n_head=2, n_positions=32)
+        transformers.GPT2LMHeadModel(config).save_pretrained(directory)
+    else:
+        config = transformers.LlamaConfig(
+            vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+            bos_token_id=None, eos_token_id=None, pad_token_id=0)
+        transformers.LlamaForCausalLM(config).save_pretrained(directory)
     (directory / "plot.json").write_text(json.dumps({"arch": "hf", "labels": labels,
                                                      "max_len": MAX_LEN}))
     return directory
@@ -42,7 +50,7 @@ def save_tiny_gpt2(directory: Path, labels: list[str]) -> Path:
 
 @pytest.fixture(scope="module")
 def gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_gpt2(tmp_path_factory.mktemp("gpt2"), ["A", "B", "C"])
+    return save_tiny_lm(tmp_path_factory.mktemp("gpt2"), ["A", "B", "C"])
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +101,73 @@ def test_copying_the_source_residual_at_the_last_block_gives_source_logits(gpt2:
     assert_close(patched, source.logits)
 
 
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory: pytest.TempPathFactory) -> HFNet:
+    net = load_net(save_tiny_lm(tmp_path_factory.mktemp("llama"), ["A", "B", "C"], "llama"))
+    assert isinstance(net, HFNet)
+    return net
+
+
+def recomputed(net: HFNet, trace: Any, edits: dict[str, Any], copies: int = 1) -> torch.Tensor:
+    """``resume`` with every block computed (the reference for the replayed prefix)."""
+    before, net.replay_prefix = net.replay_prefix, False
+    try:
+        return net.resume(trace, edits, copies)
+    finally:
+        net.replay_prefix = before
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_replaying_the_blocks_before_the_first_edit_changes_no_logit(
+        family: str, gpt2: HFNet, llama: HFNet) -> None:
+    net = gpt2 if family == "gpt2" else llama
+    ids = encode(net, prompts(4, seed=4))
+    ids[0, 10:] = net.pad_token_id  # a padded row
+    trace = net.trace(ids)
+    rows = torch.arange(4)
+    zeros: Any = torch.zeros_like
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"resid:0/pos:3": zeros}, 1),
+        ({"attn:1/pos:last": zeros, "resid:1/pos:2": lambda h: h.flip(-1)}, 1),
+        ({"mlp:1/pos:last": lambda h: h * 0.5}, 2),  # an hf edit gets the tiled rows
+        ({"head:1.1/pos:last": zeros}, 1),
+        ({"resid:1/pos:last": lambda h: h[rows.flip(0)]}, 1),
+    ]
+    for edits, copies in cases:
+        replay = net.resume(trace, edits, copies)
+        assert_close(replay, recomputed(net, trace, edits, copies))
+        assert not torch.allclose(replay, trace.logits.repeat(copies, 1, 1)), edits
+
+
+def test_the_replayed_blocks_compute_nothing_and_get_their_forward_back(gpt2: HFNet
+                                                                        ) -> None:
+    trace = gpt2.trace(encode(gpt2, prompts(3, seed=5)))
+    calls = {0: 0, 1: 0}
+
+    def count(block: int) -> Any:
+        def hook(module: Any, args: Any) -> None:
+            calls[block] += 1
+        return hook
+
+    handles = [gpt2.part(b, "mlp").register_forward_pre_hook(count(b)) for b in (0, 1)]
+    try:
+        gpt2.resume(trace, {"attn:1/pos:last": torch.zeros_like})
+        assert calls == {0: 0, 1: 1}  # block 0 replayed, block 1 computed
+        gpt2.resume(trace, {"resid:0/pos:last": torch.zeros_like})
+        assert calls == {0: 0, 1: 2}  # only block 0's output edited: replayed too
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert not any("forward" in vars(block) for block in gpt2.blocks)
+    with pytest.raises(RuntimeError, match="edit failed"):
+        gpt2.resume(trace, {"resid:0/pos:last": failing_edit})
+    assert not any("forward" in vars(block) for block in gpt2.blocks)
+
+
+def failing_edit(h: torch.Tensor) -> torch.Tensor:
+    raise RuntimeError("edit failed")
+
+
 @pytest.mark.parametrize("path", ["does/not/exist", "gpt2"])
 def test_a_missing_or_hub_path_is_a_model_load_error(tmp_path: Path, path: str) -> None:
     with pytest.raises(ModelLoadError, match="not a local directory") as error:
@@ -109,7 +184,7 @@ def test_a_directory_without_a_saved_model_is_named(tmp_path: Path) -> None:
 
 
 def test_a_label_of_several_tokens_is_refused_up_front(tmp_path: Path) -> None:
-    save_tiny_gpt2(tmp_path, ["A", "red blue"])
+    save_tiny_lm(tmp_path, ["A", "red blue"])
     with pytest.raises(ModelLoadError, match="exactly one token") as error:
         load_net(tmp_path)
     assert error.value.where == "plot.json:labels.1"
