@@ -1,6 +1,8 @@
 """ActorPool: bounded in-flight dispatch of method calls over a set of actors with
 ``ray.wait``, results handed over in completion order, chunks of a dead actor re-run on its
-replacement, a stop request honoured while waiting."""
+replacement, a stop request honoured while waiting. Calls go only to actors that answered
+their first ``ping``: one still waiting for a node (the autoscaler adding a GPU node) gets
+work once it is placed, and never holds up a job meanwhile."""
 
 from __future__ import annotations
 
@@ -59,12 +61,20 @@ class ActorPool:
             raise ValueError("an actor pool needs at least one actor")
         self._spawn = spawn
         self._lock = threading.Lock()  # several runner threads share the pool
-        self.actors: list[ActorHandle] = [spawn() for _ in range(size)]
+        self._starting: dict[ray.ObjectRef[Any], ActorHandle] = {}  # first pings in flight
+        self._ready: set[int] = set()  # id() of the actors that answered their first ping
+        self.actors: list[ActorHandle] = [self._start() for _ in range(size)]
         self.in_flight_per_actor = in_flight_per_actor
         self.max_retries = max_retries
         self.gpus_per_actor = gpus_per_actor
         self.cpus_per_actor = cpus_per_actor
         self.replaced = 0
+
+    def _start(self) -> ActorHandle:
+        """Spawn one actor and send its first ping (call with the lock held, or in init)."""
+        actor = self._spawn()
+        self._starting[actor.ping.remote()] = actor
+        return actor
 
     @property
     def gpus(self) -> float:
@@ -76,12 +86,42 @@ class ActorPool:
         """CPUs this pool's actors hold."""
         return self.cpus_per_actor * len(self.actors)
 
+    def ready(self) -> list[ActorHandle]:
+        """The actors placed and constructed (their first ping answered), without waiting.
+
+        An actor whose first ping failed (it died starting) is replaced.
+        """
+        with self._lock:
+            starting = list(self._starting)
+        if starting:
+            answered, _ = ray.wait(starting, num_returns=len(starting), timeout=0)
+            for ref in answered:
+                with self._lock:
+                    actor = self._starting.pop(ref, None)
+                if actor is None:
+                    continue
+                try:
+                    ray.get(ref)
+                except (RayActorError, ActorUnavailableError):
+                    self.replace(actor)
+                    continue
+                with self._lock:
+                    self._ready.add(id(actor))
+        with self._lock:
+            return [a for a in self.actors if id(a) in self._ready]
+
+    def starting(self) -> list[ray.ObjectRef[Any]]:
+        """The first pings of the actors not yet ready."""
+        with self._lock:
+            return list(self._starting)
+
     def replace(self, dead: ActorHandle) -> None:
         """Swap a dead actor for a fresh one (once, however many calls saw it die)."""
         with self._lock:
             for index, actor in enumerate(self.actors):
                 if actor is dead:
-                    self.actors[index] = self._spawn()
+                    self._ready.discard(id(actor))
+                    self.actors[index] = self._start()
                     self.replaced += 1
 
     def shutdown(self) -> None:
@@ -90,6 +130,8 @@ class ActorPool:
             for actor in self.actors:
                 ray.kill(actor)
             self.actors = []
+            self._starting.clear()
+            self._ready.clear()
 
     def run(self, calls: Sequence[Call], on_result: Callable[[int, Any], None],
             prepare: Callable[[ActorHandle], None] | None = None,
@@ -116,8 +158,7 @@ class ActorPool:
         in_flight: dict[ray.ObjectRef[Any], tuple[int, ActorHandle]] = {}
         load: dict[int, int] = {}  # id(actor) -> calls in flight on it
         while pending or in_flight:
-            with self._lock:
-                actors = list(self.actors)
+            actors = self.ready()
             limit = self.in_flight_per_actor * len(actors)
             while pending and len(in_flight) < limit:
                 actor = min(actors, key=lambda a: load.get(id(a), 0))
@@ -128,9 +169,11 @@ class ActorPool:
                 ref = getattr(actor, call.method).remote(*call.args)
                 in_flight[ref] = (index, actor)
                 load[id(actor)] = load.get(id(actor), 0) + 1
-            done, _ = ray.wait(list(in_flight), num_returns=1,
+            # with work left to send, an actor that becomes ready also ends the wait
+            starting = self.starting() if pending else []
+            done, _ = ray.wait([*in_flight, *starting], num_returns=1,
                                timeout=None if should_stop is None else POLL_S)
-            if not done:
+            if not done or done[0] not in in_flight:
                 if should_stop is not None and should_stop():
                     raise JobCancelled("cancelled while the actors ran its chunks", "actors")
                 continue
