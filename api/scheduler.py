@@ -99,13 +99,17 @@ class Scheduler:
         lease_s, max_attempts: the lease of a claimed job; attempts before ``failed``.
         slots: read each round for the number of jobs to run at once (the cluster's free
             GPUs, ``workers.cluster.gpu_slots``); None: ``limits.slots``.
+        on_round: called at the end of each round as leader with whether a job runs
+            (``workers.idle_release.IdleRelease`` sizes the actor pool by it).
     """
 
     def __init__(self, engine: Engine, sessions: sessionmaker[Session], runner: JobRunner,
                  limits: SchedulerLimits, lease_s: float, max_attempts: int,
-                 slots: Callable[[], int] | None = None) -> None:
+                 slots: Callable[[], int] | None = None,
+                 on_round: Callable[[bool], None] | None = None) -> None:
         self.limits = limits
         self._slot_source = slots
+        self._on_round = on_round
         self.is_leader = False
         self._lock = LeaderLock(engine)
         self._sessions = sessions
@@ -178,4 +182,9 @@ class Scheduler:
                 break
             self._active.add(self._slots.submit(self._runner.run_one, job))
             started += 1
+        if self._on_round is not None:
+            try:
+                self._on_round(bool(self._active))
+            except Exception:  # the pool's size is an economy, never a reason to stop
+                log.exception("the end-of-round hook failed")
         return started

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     ray_actors: int = Field(default=0, ge=0, description="intervention actors; 0: one per "
                             "GPU, or 2 CPU actors without GPUs")
     ray_num_cpus: int | None = Field(default=None, ge=1, description="CPUs of a local Ray")
+    ray_idle_release_s: float = Field(
+        default=0.0, ge=0, description="`plot scheduler`: after this long without a running "
+        "job, keep one intervention actor (the autoscaler can take the GPU nodes back) and "
+        "start the rest again when work returns; 0: never")
     scheduler_slots: int | None = Field(
         default=None, ge=1, description="jobs `plot scheduler` runs at once; unset: one per "
         "GPU of the Ray cluster that is free or held by its actors, or 2 without GPUs")

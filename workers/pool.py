@@ -124,6 +124,27 @@ class ActorPool:
                     self.actors[index] = self._start()
                     self.replaced += 1
 
+    def resize(self, size: int) -> int:
+        """Grow to ``size`` actors (the new ones take work once they are up) or shrink to it
+        (the last actors are killed: call it only while no job runs on the pool).
+
+        Returns:
+            How many actors were started (> 0) or killed (< 0).
+        """
+        if size < 1:
+            raise ValueError("an actor pool needs at least one actor")
+        with self._lock:
+            change = size - len(self.actors)
+            while len(self.actors) < size:
+                self.actors.append(self._start())
+            while len(self.actors) > size:
+                actor = self.actors.pop()
+                self._ready.discard(id(actor))
+                for ref in [r for r, a in self._starting.items() if a is actor]:
+                    del self._starting[ref]
+                ray.kill(actor)
+        return change
+
     def shutdown(self) -> None:
         """Kill every actor (their nets and banks go with them)."""
         with self._lock:

@@ -66,8 +66,14 @@ def run_scheduler(args: argparse.Namespace) -> int:
         from workers.cluster import gpu_slots
 
         slots = gpu_slots(executor.pool.pool, fallback=limits.slots)
+    on_round = None
+    if settings.ray_idle_release_s > 0 and executor.pool is not None:
+        from workers.idle_release import IdleRelease
+
+        pool = executor.pool.pool
+        on_round = IdleRelease(pool, len(pool.actors), settings.ray_idle_release_s)
     scheduler = Scheduler(engine, sessions, runner, limits, settings.lease_s,
-                          settings.max_attempts, slots)
+                          settings.max_attempts, slots, on_round)
     _out(f"scheduler slots: {scheduler.slot_count()} "
          f"({'fixed' if slots is None else 'from the cluster, re-read each round'})")
     done = threading.Event()

@@ -242,8 +242,15 @@ def test_a_slot_source_sets_how_many_jobs_run_at_once(
         reads.append(1)
         return 1
 
+    rounds: list[bool] = []  # what an IdleRelease would be told, round by round
+
+    def on_round(busy: bool) -> None:
+        rounds.append(busy)
+        if len(rounds) == 1:
+            raise RuntimeError("a failing hook costs the round nothing")
+
     scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(4, 1, 0.05), 30, 1,
-                          slots=one_free_gpu)
+                          slots=one_free_gpu, on_round=on_round)
     peak = 0
     scheduler.start()
     try:
@@ -253,10 +260,12 @@ def test_a_slot_source_sets_how_many_jobs_run_at_once(
             with sessions() as session:
                 peak = max(peak, sum(jobs.running_by_owner(session).values()))
             time.sleep(0.01)
+        wait_for(lambda: rounds[-1] is False, 30, "an idle round after the jobs")
     finally:
         scheduler.stop()
     assert peak == 1  # 4 fixed slots and 4 owners, yet the source allowed one job at a time
     assert len(reads) >= 4  # read again every round, not once
+    assert True in rounds  # rounds with a job running said so
 
 
 def test_queue_positions_follow_the_fair_share_order_that_claims_then_take(
