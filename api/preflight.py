@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from typing import Literal
 
 from api.errors import ConfigError
 from api.settings import Settings
 
 CONNECT_TIMEOUT_S = 5
+JOIN_ATTEMPTS = 3  # a head that answers may still fail a Ray Client start once (its
+JOIN_RETRY_S = 2.0  # per-client server dies starting on a loaded machine): try again
 Need = Literal["database", "redis", "ray"]
 
 
@@ -100,7 +103,8 @@ def check_ray_reachable(address: str) -> None:
 
 
 def check_ray(settings: Settings) -> None:
-    """Check the Ray head answers, then join it (a local Ray starts here for ``local``).
+    """Check the Ray head answers, then join it (a local Ray starts here for ``local``),
+    trying the join ``JOIN_ATTEMPTS`` times: a Ray Client server can fail one start.
 
     Raises:
         ConfigError: nothing answers there, or Ray refuses this process (version mismatch).
@@ -109,13 +113,21 @@ def check_ray(settings: Settings) -> None:
     if not address:
         return
     check_ray_reachable(address)
+    import ray
+
     from workers import cluster
 
-    try:
-        cluster.connect(address, settings.ray_num_cpus)
-    except Exception as error:
-        raise ConfigError(f"cannot join the Ray cluster at {address}: {one_line(error)}",
-                          "PLOT_RAY_ADDRESS") from None
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        try:
+            cluster.connect(address, settings.ray_num_cpus)
+            return
+        except Exception as error:
+            if attempt == JOIN_ATTEMPTS:
+                raise ConfigError(f"cannot join the Ray cluster at {address} "
+                                  f"({JOIN_ATTEMPTS} tries): {one_line(error)}",
+                                  "PLOT_RAY_ADDRESS") from None
+            ray.shutdown()  # forget the failed connection before the next try
+            time.sleep(JOIN_RETRY_S)
 
 
 CHECKS = {"database": check_database, "redis": check_redis, "ray": check_ray}

@@ -117,3 +117,38 @@ def test_ray_addresses_name_their_endpoint(address: str, endpoint: object) -> No
 def test_malformed_ray_addresses_are_refused(address: str) -> None:
     with pytest.raises(ConfigError, match="is not host:port"):
         ray_endpoint(address)
+
+
+@pytest.mark.parametrize("failures", [1, 2, 3])
+def test_a_ray_join_that_fails_is_tried_again_before_the_one_line_error(
+        failures: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import socket
+
+    import ray
+
+    from api import preflight
+    from api.settings import Settings
+    from workers import cluster
+
+    tries: list[str] = []
+
+    def connect(address: str, num_cpus: int | None = None) -> None:
+        tries.append(address)
+        if len(tries) <= failures:
+            raise ConnectionError("Initialization failure from server")
+
+    monkeypatch.setattr(cluster, "connect", connect)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)  # the session's own Ray stays up
+    monkeypatch.setattr(preflight, "JOIN_RETRY_S", 0.0)
+    with socket.socket() as head:  # something answers at the address
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        settings = Settings(ray_address=address, data_dir=tmp_path)
+        if failures < preflight.JOIN_ATTEMPTS:
+            preflight.check_ray(settings)
+            assert len(tries) == failures + 1
+        else:
+            with pytest.raises(ConfigError, match=r"3 tries.*Initialization failure") as error:
+                preflight.check_ray(settings)
+            assert error.value.where == "PLOT_RAY_ADDRESS" and len(tries) == 3
