@@ -15,13 +15,11 @@ single-threaded for comparable CPU figures:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
-from interventions import best_of  # bench/ is the script's folder
+from interventions import best_of, write_rows  # bench/ is the script's folder
 from torch import Tensor
 
 from core.nets.hf import HFNet
@@ -107,12 +105,8 @@ def main() -> None:
               f"{r['recomputed_interventions_per_s']:>17,.0f}"
               f"{r['replayed_interventions_per_s']:>15,.0f}{r['speedup']:>9.2f}×"
               f"{r['max_logit_difference']:>15.1e}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-            "machine": platform.machine(), **{k: getattr(args, k) for k in
-                                              ("layers", "width", "heads", "length", "rows")}}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_rows(args.out, rows, device="cpu", **{k: getattr(args, k) for k in
+                                                ("layers", "width", "heads", "length", "rows")})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,6 +34,16 @@ from core.nets.base import InterventableNet
 from core.nets.registry import build_net
 from core.signatures import neural_signatures
 from core.sites import Site, location_sites, neuron_sites
+
+
+def write_rows(path: Path, table: list[dict[str, Any]], **meta: Any) -> None:
+    """Write ``{"meta", "rows"}`` JSON to ``path`` (its folder made); meta gains the thread
+    count, the torch version and the machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "machine": platform.machine()}
+    path.write_text(json.dumps({"meta": meta, "rows": table}, indent=2))
+    print(f"wrote {path}")
 
 
 def best_of(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -113,11 +124,7 @@ def main() -> None:
               f"{r['engine_interventions_per_s']:>13,.0f}{r['loop_interventions_per_s']:>12,.0f}"
               f"{r['ratio_engine_vs_forward']:>11.2f}{r['ratio_loop_vs_forward']:>10.2f}"
               f"{r['engine_speedup_over_loop']:>12.1f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": str(device), "threads": torch.get_num_threads(), "pairs": args.pairs,
-            "torch": torch.__version__, "machine": platform.machine()}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_rows(args.out, rows, device=str(device), pairs=args.pairs)
 
 
 if __name__ == "__main__":

@@ -18,21 +18,19 @@ difference between the two. Run single-threaded for comparable CPU figures:
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from interventions import best_of  # bench/ is the script's folder
+from interventions import best_of, write_rows  # bench/ is the script's folder
 from torch import Tensor
 
 from core.causal.registry import build_task
 from core.engine import trace_bank
 from core.nets.base import Edit, Trace
 from core.nets.registry import build_net
-from core.nets.tokens import group_edits, match_rows
+from core.nets.tokens import match_rows
 from core.nets.transformer import TransformerNet
 from core.signatures import neural_signatures
 from core.sites import Site, location_sites, parse_token_location
@@ -42,15 +40,7 @@ class EveryTokenTransformer(TransformerNet):
     """The baseline: blocks from the first edited one re-run at every token, to the end."""
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
-        grouped = group_edits(edits, self.labels)
-        streams = trace.activations.streams  # type: ignore[attr-defined]
-        positions: Tensor = streams["positions"]
-        first = min(grouped)
-        only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
-        begin = first + 1 if only_resid else first
-        x: Tensor = streams["resid"][:, begin]
-        if only_resid:
-            x = self._edit(x, positions, grouped[first], "resid")
+        grouped, positions, begin, x = self.resume_start(trace, edits)
         for index in range(begin, self.n_layers):
             x = self._block(index, x, positions, grouped.get(index, []))
         x = match_rows(x, copies * trace.batch_size)
@@ -112,11 +102,7 @@ def main() -> None:
               f"{r['every_token_interventions_per_s']:>18,.0f}"
               f"{r['last_token_interventions_per_s']:>17,.0f}{r['speedup']:>9.2f}×"
               f"{r['max_signature_difference']:>13.1e}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"device": str(device), "threads": torch.get_num_threads(), "pairs": args.pairs,
-            "torch": torch.__version__, "machine": platform.machine()}
-    args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {args.out}")
+    write_rows(args.out, rows, device=str(device), pairs=args.pairs)
 
 
 if __name__ == "__main__":

@@ -158,16 +158,7 @@ class TransformerNet(TokenNet):
         the read-out position and the positions its own edits touch: its other positions
         reach no output.
         """
-        self.first_edited(edits)  # unknown locations and empty edits are SiteErrors
-        grouped = group_edits(edits, self.labels)
-        streams = trace.activations.streams  # type: ignore[attr-defined]
-        positions: Tensor = streams["positions"]
-        first = min(grouped)
-        only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
-        begin = first + 1 if only_resid else first
-        x: Tensor = streams["resid"][:, begin]  # (B, T, D)
-        if only_resid:
-            x = self._edit(x, positions, grouped[first], "resid")
+        grouped, positions, begin, x = self.resume_start(trace, edits)
         final, last = self.n_layers - 1, self.labels.index(LAST)
         for index in range(begin, final):
             x = self._block(index, x, positions, grouped.get(index, []))
@@ -182,6 +173,27 @@ class TransformerNet(TokenNet):
         rows = torch.arange(x.shape[0], device=x.device)
         out = x[rows, match_rows(at, x.shape[0])[:, last]]  # (R, D)
         return self._logits(match_rows(out, copies * trace.batch_size))
+
+    def resume_start(self, trace: Trace, edits: Mapping[str, Edit]
+                     ) -> tuple[dict[int, list[tuple[Any, int, Edit]]], Tensor, int, Tensor]:
+        """Where a resume starts: the edits by block, the (B, P) positions, the first block
+        to compute and its (B, T, D) input (the first edited block's output, edited, when
+        only its residual output is edited: that block is skipped too).
+
+        Raises:
+            SiteError: an unknown location, or no edit.
+        """
+        self.first_edited(edits)
+        grouped = group_edits(edits, self.labels)
+        streams = trace.activations.streams  # type: ignore[attr-defined]
+        positions: Tensor = streams["positions"]
+        first = min(grouped)
+        only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
+        begin = first + 1 if only_resid else first
+        x: Tensor = streams["resid"][:, begin]  # (B, T, D)
+        if only_resid:
+            x = self._edit(x, positions, grouped[first], "resid")
+        return grouped, positions, begin, x
 
     def _block(self, index: int, x: Tensor, positions: Tensor,
                edits: list[tuple[Any, int, Edit]], queries: Tensor | None = None) -> Tensor:
