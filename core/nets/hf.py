@@ -102,7 +102,7 @@ class HFNet(TokenNet):
         self.config = {**config, "model_type": str(hf.model_type), "label_token_ids": ids}
         self._widths = token_widths(len(self.blocks), n_heads, d_model, self.labels,
                                     self.d_head)
-        self._blocks_return_tensors: bool | None = None  # seen by the first trace
+        self._blocks_return_tensors: bool | None = None  # probed by the first resume
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -148,19 +148,12 @@ class HFNet(TokenNet):
                 store[i] = t
             return read
 
-        def note_output(module: nn.Module, args: Any, output: Any) -> None:
-            self._blocks_return_tensors = isinstance(output, Tensor)
-
         hooks = [Hook(self.blocks[0], keep(resid, 0), "input")]
-        noted = self.blocks[0].register_forward_hook(note_output)
         for i, block in enumerate(self.blocks):
             hooks.append(Hook(block, keep(resid, i + 1)))
             hooks.append(Hook(self.part(i, "o_proj"), keep(z, i), "input"))
-        try:
-            with hooked(hooks):
-                logits = self._logits(inputs, positions)
-        finally:
-            noted.remove()
+        with hooked(hooks):
+            logits = self._logits(inputs, positions)
         rows, length = inputs.shape
         heads = torch.stack([t.reshape(rows, length, self.n_heads, self.d_head)
                              for t in z if t is not None], dim=1)
@@ -187,13 +180,29 @@ class HFNet(TokenNet):
         first = min(grouped)
         only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
         skip = (first + 1 if only_resid else first) if self.replay_prefix \
-            and self._blocks_return_tensors else 0
+            and self._blocks_replayable(trace.inputs) else 0
         resid: Tensor = streams["resid"]  # (B, L + 1, T, D); i + 1 is block i's output
         # only the last replayed block's output reaches a computed block (or an edit)
         recorded = [resid[:, i + 1] if i < skip - 1 else tile(resid[:, i + 1], copies)
                     for i in range(skip)]
         with replayed(self.blocks[:skip], recorded), hooked(hooks):
             return self._logits(tile(trace.inputs, copies), positions)
+
+    def _blocks_replayable(self, inputs: Tensor) -> bool:
+        """Whether a block returns a plain tensor (a tuple carries more than a recorded
+        output could stand in for). Probed once, on one token of ``inputs``: the net that
+        resumes (an actor's) need not be the one that traced."""
+        if self._blocks_return_tensors is None:
+            def note(module: nn.Module, args: Any, output: Any) -> None:
+                self._blocks_return_tensors = isinstance(output, Tensor)
+
+            handle = self.blocks[0].register_forward_hook(note)
+            try:
+                with torch.no_grad():
+                    cast(Any, self.lm).base_model(input_ids=inputs[:1, :1], use_cache=False)
+            finally:
+                handle.remove()
+        return bool(self._blocks_return_tensors)
 
     @staticmethod
     def _stream_edit(at: Tensor, edit: Edit) -> Callable[[Tensor], Tensor]:

@@ -164,6 +164,23 @@ def test_the_replayed_blocks_compute_nothing_and_get_their_forward_back(gpt2: HF
     assert not any("forward" in vars(block) for block in gpt2.blocks)
 
 
+def test_a_net_that_never_traced_replays_too(gpt2_dir: Path, gpt2: HFNet) -> None:
+    trace = gpt2.trace(encode(gpt2, prompts(3, seed=6)))  # traced by another instance
+    fresh = load_net(gpt2_dir)  # as an intervention actor loads it
+    assert isinstance(fresh, HFNet)
+    calls = [0]
+    handle = fresh.part(0, "mlp").register_forward_pre_hook(
+        lambda module, args: calls.__setitem__(0, calls[0] + 1))
+    try:
+        fresh.resume(trace, {"attn:1/pos:last": torch.zeros_like})  # probes, once
+        calls[0] = 0
+        patched = fresh.resume(trace, {"attn:1/pos:last": torch.zeros_like})
+    finally:
+        handle.remove()
+    assert calls == [0]  # block 0 replayed from the other instance's trace
+    assert_close(patched, recomputed(gpt2, trace, {"attn:1/pos:last": torch.zeros_like}))
+
+
 def failing_edit(h: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("edit failed")
 
