@@ -1,4 +1,4 @@
-"""create_app(settings): the lifespan builds the database, bus, executor and runner on
+"""create_app(settings): the lifespan builds the service's parts (``api.services``) on
 app.state; every error maps to an HTTP status here and nowhere else."""
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from api.db.migrate import upgrade_database
-from api.db.session import make_engine, make_sessions
 from api.errors import (
     AuthError,
     ConfigError,
@@ -26,15 +24,12 @@ from api.errors import (
     TooLargeError,
     UnavailableError,
 )
-from api.executor import make_executor
-from api.metrics import RequestMetricsMiddleware, ServiceMetrics
+from api.metrics import RequestMetricsMiddleware
 from api.routes import datasets, events, health, jobs, models
 from api.routes.dashboard import mount_dashboard
-from api.runner import JobRunner
+from api.services import build_services
 from api.settings import Settings
 from core.errors import PlotError
-from workers.events import InProcessBus, RedisStreamBus
-from workers.ports import EventBus
 
 log = logging.getLogger(__name__)
 
@@ -97,51 +92,26 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "InternalError", "internal error", None)
 
 
-def make_bus(settings: Settings) -> EventBus:
-    """Redis Streams when PLOT_REDIS_URL is set, else the in-process bus; both keep at most
-    PLOT_EVENTS_MAXLEN events per job, and a Redis stream expires PLOT_EVENTS_TTL_S after
-    its last event."""
-    if settings.redis_url:
-        return RedisStreamBus(settings.redis_url, settings.redis_prefix, settings.events_maxlen,
-                              settings.events_ttl_s)
-    return InProcessBus(settings.events_maxlen)
-
-
 def create_app(settings: Settings) -> FastAPI:
     """The API. Its lifespan migrates the database, opens the bus, and (``run_jobs``)
-    starts an in-process runner using the real engine."""
+    starts the in-process claim loop with the real engine."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.make_dirs()
-        url = settings.resolved_database_url
-        upgrade_database(url)
-        engine = make_engine(url)
-        app.state.settings = settings
-        app.state.sessions = make_sessions(engine)
-        app.state.bus = make_bus(settings)
-        app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
-        app.state.metrics = ServiceMetrics()
-        app.state.metrics.watch_jobs(app.state.sessions)
         # an API replica that runs no jobs (PLOT_RUN_JOBS=false) holds no actors
-        app.state.executor = make_executor(settings, spawn_actors=settings.run_jobs)
-        app.state.metrics.watch_actor_restarts(app.state.executor.actor_restarts)
-        app.state.runner = None
-        if settings.run_jobs:
-            app.state.runner = JobRunner(
-                app.state.sessions, app.state.bus, app.state.executor, app.state.metrics,
-                settings.lease_s, settings.max_attempts, settings.poll_s,
-                settings.max_running_jobs_per_owner,
-            )
-            app.state.runner.start()
+        services = build_services(settings, role="serve" if settings.run_jobs else "api")
+        app.state.settings = settings
+        app.state.services = services
+        app.state.sessions = services.sessions
+        app.state.bus = services.bus
+        app.state.metrics = services.metrics
+        app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
+        services.metrics.watch_jobs(services.sessions)
+        services.start()
         try:
             yield
         finally:
-            if app.state.runner is not None:
-                app.state.runner.stop()
-            app.state.executor.close()
-            app.state.bus.close()
-            engine.dispose()
+            services.close()
 
     app = FastAPI(
         title="PLOT service",

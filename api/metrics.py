@@ -56,7 +56,13 @@ class ServiceMetrics:
             "levels; rate() is the intervention throughput", registry=self.registry,
         )
 
-    def observe_level(self, checkpoint: dict[str, Any]) -> None:
+    def event_published(self, kind: str) -> None:
+        self.events_published.labels(kind).inc()
+
+    def job_finished(self, status: str) -> None:
+        self.jobs_finished.labels(status).inc()
+
+    def level_checkpointed(self, checkpoint: dict[str, Any]) -> None:
         """Count one finished level (its checkpoint's ``runtime_s`` and ``forward_passes``)."""
         granularity = str(checkpoint.get("granularity") or "unknown")
         self.level_seconds.labels(granularity).observe(float(checkpoint.get("runtime_s", 0.0)))

@@ -7,7 +7,7 @@ wall time (claim to terminal state) spent outside the engine (``result.timing.to
     python bench/cluster.py --epsilons 0.01 0.03 0.1 0.3 --coupling-tasks 0   # ... in the runner
 
 Runs on a throwaway Postgres database (127.0.0.1:5432, user postgres) with the real
-Scheduler, JobRunner and engine. Prints a table and writes JSON to bench/results/.
+claim loop, JobRunner and engine. Prints a table and writes JSON to bench/results/.
 """
 
 from __future__ import annotations
@@ -28,16 +28,18 @@ from sqlalchemy import create_engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.db import jobs
+from api.db.job_store import SqlJobStore
+from api.db.leader_lock import LeaderLock
 from api.db.migrate import upgrade_database
 from api.db.session import make_engine, make_sessions
 from api.db.tables import Job
-from api.executor import EngineExecutor
 from api.metrics import ServiceMetrics
-from api.runner import JobRunner
-from api.scheduler import Scheduler, SchedulerLimits
 from core.job import JobContext, run_job
 from core.spec import JobSpec
+from workers.claim_loop import ClaimLimits, ClaimLoop
+from workers.engine import Engine
 from workers.events import InProcessBus
+from workers.runner import JobRunner, RunnerConfig
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 SMALL_SPEC = {
@@ -81,20 +83,21 @@ def run(args: argparse.Namespace, cache: Path) -> dict[str, Any]:
     pool = None
     if not args.no_ray:
         from workers import cluster
-        from workers.runner import PoolExecutors
+        from workers.actor_backends import ActorBackends
 
         cluster.connect(cluster.LOCAL, num_cpus=args.ray_cpus)
-        pool = PoolExecutors(cluster.make_pool(args.actors),
+        pool = ActorBackends(cluster.make_pool(args.actors),
                              coupling_tasks=args.coupling_tasks)
-    executor = EngineExecutor(root, root, cache, "cpu", pool)
+    executor = Engine(root, root, cache, "cpu", pool)
     spec = small_spec(args.epsilons)
     per_owner = args.jobs // args.owners
     with sessions() as session:
         ids = [jobs.create_job(session, f"owner{o}", spec, max_queued=per_owner).id
                for o in range(args.owners) for _ in range(per_owner)]
-    runner = JobRunner(sessions, InProcessBus(), executor, ServiceMetrics(), 60, 3, 0.05)
-    scheduler = Scheduler(engine, sessions, runner,
-                          SchedulerLimits(args.slots, args.per_owner_cap, 0.02), 60, 3)
+    store = SqlJobStore(sessions)
+    runner = JobRunner(store, InProcessBus(), executor, RunnerConfig(60, 3), ServiceMetrics())
+    scheduler = ClaimLoop(store, runner, ClaimLimits(args.slots, args.per_owner_cap, 0.02),
+                          LeaderLock(engine))
     started = time.perf_counter()
     scheduler.start()
     try:

@@ -57,7 +57,7 @@ def _context() -> Iterator[tuple[Any, Any]]:
 
 def _publish(settings: Any, job_id: str, kind: str, data: dict[str, Any]) -> None:
     """Tell the job's event stream (best effort: the database is the truth)."""
-    from api.app import make_bus
+    from api.services import make_bus
 
     bus = make_bus(settings)
     try:
@@ -93,8 +93,8 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_purge(args: argparse.Namespace) -> int:
-    from api.app import make_bus
     from api.db import admin_jobs
+    from api.services import make_bus
 
     with _context() as (settings, session):
         levels = admin_jobs.purge_job(session, args.job_id)

@@ -34,66 +34,38 @@ def _out(line: str) -> None:
 
 
 def run_scheduler(args: argparse.Namespace) -> int:
-    from api.app import make_bus
-    from api.db.migrate import upgrade_database
-    from api.db.session import make_engine, make_sessions
-    from api.executor import make_executor
     from api.logs import configure_logging
-    from api.metrics import ServiceMetrics, serve_metrics
+    from api.metrics import serve_metrics
     from api.preflight import check_start
-    from api.runner import JobRunner
-    from api.scheduler import Scheduler, SchedulerLimits
+    from api.services import build_services
     from api.settings import Settings
 
     settings = Settings(**({"scheduler_slots": args.slots} if args.slots else {}))
     configure_logging(settings.log_format, settings.log_level)
-    settings.make_dirs()
     check_start(settings, "database", "redis", "ray")
-    upgrade_database(settings.resolved_database_url)
-    engine = make_engine(settings.resolved_database_url)
-    sessions = make_sessions(engine)
-    bus = make_bus(settings)
-    executor = make_executor(settings)
-    metrics = ServiceMetrics()
-    metrics.watch_actor_restarts(executor.actor_restarts)
-    metrics_server = serve_metrics(metrics, settings.host, settings.metrics_port)
-    runner = JobRunner(sessions, bus, executor, metrics,
-                       settings.lease_s, settings.max_attempts, settings.poll_s)
-    limits = SchedulerLimits(settings.scheduler_slots or SchedulerLimits.slots,
-                             settings.max_running_jobs_per_owner, settings.poll_s)
-    slots = None
-    if settings.scheduler_slots is None and executor.pool is not None:
-        from workers.cluster import gpu_slots
-
-        slots = gpu_slots(executor.pool.pool, fallback=limits.slots)
-    on_round = None
-    if settings.ray_idle_release_s > 0 and executor.pool is not None:
-        from workers.idle_release import IdleRelease
-
-        pool = executor.pool.pool
-        on_round = IdleRelease(pool, len(pool.actors), settings.ray_idle_release_s)
-    scheduler = Scheduler(engine, sessions, runner, limits, settings.lease_s,
-                          settings.max_attempts, slots, on_round)
-    _out(f"scheduler slots: {scheduler.slot_count()} "
-         f"({'fixed' if slots is None else 'from the cluster, re-read each round'})")
+    services = build_services(settings, role="scheduler")
+    claims = services.claims
+    assert claims is not None  # the scheduler role always claims
+    fixed = settings.scheduler_slots is not None or services.engine.pool is None
+    _out(f"scheduler slots: {claims.slot_count()} "
+         f"({'fixed' if fixed else 'from the cluster, re-read each round'})")
+    metrics_server = serve_metrics(services.metrics, settings.host, settings.metrics_port)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     if metrics_server is not None:
         _out(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")
-    _out(f"scheduler {runner.worker_id} waiting for the leader lock")
-    scheduler.start()
+    worker = claims.runner.worker_id
+    _out(f"scheduler {worker} waiting for the leader lock")
+    services.start()
     while not done.is_set():
-        if scheduler.became_leader.wait(0.2):
-            _out(f"scheduler {runner.worker_id} is the leader")
-            scheduler.became_leader.clear()
+        if claims.became_leader.wait(0.2):
+            _out(f"scheduler {worker} is the leader")
+            claims.became_leader.clear()
         done.wait(0.1)
-    scheduler.stop()
+    services.close()
     if metrics_server is not None:
         metrics_server.shutdown()
-    executor.close()
-    bus.close()
-    engine.dispose()
     return 0
 
 

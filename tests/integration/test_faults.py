@@ -18,13 +18,12 @@ import redis
 
 from api.db import jobs
 from api.db.tables import Job, JobLevel
-from api.executor import EngineExecutor
-from api.metrics import ServiceMetrics
-from api.runner import JobRunner
-from api.scheduler import Scheduler, SchedulerLimits
 from core.events import EngineEvent
 from core.spec import JobSpec
+from tests.integration.claims import make_claim_loop
 from tests.integration.conftest import free_port, wait_for
+from workers.claim_loop import ClaimLimits
+from workers.engine import Engine
 from workers.events import RedisStreamBus, parse_event_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +93,7 @@ class OutageBetweenLevels:
     """The real engine; Redis is killed as level 1 starts and restarted as level 2 starts,
     so level 1's events are published while nothing listens."""
 
-    def __init__(self, engine: EngineExecutor, server: RedisServer) -> None:
+    def __init__(self, engine: Engine, server: RedisServer) -> None:
         self.engine = engine
         self.server = server
 
@@ -113,16 +112,15 @@ class OutageBetweenLevels:
 
 def test_redis_down_in_the_middle_of_a_job_costs_only_its_events_meanwhile(
         database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
-    engine, sessions = database
+    _, sessions = database
     server = RedisServer(tmp_path)
     server.start()
     bus = RedisStreamBus(server.url, "plot-outage")
     with sessions() as session:
         job_id = jobs.create_job(session, "ada", JobSpec.model_validate(THREE_LEVELS), 5).id
-    executor = OutageBetweenLevels(EngineExecutor(tmp_path, tmp_path, engine_cache), server)
-    runner = JobRunner(sessions, bus, executor, ServiceMetrics(), lease_s=30, max_attempts=1,
-                       poll_s=0.05)
-    scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(1, 1, 0.05), 30, 1)
+    executor = OutageBetweenLevels(Engine(tmp_path, tmp_path, engine_cache), server)
+    scheduler = make_claim_loop(database, executor, ClaimLimits(1, 1, 0.05), max_attempts=1,
+                                bus=bus)
     scheduler.start()
     try:
         wait_for(lambda: job_row(sessions, job_id).status in jobs.TERMINAL, 300, "the job")

@@ -85,7 +85,7 @@ def test_the_scheduler_logs_json_with_the_job_id_and_serves_metrics(
     assert metric(page, "plot_actor_restarts_total") == 0
     assert 0 < ttl <= 600  # the stream expires after PLOT_EVENTS_TTL_S
     records = [json.loads(line) for line in err.splitlines()]  # every line is one object
-    about_the_job = [r for r in records if r["logger"] == "api.runner"]
+    about_the_job = [r for r in records if r["logger"] == "workers.runner"]
     messages = [r["message"] for r in about_the_job]
     assert messages[0].startswith("job started (attempt 1, owner ada)")
     assert any(m.startswith("level 0 (neuron) checkpointed") for m in messages)

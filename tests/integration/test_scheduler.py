@@ -17,19 +17,20 @@ import pytest
 import ray
 
 from api.db import jobs
+from api.db.job_store import SqlJobStore
 from api.db.migrate import upgrade_database
 from api.db.session import make_engine, make_sessions
 from api.db.tables import Job
-from api.executor import EngineExecutor
-from api.metrics import ServiceMetrics
-from api.runner import JobRunner
-from api.scheduler import Scheduler, SchedulerLimits
 from core.events import EngineEvent
 from core.spec import JobSpec
+from tests.integration.claims import make_claim_loop
 from tests.integration.conftest import wait_for
+from workers.actor_backends import ActorBackends
+from workers.claim_loop import ClaimLimits, ClaimLoop
 from workers.cluster import make_pool
+from workers.engine import Engine
 from workers.events import InProcessBus
-from workers.runner import PoolExecutors
+from workers.runner import JobRunner, RunnerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_SPEC = JobSpec.model_validate({
@@ -42,26 +43,18 @@ FAST_SPEC = JobSpec.model_validate({
 Sessions = Any
 
 
-def make_scheduler(database: tuple[Any, Sessions], executor: Any, limits: SchedulerLimits,
-                   max_attempts: int = 3) -> Scheduler:
-    engine, sessions = database
-    runner = JobRunner(sessions, InProcessBus(), executor, ServiceMetrics(), lease_s=30,
-                       max_attempts=max_attempts, poll_s=0.05)
-    return Scheduler(engine, sessions, runner, limits, lease_s=30, max_attempts=max_attempts)
-
-
 def statuses(sessions: Sessions, ids: Sequence[str]) -> list[str]:
     with sessions() as session:
         return [session.get(Job, i, populate_existing=True).status for i in ids]
 
 
 def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path,
-                   limits: SchedulerLimits) -> tuple[list[str], dict[str, int]]:
+                   limits: ClaimLimits) -> tuple[list[str], dict[str, int]]:
     """3 owners × 20 jobs submitted owner by owner, run on 2 Ray actors; returns the owners
     in completion order and each owner's peak count of running jobs (sampled every 20 ms)."""
     _, sessions = database
     pool = make_pool(actors=2)
-    executor = EngineExecutor(tmp_path, tmp_path, engine_cache, "cpu", PoolExecutors(pool))
+    executor = Engine(tmp_path, tmp_path, engine_cache, "cpu", ActorBackends(pool))
     ids: list[str] = []
     with sessions() as session:
         for owner in ("ada", "bo", "cy"):
@@ -79,7 +72,7 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
 
     watcher = threading.Thread(target=watch_caps, daemon=True)
     watcher.start()
-    scheduler = make_scheduler(database, executor, limits)
+    scheduler = make_claim_loop(database, executor, limits)
     scheduler.start()
     try:
         wait_for(lambda: all(s in jobs.TERMINAL for s in statuses(sessions, ids)), 600,
@@ -103,7 +96,7 @@ def test_one_slot_serves_owners_in_strict_round_robin(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
     order, _ = run_sixty_jobs(database, engine_cache, tmp_path,
-                              SchedulerLimits(slots=1, per_owner_cap=1, poll_s=0.05))
+                              ClaimLimits(slots=1, per_owner_cap=1, poll_s=0.05))
     assert order == ["ada", "bo", "cy"] * 20  # FIFO would have been ada × 20 first
 
 
@@ -112,7 +105,7 @@ def test_owners_interleave_and_none_exceeds_its_cap(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
     order, peak = run_sixty_jobs(database, engine_cache, tmp_path,
-                                 SchedulerLimits(slots=4, per_owner_cap=1, poll_s=0.05))
+                                 ClaimLimits(slots=4, per_owner_cap=1, poll_s=0.05))
     assert peak == {"ada": 1, "bo": 1, "cy": 1}  # 4 free slots, yet one job per owner
     # with one job per owner running, an owner is missing from 10 consecutive completions
     # only if its single job outlasts ten others; FIFO would give ada's 20 first
@@ -120,7 +113,7 @@ def test_owners_interleave_and_none_exceeds_its_cap(
         assert set(order[start:start + 10]) == {"ada", "bo", "cy"}, (start, order)
 
 
-class CrashingExecutor:
+class CrashingEngine:
     """An executor whose node keeps dying (not the job's fault): every attempt crashes."""
 
     def __init__(self) -> None:
@@ -138,8 +131,8 @@ def test_a_job_that_keeps_crashing_fails_with_its_error_after_the_attempt_limit(
     _, sessions = database
     with sessions() as session:
         job_id = jobs.create_job(session, "ada", FAST_SPEC, max_queued=5).id
-    executor = CrashingExecutor()
-    scheduler = make_scheduler(database, executor, SchedulerLimits(1, 1, 0.05), max_attempts=3)
+    executor = CrashingEngine()
+    scheduler = make_claim_loop(database, executor, ClaimLimits(1, 1, 0.05), max_attempts=3)
     scheduler.start()
     try:
         wait_for(lambda: statuses(sessions, [job_id]) == ["failed"], 60, "the job to fail")
@@ -161,8 +154,8 @@ def test_a_standby_scheduler_takes_over_when_the_leader_dies(
     env.pop("PLOT_RAY_ADDRESS", None)
     leader = subprocess.Popen([sys.executable, "-m", "api.cli", "scheduler"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    standby = make_scheduler(database, EngineExecutor(tmp_path, tmp_path, engine_cache, "cpu"),
-                             SchedulerLimits(1, 1, 0.1))
+    standby = make_claim_loop(database, Engine(tmp_path, tmp_path, engine_cache, "cpu"),
+                             ClaimLimits(1, 1, 0.1))
     try:
         assert leader.stdout is not None
         for line in leader.stdout:
@@ -190,13 +183,12 @@ def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
                                              engine_cache: Path, tmp_path: Path) -> None:
     from workers.events import RedisStreamBus
 
-    engine, sessions = database
+    _, sessions = database
     with sessions() as session:
         job_id = jobs.create_job(session, "ada", FAST_SPEC, max_queued=5).id
     dead_bus = RedisStreamBus("redis://127.0.0.1:1/0", "plot-down")  # nothing listens there
-    runner = JobRunner(sessions, dead_bus, EngineExecutor(tmp_path, tmp_path, engine_cache),
-                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
-    scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(1, 1, 0.05), 30, 1)
+    scheduler = make_claim_loop(database, Engine(tmp_path, tmp_path, engine_cache),
+                                ClaimLimits(1, 1, 0.05), max_attempts=1, bus=dead_bus)
     scheduler.start()
     try:
         wait_for(lambda: statuses(sessions, [job_id])[0] in jobs.TERMINAL, 300, "the job")
@@ -215,13 +207,15 @@ def test_the_embedded_runner_claims_in_the_schedulers_fair_share_order(
     with sessions() as session:  # ada queues all of hers before bo queues his
         ids = [jobs.create_job(session, owner, FAST_SPEC, max_queued=5).id
                for owner in ("ada", "ada", "ada", "bo", "bo", "bo")]
-    runner = JobRunner(sessions, InProcessBus(), EngineExecutor(tmp_path, tmp_path, engine_cache),
-                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
-    runner.start()  # its own claim loop: what `plot serve` runs
+    # what `plot serve` runs: one slot, no election
+    serve = ClaimLoop(SqlJobStore(sessions), JobRunner(
+        SqlJobStore(sessions), InProcessBus(), Engine(tmp_path, tmp_path, engine_cache),
+        RunnerConfig(30, 1)), ClaimLimits(1, 1, 0.05))
+    serve.start()
     try:
         wait_for(lambda: all(s == "succeeded" for s in statuses(sessions, ids)), 300, "6 jobs")
     finally:
-        runner.stop()
+        serve.stop()
     with sessions() as session:
         done = sorted((session.get(Job, i) for i in ids), key=lambda j: j.started_at)
     assert [job.owner for job in done] == ["ada", "bo"] * 3  # priority-then-age: ada × 3
@@ -233,9 +227,6 @@ def test_a_slot_source_sets_how_many_jobs_run_at_once(
     with sessions() as session:
         ids = [jobs.create_job(session, owner, FAST_SPEC, max_queued=5).id
                for owner in ("ada", "bo", "cy", "di")]
-    engine, _ = database
-    runner = JobRunner(sessions, InProcessBus(), EngineExecutor(tmp_path, tmp_path, engine_cache),
-                       ServiceMetrics(), lease_s=30, max_attempts=1, poll_s=0.05)
     reads: list[int] = []
 
     def one_free_gpu() -> int:
@@ -249,8 +240,9 @@ def test_a_slot_source_sets_how_many_jobs_run_at_once(
         if len(rounds) == 1:
             raise RuntimeError("a failing hook costs the round nothing")
 
-    scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(4, 1, 0.05), 30, 1,
-                          slots=one_free_gpu, on_round=on_round)
+    scheduler = make_claim_loop(database, Engine(tmp_path, tmp_path, engine_cache),
+                                ClaimLimits(4, 1, 0.05), max_attempts=1, slots=one_free_gpu,
+                                on_round=on_round)
     peak = 0
     scheduler.start()
     try:

@@ -66,5 +66,5 @@ def test_cancel_ends_the_job_and_its_actors_drop_it(ray_service: Service) -> Non
         client.cancel(job["id"])
         assert [e.kind for e in stream][-1] == "cancelled"
         assert client.get(job["id"])["status"] == "cancelled"
-    actors = ray_service.app.state.executor.pool.pool.actors
+    actors = ray_service.app.state.services.engine.pool.pool.actors
     assert ray.get([actor.jobs.remote() for actor in actors]) == [[], []]

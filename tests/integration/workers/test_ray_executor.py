@@ -26,11 +26,11 @@ from core.plan_grid import grid_problem, solve_grid
 from core.result import DasResult, JobResult
 from core.spec import CalibrationSpec, CouplingSpec, JobSpec
 from tests.integration.conftest import TINY_SPEC
+from workers.actor_backends import ActorBackends
 from workers.cluster import make_pool
 from workers.coupling_task import solve_grid_on_ray
 from workers.intervention_actor import CONTROL_GROUP
 from workers.pool import ActorPool
-from workers.runner import PoolExecutors
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def assert_same_result(got: JobResult, want: JobResult) -> None:
 
 def run_on(pool: ActorPool, context: JobContext, chunks_per_actor: int = 2,
            spec: JobSpec = SPEC, coupling_tasks: int | None = None, **kwargs: Any) -> JobResult:
-    executors = PoolExecutors(pool, chunks_per_actor, coupling_tasks)
+    executors = ActorBackends(pool, chunks_per_actor, coupling_tasks)
     with executors.for_job(kwargs.get("should_cancel", lambda: False)) as factory:
         return run_job(spec, context, executor_factory=factory, **kwargs)
 
@@ -110,7 +110,7 @@ def test_a_job_whose_couplings_run_as_cpu_tasks_gives_the_in_process_result(
         two_actors: ActorPool, context: JobContext) -> None:
     grid = JobSpec.model_validate({**TINY_SPEC, "coupling": {
         "solver": "unbalanced", "epsilons": [0.03, 0.1], "betas": [0.5, 5.0]}})
-    assert PoolExecutors(two_actors).coupling_tasks > 0  # the cluster has CPUs to spare
+    assert ActorBackends(two_actors).coupling_tasks > 0  # the cluster has CPUs to spare
     assert_same_result(run_on(two_actors, context, spec=grid, coupling_tasks=3),
                        run_job(grid, context))
 

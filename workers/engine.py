@@ -1,5 +1,5 @@
-"""The execution seam: runs one resolved JobSpec with the PLOT engine, its batched
-interventions in this process or on the Ray actor pool."""
+"""Engine: the runner's ``JobEngine`` — ``core.job.run_job`` in this process, its batched
+interventions, coupling grids and DAS trainings here or on the Ray actor pool."""
 
 from __future__ import annotations
 
@@ -7,34 +7,19 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from api.settings import Settings
 from core.events import EngineEvent
 from core.job import JobContext, run_job
 from core.result import LevelResult
 from core.spec import JobSpec
 
 if TYPE_CHECKING:
-    from workers.runner import PoolExecutors
-
-
-class Executor(Protocol):
-    """Runs a job whose dataset and model references are already file paths; the in-process
-    engine here, a Ray job runner on a cluster."""
-
-    def __call__(
-        self,
-        spec: JobSpec,
-        on_event: Callable[[EngineEvent], None],
-        should_cancel: Callable[[], bool],
-        on_level: Callable[[dict[str, Any]], None],
-        completed: Sequence[dict[str, Any]] = (),
-    ) -> dict[str, Any]: ...
+    from workers.actor_backends import ActorBackends
 
 
 @dataclass(frozen=True)
-class EngineExecutor:
+class Engine:
     """``core.job.run_job`` in this process. Roots are absolute: ``spec.task.dataset`` is
     relative to ``data_root`` and ``spec.model.path`` to ``model_root``."""
 
@@ -42,7 +27,7 @@ class EngineExecutor:
     data_root: Path
     cache_dir: Path
     device: str = "cpu"
-    pool: PoolExecutors | None = None  # None: the interventions run in this process
+    pool: ActorBackends | None = None  # None: the interventions run in this process
 
     def __call__(
         self,
@@ -78,17 +63,3 @@ class EngineExecutor:
         if self.pool is not None:
             self.pool.pool.shutdown()
 
-
-def make_executor(settings: Settings, spawn_actors: bool = True) -> EngineExecutor:
-    """The engine the settings ask for; with ``ray_address`` set (and ``spawn_actors``) this
-    connects to Ray (or starts a local one) and spawns the intervention actors."""
-    pool = None
-    if settings.ray_address and spawn_actors:
-        from workers import cluster  # Ray loads only when configured
-        from workers.runner import PoolExecutors
-
-        cluster.connect(settings.ray_address, settings.ray_num_cpus)
-        pool = PoolExecutors(cluster.make_pool(settings.ray_actors))
-    return EngineExecutor(model_root=settings.resolved_model_root,
-                          data_root=settings.dataset_dir, cache_dir=settings.resolved_cache_dir,
-                          device=settings.device, pool=pool)

@@ -1,0 +1,61 @@
+"""ActorBackends: each job's compute backend on the shared Ray actor pool, scoped to the job
+so its actors forget it when it ends (the factory that ``core.job.run_job`` takes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.engine import BankTraces
+from core.job import ExecutorFactory
+from workers.cluster import spare_cpus
+from workers.coupling_task import COUPLING_TASK_CPUS, warm_workers
+from workers.pool import ActorPool
+from workers.ray_executor import RayExecutor
+
+
+class ActorBackends:
+    """Hands each job a RayExecutor over the shared pool.
+
+    Args:
+        pool: the intervention actors of this process's runners.
+        chunks_per_actor: chunks of one level call per actor (finer: finer progress).
+        coupling_tasks: CPU tasks a level's coupling grid is cut into; None: 4 when the
+            cluster has CPUs beyond the actors' (``COUPLING_TASK_CPUS``), else 0 (solved in
+            the runner's process: a task that can never be scheduled would hang the job).
+    """
+
+    def __init__(self, pool: ActorPool, chunks_per_actor: int = 2,
+                 coupling_tasks: int | None = None) -> None:
+        self.pool = pool
+        self.chunks_per_actor = chunks_per_actor
+        if coupling_tasks is None:
+            coupling_tasks = 4 if spare_cpus(pool) >= COUPLING_TASK_CPUS else 0
+        self.coupling_tasks = coupling_tasks
+        warm_workers(min(coupling_tasks, int(spare_cpus(pool) / COUPLING_TASK_CPUS)))
+
+    @contextmanager
+    def for_job(self, should_cancel: Callable[[], bool] = lambda: False
+                ) -> Iterator[ExecutorFactory]:
+        """An ExecutorFactory for one run of ``run_job``; on exit (success, error or
+        cancel) the actors release the job's traced banks.
+
+        Args:
+            should_cancel: the job's cancel flag; the executor polls it while it waits on
+                Ray and stops the job's running chunks on the actors when it turns true.
+        """
+        made: list[RayExecutor] = []
+
+        def factory(net_dir: Path, traces: dict[str, BankTraces], max_rows: int
+                    ) -> RayExecutor:
+            executor = RayExecutor(self.pool, net_dir, traces, max_rows, self.chunks_per_actor,
+                                   should_cancel, self.coupling_tasks)
+            made.append(executor)
+            return executor
+
+        try:
+            yield factory
+        finally:
+            for executor in made:
+                executor.close()
