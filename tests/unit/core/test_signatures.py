@@ -28,6 +28,7 @@ def identity_net(layers: int = 1) -> MLP:
                "activation": "relu"})
     with torch.no_grad():
         for linear in net.linears:
+            assert isinstance(linear, torch.nn.Linear)
             linear.weight.copy_(torch.eye(2))
             linear.bias.zero_()
     return net.eval().requires_grad_(False)
