@@ -7,12 +7,11 @@ scale whatever the task (raw squared distances of hundreds make every small ε u
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-CostKind = Literal["mse", "cosine", "agreement"]
+from core.spec import CostKind
 
 
 def mse_cost(variable_signatures: Tensor, site_signatures: Tensor, **_: Tensor) -> Tensor:
@@ -49,7 +48,7 @@ def agreement_cost(variable_signatures: Tensor, site_signatures: Tensor, *,
     return 1.0 - match.mean(-1)
 
 
-COSTS: dict[str, Callable[..., Tensor]] = {
+COSTS: dict[CostKind, Callable[..., Tensor]] = {
     "mse": mse_cost,
     "cosine": cosine_cost,
     "agreement": agreement_cost,

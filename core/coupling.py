@@ -11,16 +11,13 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
 
 import ot
 import torch
 from torch import Tensor
 
 from core.errors import SolverError
-
-Solver = Literal["sinkhorn", "emd", "unbalanced"]
-SiteMarginal = Literal["uniform", "effect"]
+from core.spec import SiteMarginal, Solver
 
 UNIFORM_ENTROPY = 0.99  # a row whose normalised entropy exceeds this is "nearly uniform"
 

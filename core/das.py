@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, cast
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +27,7 @@ from core.engine import BankTraces, Interventions
 from core.errors import SiteError
 from core.intervene import interchange
 from core.nets.base import InterventableNet, Trace
-
-RankKind = Literal["auto", "full", "low"]
+from core.spec import DasRank
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class DasConfig:
     patience: int = 3
     rel_delta: float = 1e-3
     min_loss: float = 0.01
-    rank: RankKind = "auto"
+    rank: DasRank = "auto"
     low_rank_above: int = 64
     seed: int = 0
 

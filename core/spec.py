@@ -13,10 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from core.errors import SpecError
 
+# The job vocabularies, defined here only; the modules that act on them import them.
+BuiltinTask = Literal["hierarchical_equality", "binary_addition", "mcqa"]
 Granularity = Literal["position", "layer", "step", "head", "block", "neuron", "pca"]
+LevelComponent = Literal["resid", "attn", "mlp"]
+LevelScope = Literal["shared", "per_variable"]
 Solver = Literal["sinkhorn", "emd", "unbalanced"]
 CostKind = Literal["mse", "cosine", "agreement"]
 SiteMarginal = Literal["uniform", "effect"]
+DasMode = Literal["off", "guided", "full"]
+DasInit = Literal["handle", "pca", "random"]
+DasRank = Literal["auto", "full", "low"]
+RandomWeights = Literal["reinit", "shuffle"]
 
 
 class _Frozen(BaseModel):
@@ -41,7 +49,7 @@ class TaskSpec(_Frozen):
     """The causal side: a built-in task with parameters, or a counterfactual dataset
     (a JSONL file for ``plot run``, an uploaded dataset id for the service)."""
 
-    builtin: Literal["hierarchical_equality", "binary_addition", "mcqa"] | None = None
+    builtin: BuiltinTask | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = None
 
@@ -80,14 +88,14 @@ class LevelSpec(_Frozen):
         description="token nets, granularity position: the block whose output is patched at "
         "each position (None: block (n_layers - 1) // 2)",
     )
-    component: Literal["resid", "attn", "mlp"] = Field(
+    component: LevelComponent = Field(
         "resid", description="token nets, granularity position or layer: which output")
     positions: list[str] | None = Field(
         None,
         description="token nets, granularity position (or a first layer level): the positions "
         "to enumerate (None: every position of the net)",
     )
-    scope: Literal["shared", "per_variable"] = Field(
+    scope: LevelScope = Field(
         "shared",
         description="shared: one coupling of every variable over the refinement of all kept "
         "sites; per_variable: each variable coupled only with the refinement of its own kept "
@@ -144,11 +152,6 @@ class CalibrationSpec(_Frozen):
         return self
 
 
-DasMode = Literal["off", "guided", "full"]
-DasInit = Literal["handle", "pca", "random"]
-DasRank = Literal["auto", "full", "low"]
-
-
 class DasSpec(_Frozen):
     """DAS baselines run after the PLOT levels (plot-method.md §6).
 
@@ -182,9 +185,6 @@ class DasSpec(_Frozen):
         if self.min_epochs > self.max_epochs:
             raise ValueError("min_epochs must not exceed max_epochs")
         return self
-
-
-RandomWeights = Literal["reinit", "shuffle"]
 
 
 class ControlsSpec(_Frozen):

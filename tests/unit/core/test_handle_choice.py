@@ -1,0 +1,103 @@
+"""One variable's handle: successive halving keeps the true best candidate, and the chosen
+handle is tested soft and hard on the planted net."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from core.calibrate import Candidate, build_candidates, candidate_interventions, unique_candidates
+from core.coupling import Coupling
+from core.handle_choice import calibrate_variable, score_candidates
+from core.level_inputs import LevelInputs
+from core.sites import Site
+from core.spec import CalibrationSpec
+from tests.unit.core.planted import P_NEURON, planted_level_inputs
+
+CPU = torch.device("cpu")
+NEURONS = [Site("layer:1", "dims", i, i + 1) for i in range(6)]  # planted: P in 1, its copy in 0
+STRENGTHS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]
+PLAN = Coupling(plan=torch.zeros(3, 6), solver="sinkhorn", epsilon=0.03, beta=None, n_iter=1,
+                converged=True)
+
+
+@pytest.fixture(scope="module")
+def inputs() -> LevelInputs:
+    return planted_level_inputs(120, top_k=[1, 2, 3], strengths=STRENGTHS)
+
+
+def _candidates() -> list[Candidate]:
+    """P's row: the planted neuron first, then its copy and a filler neuron."""
+    row = torch.tensor([0.3, 0.5, 0.0, 0.0, 0.0, 0.2])
+    return build_candidates([row], torch.zeros(6), [1, 2, 3], STRENGTHS)
+
+
+def _with(inputs: LevelInputs, screen_pairs: int, finalists: int) -> LevelInputs:
+    spec = CalibrationSpec(top_k=[1, 2, 3], strengths=STRENGTHS, screen_pairs=screen_pairs,
+                           finalists=finalists)
+    return dataclasses.replace(inputs, calibration=spec)
+
+
+def _scores(inputs: LevelInputs) -> tuple[torch.Tensor, int, list[tuple[int, int]]]:
+    unique, _ = unique_candidates(candidate_interventions(
+        _candidates(), NEURONS, inputs.net.widths, {}, CPU))
+    seen: list[tuple[int, int]] = []
+    target = inputs.banks.calibration.counterfactual_labels["P"]
+    scores, total = score_candidates(inputs, unique, target,
+                                     lambda done, of: seen.append((done, of)))
+    return scores, total, seen
+
+
+def test_successive_halving_keeps_the_true_best_candidate(inputs: LevelInputs) -> None:
+    exhaustive, all_total, _ = _scores(_with(inputs, screen_pairs=0, finalists=3))
+    halving, total, seen = _scores(_with(inputs, screen_pairs=30, finalists=3))
+    candidates, pairs = exhaustive.numel(), inputs.banks.calibration.size
+    assert all_total == candidates * pairs
+    assert total == candidates * 30 + 3 * pairs < all_total
+    assert seen[-1] == (total, total)
+    finalists = halving >= 0
+    assert int(finalists.sum()) == 3  # the others carry their screening score minus 1
+    assert float(halving.max()) == float(exhaustive.max()) == 1.0
+    assert int(halving.argmax()) == int(exhaustive.argmax())
+    torch.testing.assert_close(halving[finalists], exhaustive[finalists])
+    assert bool((halving[~finalists] < 0).all())
+
+
+def test_few_candidates_are_all_scored_on_the_whole_bank(inputs: LevelInputs) -> None:
+    exhaustive, _, _ = _scores(_with(inputs, screen_pairs=0, finalists=3))
+    scored, total, _ = _scores(_with(inputs, screen_pairs=30, finalists=exhaustive.numel()))
+    assert total == exhaustive.numel() * inputs.banks.calibration.size
+    torch.testing.assert_close(scored, exhaustive)
+
+
+def test_the_chosen_handle_is_the_plain_interchange_of_the_planted_neuron(
+        inputs: LevelInputs) -> None:
+    inputs = _with(inputs, screen_pairs=30, finalists=4)
+    candidates = _candidates()
+    handle, passes = calibrate_variable(2, "P", candidates, [PLAN], NEURONS, inputs.net.widths,
+                                        {}, inputs, lambda done, of: None)
+    assert (handle.sites, handle.k, handle.strength, handle.weights) == ([P_NEURON], 1, 1.0,
+                                                                         [1.0])
+    assert (handle.variable, handle.level, handle.epsilon, handle.beta) == ("P", 2, 0.03, None)
+    assert handle.iia_calibration == 1.0 and handle.hard_iia_calibration == 1.0
+    assert handle.iia_test.overall == 1.0 and handle.hard_iia_test.overall == 1.0
+    calibration, test = inputs.banks.calibration.size, inputs.banks.test.size
+    unique = unique_candidates(candidate_interventions(candidates, NEURONS, inputs.net.widths,
+                                                       {}, CPU))[0].count
+    assert passes == unique * 30 + 4 * calibration + 2 * test + calibration
+
+
+def test_a_weak_soft_handle_fails_where_its_hard_interchange_succeeds(
+        inputs: LevelInputs) -> None:
+    # λ 0.5 on P's neuron halves P: the output moves only where P keeps its base value
+    half = [Candidate(0, 1, 0.5, (1,), (1.0,))]
+    handle, _ = calibrate_variable(0, "P", half, [PLAN], NEURONS, inputs.net.widths, {},
+                                   inputs, lambda done, of: None)
+    test = inputs.banks.test
+    assert handle.iia_test.sensitivity == 0.0 and handle.iia_test.invariance == 1.0
+    assert handle.iia_test.overall == pytest.approx(
+        1.0 - float(test.changes_output("P").float().mean()))
+    assert handle.iia_test.sensitive_pairs == int(test.changes_output("P").sum())
+    assert handle.hard_iia_calibration == 1.0 and handle.hard_iia_test.overall == 1.0
