@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.errors import SpecError
 
@@ -179,6 +186,12 @@ class DasSpec(_Frozen):
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
     low_rank_above: int = Field(64, ge=1)
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        """YAML 1.1 reads a bare ``off`` as false: ``mode: off`` means the mode ``off``."""
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _epoch_bounds(self) -> DasSpec:
