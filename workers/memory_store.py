@@ -203,7 +203,10 @@ class InMemoryJobStore:
             job = self._running_under(job_id, worker)
             if job is None:
                 return None
-            if job.attempt < max_attempts and not job.cancel_requested:
+            if job.cancel_requested:  # a user's cancel wins over another attempt
+                self._end(job, CANCELLED, error=dict(CANCELLED_RECORD))
+                return CANCELLED
+            if job.attempt < max_attempts:
                 self._end(job, QUEUED, error=dict(error))
                 return QUEUED
             message = f"{error.get('message')} (attempt limit {max_attempts})"

@@ -161,7 +161,8 @@ class JobStore(Protocol):
     def retry(self, job_id: str, worker: str, max_attempts: int,
               error: dict[str, Any]) -> str | None:
         """After an infrastructure crash: "queued" for another attempt, "failed" at the
-        attempt limit, None when the lease was already lost."""
+        attempt limit, "cancelled" when a user asked for that meanwhile, None when the
+        lease was already lost."""
         ...
 
 

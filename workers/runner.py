@@ -191,6 +191,10 @@ class JobRunner:
             log.error("job failed at the attempt limit: %s", crash["message"])
             self._metrics.job_finished("failed")
             self.publish(job_id, "failed", crash)
+        elif moved == "cancelled":
+            log.info("job cancelled (it had crashed: %s)", crash["message"])
+            self._metrics.job_finished("cancelled")
+            self.publish(job_id, "cancelled", {"reason": "cancel requested"})
 
     def _heartbeat(self, job_id: str, cancelled: threading.Event) -> None:
         """Renew the lease and watch the cancel flag until the job ends."""

@@ -264,3 +264,23 @@ def test_a_loop_that_does_not_lead_claims_nothing(held: bool) -> None:
     loop.stop()
     assert started == (1 if held else 0)
     assert store.get(job_id).status == ("succeeded" if held else "queued")
+
+
+def test_a_crash_after_a_cancel_request_ends_the_job_cancelled_not_retried() -> None:
+    store, bus = InMemoryJobStore(), InProcessBus()
+
+    class CancelThenCrash(ScriptedEngine):
+        def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
+                     should_cancel: Callable[[], bool],
+                     on_level: Callable[[dict[str, Any]], None],
+                     completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+            store.request_cancel(job_id)
+            raise RuntimeError("the actor died as the cancel arrived")
+
+    job_id = store.submit("ada", SPEC)
+    runner = JobRunner(store, bus, CancelThenCrash(), RunnerConfig(max_attempts=3))
+    claimed = store.claim(runner.worker_id, 30, 1)
+    assert claimed is not None
+    runner.run_one(claimed)
+    assert store.get(job_id).status == "cancelled"
+    assert kinds(bus, job_id) == ["cancelled"]
