@@ -38,7 +38,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ModelRef(_Frozen):
+class NetRef(_Frozen):
     """Which net to run: a directory (``config.json`` + ``model.safetensors``) or a
     registered model id of the service. Omit both to use a built-in task's default net."""
 
@@ -46,7 +46,7 @@ class ModelRef(_Frozen):
     id: str | None = None
 
     @model_validator(mode="after")
-    def _one_of(self) -> ModelRef:
+    def _one_of(self) -> NetRef:
         if self.path is not None and self.id is not None:
             raise ValueError("give either path or id, not both")
         return self
@@ -227,7 +227,7 @@ class ControlsSpec(_Frozen):
 class JobSpec(_Frozen):
     """A whole localization job."""
 
-    model: ModelRef = Field(default_factory=ModelRef)
+    model: NetRef = Field(default_factory=NetRef)
     task: TaskSpec
     pairs: PairsSpec = Field(default_factory=PairsSpec)
     levels: list[LevelSpec] | None = None
