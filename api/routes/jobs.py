@@ -14,9 +14,10 @@ from api.db.tables import Job, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError
 from api.routes.responses import errors
-from api.schemas import JobPage, JobPublic, JobStatus, LevelPublic, ProgressPublic, ResultPublic
+from api.schemas import JobPage, JobPublic, LevelPublic, ProgressPublic, ResultPublic
 from core.errors import SpecError
 from core.spec import JobSpec
+from workers.job_status import JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -39,7 +40,7 @@ def to_public(session: Session, job: Job) -> JobPublic:
 
 def estimate_eta(job: Job) -> float | None:
     """Seconds left in the current stage at its rate so far; None when there is no rate."""
-    if job.status != jobs.RUNNING or job.progress_done <= 0 or job.started_at is None:
+    if job.status != JobStatus.RUNNING or job.progress_done <= 0 or job.started_at is None:
         return None
     elapsed = (utcnow() - job.started_at).total_seconds()
     left = max(job.progress_total - job.progress_done, 0)
@@ -107,7 +108,7 @@ def get_job(job_id: str, session: SessionDep, caller: CallerDep) -> JobPublic:
 def get_result(job_id: str, session: SessionDep, caller: CallerDep) -> ResultPublic:
     """The whole result of a succeeded job, with every level's checkpoint."""
     job = jobs.get_job(session, caller, job_id)
-    if job.status != jobs.SUCCEEDED or job.result is None:
+    if job.status != JobStatus.SUCCEEDED or job.result is None:
         raise ConflictError(f"the job is {job.status}, not succeeded", job_id)
     levels = [LevelPublic.model_validate(level) for level in jobs.list_levels(session, job.id)]
     return ResultPublic(job_id=job.id, result=job.result, levels=levels)
@@ -121,6 +122,6 @@ def cancel_job(
     job, ended_now = jobs.request_cancel(session, jobs.get_job(session, caller, job_id))
     log.info("cancel requested by %s", caller.owner, extra={"job_id": job.id})
     if ended_now:
-        metrics.jobs_finished.labels(jobs.CANCELLED).inc()
+        metrics.jobs_finished.labels(JobStatus.CANCELLED).inc()
         bus.publish(job.id, "cancelled", {"reason": "cancelled before it started"})
     return to_public(session, job)

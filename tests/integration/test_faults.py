@@ -26,6 +26,7 @@ from core.events import EngineEvent
 from core.spec import JobSpec
 from tests.integration.conftest import free_port, wait_for
 from workers.events import RedisStreamBus, parse_event_id
+from workers.job_status import TERMINAL
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -125,7 +126,7 @@ def test_redis_down_in_the_middle_of_a_job_costs_only_its_events_meanwhile(
     scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(1, 1, 0.05), 30, 1)
     scheduler.start()
     try:
-        wait_for(lambda: job_row(sessions, job_id).status in jobs.TERMINAL, 300, "the job")
+        wait_for(lambda: job_row(sessions, job_id).status in TERMINAL, 300, "the job")
         job = job_row(sessions, job_id)
         assert job.status == "succeeded" and job.attempt == 1
         assert job.result is not None and len(job.result["levels"]) == 3
@@ -195,7 +196,7 @@ def test_a_killed_scheduler_leaves_its_job_to_the_standby_which_resumes_it(
         assert job_row(sessions, job_id).status == "running"  # held by a dead runner
 
         wait_for(lambda: "is the leader" in log("standby"), 60, "the standby to lead")
-        wait_for(lambda: job_row(sessions, job_id).status in jobs.TERMINAL, 300, "the job")
+        wait_for(lambda: job_row(sessions, job_id).status in TERMINAL, 300, "the job")
     finally:
         for process in (leader, standby):
             if process is not None and process.poll() is None:

@@ -29,6 +29,7 @@ from core.spec import JobSpec
 from tests.integration.conftest import wait_for
 from workers.cluster import make_pool
 from workers.events import InProcessBus
+from workers.job_status import TERMINAL
 from workers.runner import PoolExecutors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +83,7 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
     scheduler = make_scheduler(database, executor, limits)
     scheduler.start()
     try:
-        wait_for(lambda: all(s in jobs.TERMINAL for s in statuses(sessions, ids)), 600,
+        wait_for(lambda: all(s in TERMINAL for s in statuses(sessions, ids)), 600,
                  "60 jobs to finish")
     finally:
         scheduler.stop()
@@ -199,7 +200,7 @@ def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
     scheduler = Scheduler(engine, sessions, runner, SchedulerLimits(1, 1, 0.05), 30, 1)
     scheduler.start()
     try:
-        wait_for(lambda: statuses(sessions, [job_id])[0] in jobs.TERMINAL, 300, "the job")
+        wait_for(lambda: statuses(sessions, [job_id])[0] in TERMINAL, 300, "the job")
     finally:
         scheduler.stop()
         dead_bus.close()
