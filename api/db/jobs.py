@@ -126,20 +126,38 @@ def list_jobs(
     return rows, total
 
 
+def queue_positions(session: Session, page: Sequence[Job]) -> dict[str, int]:
+    """Per queued job of ``page``, how many queued jobs the scheduler claims before it (0:
+    next), in the fair-share order as the queue stands (``fair_share_order``). Later
+    submissions and owners reaching their running cap can move it.
+
+    The same few queries for any page size (none when no job of the page is queued).
+    """
+    queued = [job.id for job in page if job.status == JobStatus.QUEUED]
+    if not queued:
+        return {}
+    place = {job_id: index for index, job_id in enumerate(fair_share_order(session))}
+    return {job_id: place.get(job_id, 0) for job_id in queued}  # 0: queued since the read
+
+
 def queue_position(session: Session, job: Job) -> int | None:
-    """How many queued jobs the scheduler claims before this one (0: next), in the fair-share
-    order as the queue stands (``fair_share_order``); None unless queued. Later submissions
-    and owners reaching their running cap can move it."""
-    if job.status != JobStatus.QUEUED:
-        return None
-    order = fair_share_order(session)
-    return order.index(job.id) if job.id in order else 0
+    """One job's ``queue_positions``; None unless queued."""
+    return queue_positions(session, [job]).get(job.id)
 
 
 def count_levels(session: Session, job_id: str) -> int:
-    return session.scalar(
-        select(func.count()).select_from(JobLevel).where(JobLevel.job_id == job_id)
-    ) or 0
+    return count_levels_by_job(session, [job_id]).get(job_id, 0)
+
+
+def count_levels_by_job(session: Session, job_ids: Sequence[str]) -> dict[str, int]:
+    """Checkpointed levels per job of ``job_ids`` (jobs with none are left out), one query."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(JobLevel.job_id, func.count()).where(JobLevel.job_id.in_(job_ids))
+        .group_by(JobLevel.job_id)
+    ).all()
+    return {job_id: int(count) for job_id, count in rows}
 
 
 def list_levels(session: Session, job_id: str) -> Sequence[JobLevel]:
