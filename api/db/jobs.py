@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db.owned import get_owned
+from api.db.results import without_levels
 from api.db.tables import Job, JobLevel, utcnow
 from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
@@ -228,8 +229,10 @@ def save_level(session: Session, job_id: str, level: int, checkpoint: dict[str, 
 
 
 def succeed_job(session: Session, job_id: str, worker: str, result: dict[str, Any]) -> bool:
+    """End a running job with its ``JobResult.to_json()`` document; its levels are not
+    stored again (they are the job's checkpoints, see ``api.db.results``)."""
     return _transition(session, job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, _held_by(worker),
-                       result=result, finished_at=utcnow(), lease_owner=None,
+                       result=without_levels(result), finished_at=utcnow(), lease_owner=None,
                        lease_expires_at=None)
 
 

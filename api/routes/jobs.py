@@ -10,12 +10,12 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db import datasets, jobs, nets
+from api.db import datasets, jobs, nets, results
 from api.db.tables import Job, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError
 from api.routes.responses import errors
-from api.schemas import JobPage, JobPublic, LevelPublic, ProgressPublic, ResultPublic
+from api.schemas import JobPage, JobPublic, ProgressPublic, ResultPublic
 from core.errors import SpecError
 from core.spec import JobSpec
 from workers.job_status import JobStatus
@@ -116,12 +116,11 @@ def get_job(job_id: str, session: SessionDep, caller: CallerDep) -> JobPublic:
 
 @router.get("/{job_id}/result", responses=errors(404, 409))
 def get_result(job_id: str, session: SessionDep, caller: CallerDep) -> ResultPublic:
-    """The whole result of a succeeded job, with every level's checkpoint."""
+    """The whole result of a succeeded job: every level, handles, timing, DAS, controls."""
     job = jobs.get_job(session, caller, job_id)
     if job.status != JobStatus.SUCCEEDED or job.result is None:
         raise ConflictError(f"the job is {job.status}, not succeeded", job_id)
-    levels = [LevelPublic.model_validate(level) for level in jobs.list_levels(session, job.id)]
-    return ResultPublic(job_id=job.id, result=job.result, levels=levels)
+    return ResultPublic(job_id=job.id, result=results.load_result(session, job.id, job.result))
 
 
 @router.post("/{job_id}/cancel", responses=errors(404, 409))
