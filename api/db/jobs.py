@@ -21,11 +21,14 @@ from api.db.tables import Job, JobLevel, utcnow
 from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
 from core.spec import JobSpec
+from workers.job_status import TERMINAL as TERMINAL
 from workers.job_status import JobStatus
 
-# Aliases kept only for modules outside this change (api/runner.py: QUEUED, FAILED;
-# api/metrics.py: QUEUED, STATUSES; api/commands/admin.py: CANCELLED); new code uses JobStatus.
-QUEUED, FAILED, CANCELLED = JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED
+# Deprecated aliases of workers.job_status, kept only until the modules that still import
+# them from here (api/runner.py, api/metrics.py, api/commands/admin.py, and on main
+# api/db/job_store.py and bench/cluster.py) use JobStatus; new code uses JobStatus.
+QUEUED, RUNNING, SUCCEEDED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
+FAILED, CANCELLED = JobStatus.FAILED, JobStatus.CANCELLED
 STATUSES = tuple(JobStatus)
 
 
