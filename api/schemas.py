@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from core.result import JobResult
+from workers.job_status import JobStatus
 
 
 class ErrorPublic(BaseModel):
@@ -53,19 +54,11 @@ class JobPage(BaseModel):
     offset: int
 
 
-class LevelPublic(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    level: int
-    granularity: str | None
-    checkpoint: dict[str, Any] = Field(description="the level's sites, coupling, handles, timings")
-    created_at: datetime
-
-
 class ResultPublic(BaseModel):
     job_id: str
-    result: dict[str, Any] = Field(description="JobResult.to_json(): handles, levels, timing")
-    levels: list[LevelPublic]
+    result: JobResult = Field(description="every level (sites, cost, coupling, handles, "
+                              "diagnostics), the best handle per variable, timing, provenance, "
+                              "and the DAS baseline and controls when they ran")
 
 
 class DatasetPublic(BaseModel):

@@ -312,4 +312,5 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
     else:
         raise SpecError("DAS is off", "das.mode")
     result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, trainer)
-    return replace(result, runtime_s=time.perf_counter() - started)  # PCA frames included
+    # the runtime counts the PCA frames too
+    return result.model_copy(update={"runtime_s": time.perf_counter() - started})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -85,11 +84,6 @@ class CouplingDiagnostics:
 
     variables: dict[str, VariableDiagnostics]
     pairs: list[PairDiagnostics]
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> CouplingDiagnostics:
-        return cls({v: VariableDiagnostics(**d) for v, d in data["variables"].items()},
-                   [PairDiagnostics(**p) for p in data["pairs"]])
 
 
 def diagnose_row(plan: Tensor, row: int, null_row: bool, kept: Sequence[int],

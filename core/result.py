@@ -1,17 +1,103 @@
-"""Results: per-level checkpoints and the whole job's result, frozen and JSON round-trippable."""
+"""Results: per-level checkpoints and the whole job's result, frozen pydantic models.
+
+``model_validate`` reads a stored result (older ones too) and ``to_json`` writes one. JSON has
+no NaN or infinity, so a non-finite float is written as null and read back as NaN, here and
+nowhere else (``ResultModel``). Results hold lists, never tensors.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import math
+import types
+from dataclasses import is_dataclass
+from functools import cache
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    model_serializer,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
 
 from core.calibrate import IIA
 from core.diagnostics import CouplingDiagnostics
 from core.label_permutation import PermutationControl
 
+# A float that JSON holds as null when it is NaN or infinite (the schema says so).
+Real = Annotated[float, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "null"}]})]
+# Optional floats (``float | None``) are null when missing or non-finite: read back as None.
 
-@dataclass(frozen=True)
-class HandleResult:
+_NO_EXTRA = ConfigDict(extra="forbid")
+
+
+def to_finite(document: Any) -> Any:
+    """``document`` (JSON-like: dicts, lists, scalars) with non-finite floats as None."""
+    if isinstance(document, float):
+        return document if math.isfinite(document) else None
+    if isinstance(document, dict):
+        return {key: to_finite(value) for key, value in document.items()}
+    if isinstance(document, list | tuple):
+        return [to_finite(value) for value in document]
+    return document
+
+
+@cache
+def _field_hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _restore_nan(hint: Any, value: Any) -> Any:
+    """``value`` as read from JSON for a field typed ``hint``: a null float becomes NaN
+    (through lists, dicts, optionals and dataclasses; a nested ResultModel does its own)."""
+    if value is None:
+        return math.nan if hint is float else None
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        inner = [arg for arg in args if arg is not type(None)]
+        return _restore_nan(inner[0], value) if len(inner) == 1 else value
+    if isinstance(value, dict) and isinstance(hint, type) and is_dataclass(hint):
+        hints = _field_hints(hint)
+        return {key: _restore_nan(hints.get(key), item) for key, item in value.items()}
+    if isinstance(value, dict) and origin is dict:
+        return {key: _restore_nan(args[1], item) for key, item in value.items()}
+    if isinstance(value, list) and origin is list:
+        return [_restore_nan(args[0], item) for item in value]
+    return value
+
+
+class ResultModel(BaseModel):
+    """Frozen, no unknown fields; non-finite floats are null in JSON and NaN in Python."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nan_for_null(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        hints = _field_hints(cls)
+        return {key: _restore_nan(hints.get(key), value) for key, value in data.items()}
+
+    # No return annotation on purpose: pydantic then keeps each model's own schema for its
+    # JSON output (an annotation, even Any, would replace it in the OpenAPI).
+    @model_serializer(mode="wrap")
+    def _null_for_non_finite(  # type: ignore[no-untyped-def]
+            self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):
+        document = handler(self)
+        return to_finite(document) if info.mode_is_json() else document
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document (``model_dump(mode="json")``): storable as is."""
+        return self.model_dump(mode="json")
+
+
+class HandleResult(ResultModel):
     """The calibrated handle of one variable at one level.
 
     Attributes:
@@ -25,24 +111,22 @@ class HandleResult:
     variable: str
     level: int
     sites: list[str]
-    weights: list[float]
+    weights: list[Real]
     k: int
-    strength: float
+    strength: Real
     epsilon: float | None
     beta: float | None
-    iia_calibration: float
+    iia_calibration: Real
     iia_test: IIA
-    hard_iia_calibration: float
+    hard_iia_calibration: Real
     hard_iia_test: IIA
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HandleResult:
-        return cls(**{**data, "iia_test": IIA(**data["iia_test"]),
-                      "hard_iia_test": IIA(**data["hard_iia_test"])})
 
-
-@dataclass(frozen=True)
+# PlanSummary and DepthPoint are pydantic dataclasses: the engine builds them positionally.
+@dataclass(frozen=True, config=_NO_EXTRA)
 class PlanSummary:
+    """One solved plan of a level: its knobs, whether it converged, its near-uniform rows."""
+
     epsilon: float | None
     beta: float | None
     n_iter: int
@@ -51,8 +135,7 @@ class PlanSummary:
     variable: str | None = None  # the variable of a per-variable coupling, None when shared
 
 
-@dataclass(frozen=True)
-class LevelResult:
+class LevelResult(ResultModel):
     """One progressive level: the checkpoint a restarted job resumes after.
 
     Attributes:
@@ -73,34 +156,18 @@ class LevelResult:
     granularity: str
     variables: list[str]
     sites: list[str]
-    cost: list[list[float]]
-    coupling: list[list[float]]
+    cost: list[list[Real]]
+    coupling: list[list[Real]]
     kept: list[str]
     kept_by_variable: dict[str, list[str]]
     handles: dict[str, HandleResult]
     plans: list[PlanSummary]
-    runtime_s: float
+    runtime_s: Real
     forward_passes: int
-    timing: dict[str, float]
-    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, Real]
+    warnings: list[str] = Field(default_factory=list)
     diagnostics: CouplingDiagnostics | None = None
     label_permutation: dict[str, PermutationControl] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LevelResult:
-        diagnostics, permutation = data.get("diagnostics"), data.get("label_permutation")
-        return cls(**{
-            **data,
-            "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
-            "plans": [PlanSummary(**p) for p in data["plans"]],
-            "diagnostics": (CouplingDiagnostics.from_json(diagnostics)
-                            if diagnostics is not None else None),
-            "label_permutation": ({v: PermutationControl(**c) for v, c in permutation.items()}
-                                  if permutation is not None else None),
-        })
 
     def summary(self) -> dict[str, Any]:
         """A small record for progress events and logs."""
@@ -116,8 +183,7 @@ class LevelResult:
         }
 
 
-@dataclass(frozen=True)
-class DasRun:
+class DasRun(ResultModel):
     """One trained DAS subspace (the best of its restarts) for one variable.
 
     Attributes:
@@ -132,21 +198,16 @@ class DasRun:
     site: str
     dim: int
     variable: str
-    iia_calibration: float
+    iia_calibration: Real
     iia_test: IIA
     epochs: int
-    loss: float
-    runtime_s: float
+    loss: Real
+    runtime_s: Real
     init: str
     low_rank: bool
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DasRun:
-        return cls(**{**data, "iia_test": IIA(**data["iia_test"])})
 
-
-@dataclass(frozen=True)
-class DasResult:
+class DasResult(ResultModel):
     """The DAS baseline of a job (plot-method.md §6).
 
     Attributes:
@@ -162,16 +223,10 @@ class DasResult:
     best: dict[str, DasRun]
     trainings: int
     forward_passes: int
-    runtime_s: float
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DasResult:
-        return cls(**{**data, "runs": [DasRun.from_json(r) for r in data["runs"]],
-                      "best": {v: DasRun.from_json(r) for v, r in data["best"].items()}})
+    runtime_s: Real
 
 
-@dataclass(frozen=True)
-class RandomNetControl:
+class RandomNetControl(ResultModel):
     """The job's schedule rerun on a random net of the same architecture.
 
     Attributes:
@@ -186,17 +241,12 @@ class RandomNetControl:
     weights: str
     seed: int
     handles: dict[str, HandleResult]
-    base_accuracy: float
-    runtime_s: float
+    base_accuracy: Real
+    runtime_s: Real
     forward_passes: int
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RandomNetControl:
-        return cls(**{**data, "handles": {v: HandleResult.from_json(h)
-                                          for v, h in data["handles"].items()}})
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_NO_EXTRA)
 class DepthPoint:
     """Test IIA of the plain full-vector interchange at one location, for one variable.
 
@@ -204,12 +254,11 @@ class DepthPoint:
     """
 
     location: str
-    iia_test: float
+    iia_test: Real
     in_handle: bool
 
 
-@dataclass(frozen=True)
-class ControlsResult:
+class ControlsResult(ResultModel):
     """Controls of a job (core.controls), each None or empty when turned off.
 
     Attributes:
@@ -226,32 +275,19 @@ class ControlsResult:
     random_net: RandomNetControl | None
     label_permutation: dict[str, PermutationControl]
     depth: dict[str, list[DepthPoint]]
-    base_accuracy: float
+    base_accuracy: Real
     warnings: list[str]
-    timing: dict[str, float]
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ControlsResult:
-        random_net = data["random_net"]
-        return cls(**{
-            **data,
-            "random_net": RandomNetControl.from_json(random_net) if random_net else None,
-            "label_permutation": {v: PermutationControl(**c)
-                                  for v, c in data["label_permutation"].items()},
-            "depth": {v: [DepthPoint(**p) for p in points]
-                      for v, points in data["depth"].items()},
-        })
+    timing: dict[str, Real]
 
 
-@dataclass(frozen=True)
-class JobResult:
+class JobResult(ResultModel):
     """A whole job: every level, the best handle per variable, timings, provenance, and the
     DAS baseline and controls when they ran."""
 
     variables: list[str]
     levels: list[LevelResult]
     handles: dict[str, HandleResult]
-    timing: dict[str, float]
+    timing: dict[str, Real]
     forward_passes: int
     net: dict[str, Any]
     banks: dict[str, Any]
@@ -260,17 +296,3 @@ class JobResult:
     max_rows: int
     das: DasResult | None = None
     controls: ControlsResult | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobResult:
-        das, controls = data.get("das"), data.get("controls")
-        return cls(**{
-            **data,
-            "levels": [LevelResult.from_json(level) for level in data["levels"]],
-            "handles": {v: HandleResult.from_json(h) for v, h in data["handles"].items()},
-            "das": DasResult.from_json(das) if das is not None else None,
-            "controls": ControlsResult.from_json(controls) if controls is not None else None,
-        })

@@ -50,7 +50,7 @@ class Engine:
         with scope as factory:
             result = run_job(spec, context, on_event=on_event, should_cancel=should_cancel,
                              on_level=lambda level: on_level(level.to_json()),
-                             completed=[LevelResult.from_json(level) for level in completed],
+                             completed=[LevelResult.model_validate(level) for level in completed],
                              executor_factory=factory)
         return dict(result.to_json())
 

@@ -11,9 +11,10 @@ from typing import NoReturn
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from api.db.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, count_levels
+from api.db.jobs import count_levels
 from api.db.tables import Job, JobLevel, utcnow
 from api.errors import ConflictError, NotFoundError
+from workers.job_status import TERMINAL, JobStatus
 
 
 def _refuse(session: Session, job_id: str, action: str, reasons: dict[str, str]) -> NoReturn:
@@ -41,20 +42,20 @@ def requeue_job(session: Session, job_id: str) -> int:
         ConflictError: it is queued, running or succeeded.
     """
     moved = session.execute(
-        update(Job).where(Job.id == job_id, Job.status.in_((FAILED, CANCELLED)))
-        .values(status=QUEUED, attempt=0, error=None, cancel_requested=False, finished_at=None,
-                lease_owner=None, lease_expires_at=None)
+        update(Job).where(Job.id == job_id, Job.status.in_((JobStatus.FAILED, JobStatus.CANCELLED)))
+        .values(status=JobStatus.QUEUED, attempt=0, error=None, cancel_requested=False,
+                finished_at=None, lease_owner=None, lease_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
     if not moved:
         _refuse(session, job_id, "requeue", {
-            QUEUED: "it is already waiting", RUNNING: "cancel it first",
-            SUCCEEDED: "its result would be replaced; submit its spec as a new job"})
+            JobStatus.QUEUED: "it is already waiting", JobStatus.RUNNING: "cancel it first",
+            JobStatus.SUCCEEDED: "its result would be replaced; submit its spec as a new job"})
     return count_levels(session, job_id)
 
 
-def cancel_job(session: Session, job_id: str) -> str:
+def cancel_job(session: Session, job_id: str) -> JobStatus:
     """Cancel any owner's job in one transaction: a queued job ends now, a running one is
     flagged and its runner stops at the next batch boundary.
 
@@ -66,21 +67,21 @@ def cancel_job(session: Session, job_id: str) -> str:
         ConflictError: it already ended.
     """
     ended = session.execute(
-        update(Job).where(Job.id == job_id, Job.status == QUEUED)
-        .values(status=CANCELLED, finished_at=utcnow(),
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.QUEUED)
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow(),
                 error={"type": "JobCancelled", "message": "cancelled by an admin",
                        "where": None})
         .execution_options(synchronize_session=False)
     ).rowcount == 1  # type: ignore[attr-defined]
     flagged = not ended and session.execute(
-        update(Job).where(Job.id == job_id, Job.status == RUNNING)
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING)
         .values(cancel_requested=True).execution_options(synchronize_session=False)
     ).rowcount == 1  # type: ignore[attr-defined]
     session.commit()
     if ended:
-        return CANCELLED
+        return JobStatus.CANCELLED
     if flagged:
-        return RUNNING
+        return JobStatus.RUNNING
     _refuse(session, job_id, "cancel", {status: "it already ended" for status in TERMINAL})
 
 
@@ -98,8 +99,8 @@ def purge_job(session: Session, job_id: str) -> int:
     status = session.scalar(select(Job.status).where(Job.id == job_id).with_for_update())
     if status not in TERMINAL:
         session.rollback()
-        _refuse(session, job_id, "purge", {QUEUED: "cancel it first",
-                                           RUNNING: "cancel it first"})
+        _refuse(session, job_id, "purge", {JobStatus.QUEUED: "cancel it first",
+                                           JobStatus.RUNNING: "cancel it first"})
     deleted = session.execute(delete(JobLevel).where(JobLevel.job_id == job_id))
     levels: int = deleted.rowcount  # type: ignore[attr-defined]
     session.execute(delete(Job).where(Job.id == job_id))

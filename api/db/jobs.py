@@ -16,23 +16,27 @@ from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db.owned import get_owned
+from api.db.results import without_levels
 from api.db.tables import Job, JobLevel, utcnow
 from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
 from core.spec import JobSpec
+from workers.job_status import TERMINAL as TERMINAL
+from workers.job_status import JobStatus
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "queued", "running", "succeeded", "failed", "cancelled",
-)
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+# Deprecated aliases of workers.job_status, kept only until the modules that still import
+# them from here (api/runner.py, api/metrics.py, api/commands/admin.py, and on main
+# api/db/job_store.py and bench/cluster.py) use JobStatus; new code uses JobStatus.
+QUEUED, RUNNING, SUCCEEDED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
+FAILED, CANCELLED = JobStatus.FAILED, JobStatus.CANCELLED
+STATUSES = tuple(JobStatus)
 
 
 def _transition(
     session: Session,
     job_id: str,
-    expected: str,
-    target: str,
+    expected: JobStatus,
+    target: JobStatus,
     *conditions: ColumnElement[bool],
     **values: Any,
 ) -> bool:
@@ -89,11 +93,12 @@ def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> 
     if nul_at is not None:
         raise SpecError("NUL characters are not allowed", nul_at)
     queued = session.scalar(
-        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == QUEUED)
+        select(func.count()).select_from(Job)
+        .where(Job.owner == owner, Job.status == JobStatus.QUEUED)
     )
     if (queued or 0) >= max_queued:
         raise QuotaError(f"{queued} jobs already queued (limit {max_queued})", "owner")
-    job = Job(owner=owner, status=QUEUED, spec=document, priority=spec.priority)
+    job = Job(owner=owner, status=JobStatus.QUEUED, spec=document, priority=spec.priority)
     session.add(job)
     session.commit()
     return job
@@ -109,7 +114,7 @@ def get_job(session: Session, caller: Caller, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, caller: Caller, status: str | None, limit: int, offset: int
+    session: Session, caller: Caller, status: JobStatus | None, limit: int, offset: int
 ) -> tuple[Sequence[Job], int]:
     """The caller's jobs (an admin's: everyone's), newest first, and their total count."""
     where: list[ColumnElement[bool]] = []
@@ -125,20 +130,38 @@ def list_jobs(
     return rows, total
 
 
+def queue_positions(session: Session, page: Sequence[Job]) -> dict[str, int]:
+    """Per queued job of ``page``, how many queued jobs the scheduler claims before it (0:
+    next), in the fair-share order as the queue stands (``fair_share_order``). Later
+    submissions and owners reaching their running cap can move it.
+
+    The same few queries for any page size (none when no job of the page is queued).
+    """
+    queued = [job.id for job in page if job.status == JobStatus.QUEUED]
+    if not queued:
+        return {}
+    place = {job_id: index for index, job_id in enumerate(fair_share_order(session))}
+    return {job_id: place.get(job_id, 0) for job_id in queued}  # 0: queued since the read
+
+
 def queue_position(session: Session, job: Job) -> int | None:
-    """How many queued jobs the scheduler claims before this one (0: next), in the fair-share
-    order as the queue stands (``fair_share_order``); None unless queued. Later submissions
-    and owners reaching their running cap can move it."""
-    if job.status != QUEUED:
-        return None
-    order = fair_share_order(session)
-    return order.index(job.id) if job.id in order else 0
+    """One job's ``queue_positions``; None unless queued."""
+    return queue_positions(session, [job]).get(job.id)
 
 
 def count_levels(session: Session, job_id: str) -> int:
-    return session.scalar(
-        select(func.count()).select_from(JobLevel).where(JobLevel.job_id == job_id)
-    ) or 0
+    return count_levels_by_job(session, [job_id]).get(job_id, 0)
+
+
+def count_levels_by_job(session: Session, job_ids: Sequence[str]) -> dict[str, int]:
+    """Checkpointed levels per job of ``job_ids`` (jobs with none are left out), one query."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(JobLevel.job_id, func.count()).where(JobLevel.job_id.in_(job_ids))
+        .group_by(JobLevel.job_id)
+    ).all()
+    return {job_id: int(count) for job_id, count in rows}
 
 
 def list_levels(session: Session, job_id: str) -> Sequence[JobLevel]:
@@ -157,17 +180,17 @@ def request_cancel(session: Session, job: Job) -> tuple[Job, bool]:
         ConflictError: the job already succeeded or failed.
     """
     ended_now = _transition(
-        session, job.id, QUEUED, CANCELLED, finished_at=utcnow(),
+        session, job.id, JobStatus.QUEUED, JobStatus.CANCELLED, finished_at=utcnow(),
         error={"type": "JobCancelled", "message": "cancelled before it started", "where": None},
     )
     if not ended_now:
         session.execute(
-            update(Job).where(Job.id == job.id, Job.status == RUNNING)
+            update(Job).where(Job.id == job.id, Job.status == JobStatus.RUNNING)
             .values(cancel_requested=True).execution_options(synchronize_session=False)
         )
         session.commit()
     session.refresh(job)
-    if job.status in (SUCCEEDED, FAILED):
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         raise ConflictError(f"the job already {job.status}", job.id)
     return job, ended_now
 
@@ -178,7 +201,7 @@ def request_cancel(session: Session, job: Job) -> tuple[Job, bool]:
 def renew_lease(session: Session, job_id: str, worker: str, lease_s: float) -> bool:
     """Extend the lease; False when the job is no longer running under ``worker``."""
     statement = (
-        update(Job).where(Job.id == job_id, Job.status == RUNNING, _held_by(worker))
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING, _held_by(worker))
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
         .execution_options(synchronize_session=False)
     )
@@ -190,7 +213,7 @@ def renew_lease(session: Session, job_id: str, worker: str, lease_s: float) -> b
 def record_progress(session: Session, job_id: str, worker: str, **values: Any) -> None:
     """Update the polling view (current_level, progress_stage/done/total) of a running job."""
     session.execute(
-        update(Job).where(Job.id == job_id, Job.status == RUNNING, _held_by(worker))
+        update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING, _held_by(worker))
         .values(**values).execution_options(synchronize_session=False)
     )
     session.commit()
@@ -209,17 +232,20 @@ def save_level(session: Session, job_id: str, level: int, checkpoint: dict[str, 
 
 
 def succeed_job(session: Session, job_id: str, worker: str, result: dict[str, Any]) -> bool:
-    return _transition(session, job_id, RUNNING, SUCCEEDED, _held_by(worker), result=result,
-                       finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+    """End a running job with its ``JobResult.to_json()`` document; its levels are not
+    stored again (they are the job's checkpoints, see ``api.db.results``)."""
+    return _transition(session, job_id, JobStatus.RUNNING, JobStatus.SUCCEEDED, _held_by(worker),
+                       result=without_levels(result), finished_at=utcnow(), lease_owner=None,
+                       lease_expires_at=None)
 
 
 def fail_job(session: Session, job_id: str, worker: str, error: dict[str, Any]) -> bool:
-    return _transition(session, job_id, RUNNING, FAILED, _held_by(worker), error=error,
-                       finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
+    return _transition(session, job_id, JobStatus.RUNNING, JobStatus.FAILED, _held_by(worker),
+                       error=error, finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
 
 
 def cancel_running_job(session: Session, job_id: str, worker: str) -> bool:
-    return _transition(session, job_id, RUNNING, CANCELLED, _held_by(worker),
+    return _transition(session, job_id, JobStatus.RUNNING, JobStatus.CANCELLED, _held_by(worker),
                        error={"type": "JobCancelled", "message": "cancelled while running",
                               "where": None},
                        finished_at=utcnow(), lease_owner=None, lease_expires_at=None)
@@ -228,7 +254,7 @@ def cancel_running_job(session: Session, job_id: str, worker: str) -> bool:
 def release_job(session: Session, job_id: str, worker: str) -> bool:
     """Hand a running job back to the queue (its runner is shutting down); a user's cancel
     request wins and ends it ``cancelled`` instead."""
-    if _transition(session, job_id, RUNNING, QUEUED, _held_by(worker),
+    if _transition(session, job_id, JobStatus.RUNNING, JobStatus.QUEUED, _held_by(worker),
                    Job.cancel_requested.is_(False), lease_owner=None, lease_expires_at=None):
         return True
     cancel_running_job(session, job_id, worker)
@@ -240,38 +266,39 @@ def requeue_expired(session: Session, max_attempts: int, now: datetime | None = 
     ``max_attempts``); each job's move is its own conditional update. Returns how many moved."""
     now = now or utcnow()
     expired = session.scalars(
-        select(Job).where(Job.status == RUNNING, Job.lease_expires_at < now)
+        select(Job).where(Job.status == JobStatus.RUNNING, Job.lease_expires_at < now)
     ).all()
     moved = 0
     for job in expired:
         stale = Job.lease_expires_at < now
         if job.attempt < max_attempts:
-            moved += _transition(session, job.id, RUNNING, QUEUED, stale, lease_owner=None,
-                                 lease_expires_at=None)
+            moved += _transition(session, job.id, JobStatus.RUNNING, JobStatus.QUEUED, stale,
+                                 lease_owner=None, lease_expires_at=None)
         else:
             moved += _transition(
-                session, job.id, RUNNING, FAILED, stale, lease_owner=None, lease_expires_at=None,
-                finished_at=now, error={"type": "LeaseExpired", "where": None,
-                                        "message": f"runner lost {job.attempt} times"},
+                session, job.id, JobStatus.RUNNING, JobStatus.FAILED, stale, lease_owner=None,
+                lease_expires_at=None, finished_at=now,
+                error={"type": "LeaseExpired", "where": None,
+                       "message": f"runner lost {job.attempt} times"},
             )
     return moved
 
 
 def retry_job(session: Session, job_id: str, worker: str, max_attempts: int,
-              error: dict[str, Any]) -> str | None:
+              error: dict[str, Any]) -> JobStatus | None:
     """After an infrastructure error (not the spec's or the data's): back to ``queued`` for
     another attempt, or ``failed`` with ``error`` once it used ``max_attempts``.
 
     Returns:
         The status it moved to, or None when the lease was already lost.
     """
-    if _transition(session, job_id, RUNNING, QUEUED, _held_by(worker),
+    if _transition(session, job_id, JobStatus.RUNNING, JobStatus.QUEUED, _held_by(worker),
                    Job.attempt < max_attempts, Job.cancel_requested.is_(False),
                    lease_owner=None, lease_expires_at=None, error=error):
-        return QUEUED
+        return JobStatus.QUEUED
     failed = {**error, "message": f"{error.get('message')} (attempt limit {max_attempts})"}
     if fail_job(session, job_id, worker, failed):
-        return FAILED
+        return JobStatus.FAILED
     return None
 
 
@@ -280,7 +307,7 @@ CLAIM_DEPTH = 4  # queued jobs per owner a fair claim may fall back to
 
 def running_by_owner(session: Session) -> dict[str, int]:
     rows = session.execute(
-        select(Job.owner, func.count()).where(Job.status == RUNNING).group_by(Job.owner)
+        select(Job.owner, func.count()).where(Job.status == JobStatus.RUNNING).group_by(Job.owner)
     ).all()
     return {owner: int(count) for owner, count in rows}
 
@@ -305,7 +332,7 @@ def fair_share_order(session: Session, depth: int | None = None,
     rank = func.row_number().over(partition_by=Job.owner,
                                   order_by=(Job.priority.desc(), Job.created_at, Job.id))
     ranked = (select(Job.id, Job.owner, Job.priority, Job.created_at, rank.label("rank"))
-              .where(Job.status == QUEUED).subquery())
+              .where(Job.status == JobStatus.QUEUED).subquery())
     query = select(ranked.c.id, ranked.c.owner, ranked.c.priority, ranked.c.created_at,
                    ranked.c.rank)
     if depth is not None:
@@ -341,8 +368,9 @@ def _claim_first(session: Session, job_ids: Sequence[str], worker: str, lease_s:
     """Move the first of ``job_ids`` still queued to running under a new lease."""
     for job_id in job_ids:
         now = utcnow()
-        if _transition(session, job_id, QUEUED, RUNNING, attempt=Job.attempt + 1,
-                       lease_owner=worker, lease_expires_at=now + timedelta(seconds=lease_s),
-                       started_at=now, progress_done=0, progress_total=0):
+        if _transition(session, job_id, JobStatus.QUEUED, JobStatus.RUNNING,
+                       attempt=Job.attempt + 1, lease_owner=worker,
+                       lease_expires_at=now + timedelta(seconds=lease_s), started_at=now,
+                       progress_done=0, progress_total=0):
             return session.get(Job, job_id, populate_existing=True)
     return None

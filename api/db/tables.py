@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db.base import Base, JsonDoc, UtcDateTime
+from api.db.base import Base, JsonDoc, StatusText, UtcDateTime
+from workers.job_status import JobStatus
 
 
 def utcnow() -> datetime:
@@ -53,7 +54,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[JobStatus] = mapped_column(StatusText(), default=JobStatus.QUEUED)
     spec: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     attempt: Mapped[int] = mapped_column(Integer, default=0)

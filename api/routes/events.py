@@ -18,6 +18,7 @@ from api.deps import BusDep, CallerDep, SessionDep
 from api.errors import InputError
 from api.routes.responses import errors
 from workers.events import parse_event_id
+from workers.job_status import TERMINAL
 from workers.ports import EventBus, ProgressEvent
 
 router = APIRouter(prefix="/v1/jobs", tags=["events"])
@@ -33,7 +34,7 @@ def format_sse(event: ProgressEvent) -> str:
 def is_job_over(sessions: sessionmaker[Session], job_id: str) -> bool:
     with sessions() as session:
         job = session.get(Job, job_id)
-        return job is None or job.status in jobs.TERMINAL
+        return job is None or job.status in TERMINAL
 
 
 async def stream_events(

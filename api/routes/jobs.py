@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
-from api.db import datasets, jobs, nets
+from api.db import datasets, jobs, nets, results
 from api.db.tables import Job, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError
 from api.routes.responses import errors
-from api.schemas import JobPage, JobPublic, JobStatus, LevelPublic, ProgressPublic, ResultPublic
+from api.schemas import JobPage, JobPublic, ProgressPublic, ResultPublic
 from core.errors import SpecError
 from core.spec import JobSpec
+from workers.job_status import JobStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-def to_public(session: Session, job: Job) -> JobPublic:
-    levels_done = jobs.count_levels(session, job.id)
+def to_public(job: Job, levels_done: int, queue_position: int | None) -> JobPublic:
     return JobPublic(
         id=job.id, owner=job.owner, status=job.status,
         priority=job.priority, attempt=job.attempt, created_at=job.created_at,
@@ -32,14 +33,25 @@ def to_public(session: Session, job: Job) -> JobPublic:
         levels_done=levels_done,
         progress=ProgressPublic(stage=job.progress_stage, done=job.progress_done,
                                 total=job.progress_total),
-        queue_position=jobs.queue_position(session, job), eta_s=estimate_eta(job),
+        queue_position=queue_position, eta_s=estimate_eta(job),
         error=job.error, spec=job.spec,
     )
 
 
+def to_public_page(session: Session, rows: Sequence[Job]) -> list[JobPublic]:
+    """The public view of each job of ``rows``: the same few queries for any page size."""
+    levels_done = jobs.count_levels_by_job(session, [job.id for job in rows])
+    positions = jobs.queue_positions(session, rows)
+    return [to_public(job, levels_done.get(job.id, 0), positions.get(job.id)) for job in rows]
+
+
+def to_public_job(session: Session, job: Job) -> JobPublic:
+    return to_public_page(session, [job])[0]
+
+
 def estimate_eta(job: Job) -> float | None:
     """Seconds left in the current stage at its rate so far; None when there is no rate."""
-    if job.status != jobs.RUNNING or job.progress_done <= 0 or job.started_at is None:
+    if job.status != JobStatus.RUNNING or job.progress_done <= 0 or job.started_at is None:
         return None
     elapsed = (utcnow() - job.started_at).total_seconds()
     left = max(job.progress_total - job.progress_done, 0)
@@ -82,7 +94,7 @@ def submit_job(
     except Exception:  # progress is transient; the job row is the truth
         log.warning("could not publish queued event for %s", job.id, exc_info=True,
                     extra={"job_id": job.id})
-    return to_public(session, job)
+    return to_public_job(session, job)
 
 
 @router.get("", responses=errors())
@@ -94,23 +106,21 @@ def list_jobs(
 ) -> JobPage:
     """The caller's jobs (an admin's: all), newest first."""
     rows, total = jobs.list_jobs(session, caller, status, limit, offset)
-    return JobPage(items=[to_public(session, job) for job in rows], total=total, limit=limit,
-                   offset=offset)
+    return JobPage(items=to_public_page(session, rows), total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", responses=errors(404))
 def get_job(job_id: str, session: SessionDep, caller: CallerDep) -> JobPublic:
-    return to_public(session, jobs.get_job(session, caller, job_id))
+    return to_public_job(session, jobs.get_job(session, caller, job_id))
 
 
 @router.get("/{job_id}/result", responses=errors(404, 409))
 def get_result(job_id: str, session: SessionDep, caller: CallerDep) -> ResultPublic:
-    """The whole result of a succeeded job, with every level's checkpoint."""
+    """The whole result of a succeeded job: every level, handles, timing, DAS, controls."""
     job = jobs.get_job(session, caller, job_id)
-    if job.status != jobs.SUCCEEDED or job.result is None:
+    if job.status != JobStatus.SUCCEEDED or job.result is None:
         raise ConflictError(f"the job is {job.status}, not succeeded", job_id)
-    levels = [LevelPublic.model_validate(level) for level in jobs.list_levels(session, job.id)]
-    return ResultPublic(job_id=job.id, result=job.result, levels=levels)
+    return ResultPublic(job_id=job.id, result=results.load_result(session, job.id, job.result))
 
 
 @router.post("/{job_id}/cancel", responses=errors(404, 409))
@@ -121,6 +131,6 @@ def cancel_job(
     job, ended_now = jobs.request_cancel(session, jobs.get_job(session, caller, job_id))
     log.info("cancel requested by %s", caller.owner, extra={"job_id": job.id})
     if ended_now:
-        metrics.jobs_finished.labels(jobs.CANCELLED).inc()
+        metrics.jobs_finished.labels(JobStatus.CANCELLED).inc()
         bus.publish(job.id, "cancelled", {"reason": "cancelled before it started"})
-    return to_public(session, job)
+    return to_public_job(session, job)

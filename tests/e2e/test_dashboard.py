@@ -39,7 +39,7 @@ def job_row(page: Page, job_id: str) -> Any:
 
 def serve_job(page: Page, job: dict[str, Any], result: dict[str, Any]) -> None:
     """Answer the job's two GETs from the browser with a synthetic job and result."""
-    body = {"job_id": job["id"], "result": result, "levels": []}
+    body = {"job_id": job["id"], "result": result}
     page.route(f"**/v1/jobs/{job['id']}", lambda route: route.fulfill(json=job))
     page.route(f"**/v1/jobs/{job['id']}/result", lambda route: route.fulfill(json=body))
 

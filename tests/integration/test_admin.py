@@ -21,6 +21,7 @@ from api.db.tables import Job, JobLevel
 from core.spec import JobSpec
 from tests.integration.conftest import REDIS_URL, TINY_SPEC
 from workers.events import RedisStreamBus, job_events_key
+from workers.job_status import JobStatus
 
 SPEC = JobSpec.model_validate(TINY_SPEC)
 WORKER = "test-runner"
@@ -37,15 +38,15 @@ class Cluster:
         job may be queued when it is not ``queued``."""
         with self.sessions() as session:
             job_id = jobs.create_job(session, "ada", SPEC, max_queued=50).id
-            if status == jobs.QUEUED:
+            if status == JobStatus.QUEUED:
                 return job_id
             assert jobs.claim_fair(session, WORKER, 60, per_owner_cap=50).id == job_id
             for level in range(levels):
                 jobs.save_level(session, job_id, level, {"index": level, "granularity": "x"})
             moves = {
-                jobs.SUCCEEDED: lambda: jobs.succeed_job(session, job_id, WORKER, {"ok": 1}),
-                jobs.FAILED: lambda: jobs.fail_job(session, job_id, WORKER, {"type": "E"}),
-                jobs.CANCELLED: lambda: jobs.cancel_running_job(session, job_id, WORKER),
+                JobStatus.SUCCEEDED: lambda: jobs.succeed_job(session, job_id, WORKER, {"ok": 1}),
+                JobStatus.FAILED: lambda: jobs.fail_job(session, job_id, WORKER, {"type": "E"}),
+                JobStatus.CANCELLED: lambda: jobs.cancel_running_job(session, job_id, WORKER),
             }
             if status in moves:
                 assert moves[status]()
@@ -79,7 +80,7 @@ def cluster(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_requeue_gives_a_failed_job_fresh_attempts_and_keeps_its_checkpoints(
         cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
-    job_id = cluster.job(jobs.FAILED, levels=2)
+    job_id = cluster.job(JobStatus.FAILED, levels=2)
     assert main(["admin", "requeue", job_id]) == 0
     assert "resumes after 2 checkpointed level(s)" in capsys.readouterr().out
     job = cluster.row(job_id)
@@ -111,8 +112,8 @@ def test_requeue_refuses_a_job_that_is_not_failed_or_cancelled(
 def test_cancel_ends_a_queued_job_and_flags_a_running_one(
         cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
     # the queued one last: a job is made by claiming the oldest queued job
-    running, cancelled, queued = (cluster.job(jobs.RUNNING), cluster.job(jobs.CANCELLED),
-                                  cluster.job(jobs.QUEUED))
+    running, cancelled, queued = (cluster.job(JobStatus.RUNNING), cluster.job(JobStatus.CANCELLED),
+                                  cluster.job(JobStatus.QUEUED))
     assert main(["admin", "cancel", queued]) == 0
     job = cluster.row(queued)
     assert job is not None and job.status == "cancelled"
@@ -129,7 +130,8 @@ def test_cancel_ends_a_queued_job_and_flags_a_running_one(
 
 def test_purge_deletes_an_ended_job_its_levels_and_its_stream(
         cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
-    job_id, kept = cluster.job(jobs.SUCCEEDED, levels=3), cluster.job(jobs.SUCCEEDED, levels=1)
+    job_id = cluster.job(JobStatus.SUCCEEDED, levels=3)
+    kept = cluster.job(JobStatus.SUCCEEDED, levels=1)
     for job in (job_id, kept):
         cluster.bus.publish(job, "finished", {})
     assert main(["admin", "purge", job_id]) == 0
@@ -143,7 +145,7 @@ def test_purge_deletes_an_ended_job_its_levels_and_its_stream(
 
 def test_purge_refuses_a_live_job_and_an_unknown_id(
         cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
-    running = cluster.job(jobs.RUNNING, levels=1)
+    running = cluster.job(JobStatus.RUNNING, levels=1)
     assert main(["admin", "purge", running]) == 2
     assert "cannot purge a running job: cancel it first" in capsys.readouterr().err
     assert cluster.row(running) is not None and cluster.levels(running) == 1

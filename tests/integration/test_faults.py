@@ -25,6 +25,7 @@ from tests.integration.conftest import free_port, wait_for
 from workers.claim_loop import ClaimLimits
 from workers.engine import Engine
 from workers.events import RedisStreamBus, parse_event_id
+from workers.job_status import TERMINAL
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -123,7 +124,7 @@ def test_redis_down_in_the_middle_of_a_job_costs_only_its_events_meanwhile(
                                 bus=bus)
     scheduler.start()
     try:
-        wait_for(lambda: job_row(sessions, job_id).status in jobs.TERMINAL, 300, "the job")
+        wait_for(lambda: job_row(sessions, job_id).status in TERMINAL, 300, "the job")
         job = job_row(sessions, job_id)
         assert job.status == "succeeded" and job.attempt == 1
         assert job.result is not None and len(job.result["levels"]) == 3
@@ -193,7 +194,7 @@ def test_a_killed_scheduler_leaves_its_job_to_the_standby_which_resumes_it(
         assert job_row(sessions, job_id).status == "running"  # held by a dead runner
 
         wait_for(lambda: "is the leader" in log("standby"), 60, "the standby to lead")
-        wait_for(lambda: job_row(sessions, job_id).status in jobs.TERMINAL, 300, "the job")
+        wait_for(lambda: job_row(sessions, job_id).status in TERMINAL, 300, "the job")
     finally:
         for process in (leader, standby):
             if process is not None and process.poll() is None:

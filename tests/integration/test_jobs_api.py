@@ -72,10 +72,14 @@ def test_submitted_job_streams_ordered_events_and_stores_its_result(service: Ser
         assert set(result["result"]["handles"]) == {"WX", "YZ"}
         for handle in result["result"]["handles"].values():
             assert handle["sites"] and 0.0 <= handle["iia_test"]["overall"] <= 1.0
-        assert [level["level"] for level in result["levels"]] == [0]
-        checkpoint = result["levels"][0]["checkpoint"]
-        assert checkpoint["granularity"] == "neuron" and checkpoint["sites"]
-        assert result["result"]["levels"][0]["sites"] == checkpoint["sites"]
+        assert set(result) == {"job_id", "result"}  # every level once, inside the result
+        assert [level["index"] for level in result["result"]["levels"]] == [0]
+        level = result["result"]["levels"][0]
+        assert level["granularity"] == "neuron" and level["sites"]
+    with service.app.state.sessions() as session:  # stored once: as the level's checkpoint
+        row = session.get(Job, job["id"])
+        assert row is not None and row.result is not None and "levels" not in row.result
+        assert [c.checkpoint for c in jobs.list_levels(session, job["id"])] == [level]
 
 
 def test_event_stream_resumes_after_a_dropped_connection(service: Service) -> None:
@@ -192,7 +196,7 @@ def test_a_job_whose_runner_died_is_requeued_and_resumes_after_its_checkpoint(
     with client_for(service) as client:
         first = client.submit(two_levels)
         assert client.wait(first["id"], timeout_s=600)["status"] == "succeeded"
-        level_0 = client.result(first["id"])["levels"][0]["checkpoint"]
+        level_0 = client.result(first["id"])["result"]["levels"][0]
 
     # A runner that claimed this job, checkpointed level 0, then died (its lease ran out).
     with service.app.state.sessions() as session:
@@ -209,9 +213,8 @@ def test_a_job_whose_runner_died_is_requeued_and_resumes_after_its_checkpoint(
         result = client.result(orphan.id)
     assert resumed["status"] == "succeeded" and resumed["attempt"] == 2
     assert [e.data["level"] for e in events if e.kind == "level_started"] == [1]
-    assert [level["level"] for level in result["levels"]] == [0, 1]
-    assert result["levels"][0]["checkpoint"] == level_0
-    assert result["result"]["levels"][0]["sites"] == level_0["sites"]
+    assert [level["index"] for level in result["result"]["levels"]] == [0, 1]
+    assert result["result"]["levels"][0] == level_0
 
 
 def test_stopping_the_server_hands_a_running_job_back_to_the_queue(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,11 @@ from sqlalchemy import inspect, select
 
 from api.db.base import Base
 from api.db.migrate import downgrade_database, upgrade_database
+from api.db.results import load_result
 from api.db.session import make_engine, make_sessions
-from api.db.tables import Job
+from api.db.tables import Job, JobLevel
+from core.result import JobResult
+from workers.job_status import JobStatus
 
 TABLES = {"alembic_version", "api_keys", "jobs", "job_levels", "datasets", "models"}
 
@@ -66,4 +70,43 @@ def test_concurrent_upgrades_of_an_empty_postgres_take_turns(postgres_url: str) 
     assert [code for code, _ in results] == [0, 0, 0, 0], [err[-500:] for _, err in results]
     engine = make_engine(postgres_url)
     assert set(inspect(engine).get_table_names()) == TABLES
+    engine.dispose()
+
+
+BEFORE_TYPED = Path(__file__).parents[1] / "fixtures" / "heq_result_before_typed.json"
+
+
+def test_levels_stored_inside_old_results_move_out_and_come_back_on_downgrade(
+        empty_url: str) -> None:
+    """Rows written when each level was stored twice (in job_levels and in jobs.result) keep
+    only the checkpoints after the upgrade, and the result route assembles the same result."""
+    document = json.loads(BEFORE_TYPED.read_text())
+    levels = [document["levels"][0], {**document["levels"][0], "index": 1}]
+    document["levels"] = levels
+    upgrade_database(empty_url, "abaa55af887c")  # the schema before levels were stored once
+    engine = make_engine(empty_url)
+    with make_sessions(engine)() as session:
+        job = Job(owner="alice", status=JobStatus.SUCCEEDED, spec={"task": {}}, priority=0,
+                  result=document)
+        waiting = Job(owner="bob", status=JobStatus.QUEUED, spec={"task": {}}, priority=0)
+        session.add_all([job, waiting])
+        session.flush()
+        session.add_all([JobLevel(job_id=job.id, level=index, checkpoint=level)
+                         for index, level in enumerate(levels)])
+        session.commit()
+        job_id, waiting_id = job.id, waiting.id
+    upgrade_database(empty_url)
+    with make_sessions(engine)() as session:
+        stored = session.get(Job, job_id)
+        assert stored is not None and stored.result is not None
+        assert "levels" not in stored.result
+        assert stored.result == {k: v for k, v in document.items() if k != "levels"}
+        loaded = load_result(session, job_id, stored.result)
+        assert loaded == JobResult.model_validate(document)
+        unfinished = session.get(Job, waiting_id)
+        assert unfinished is not None and unfinished.result is None
+    downgrade_database(empty_url, "abaa55af887c")
+    with make_sessions(engine)() as session:
+        restored = session.get(Job, job_id)
+        assert restored is not None and restored.result == document
     engine.dispose()

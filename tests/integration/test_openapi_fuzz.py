@@ -152,3 +152,20 @@ def test_malformed_last_event_ids_are_refused(api_only: Service,
             assert response.status_code == 422
 
         resume()
+
+
+def test_the_result_route_declares_the_typed_result(api_only: Service) -> None:
+    document = httpx.get(f"{api_only.url}/openapi.json").json()
+    schemas = document["components"]["schemas"]
+
+    def properties(ref: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = schemas[ref["$ref"].rsplit("/", 1)[1]]["properties"]
+        return found
+
+    ok = document["paths"]["/v1/jobs/{job_id}/result"]["get"]["responses"]["200"]
+    result = properties(properties(ok["content"]["application/json"]["schema"])["result"])
+    assert {"levels", "handles", "timing", "das", "controls"} <= set(result)
+    level = properties(result["levels"]["items"])
+    assert {"sites", "cost", "coupling", "kept", "handles", "plans", "diagnostics"} <= set(level)
+    handle = properties(level["handles"]["additionalProperties"])
+    assert {"sites", "weights", "iia_test", "hard_iia_test"} <= set(handle)

@@ -27,6 +27,7 @@ from api.logs import configure_logging
 from core.spec import JobSpec
 from tests.integration.conftest import REDIS_URL, TINY_SPEC, Service, free_port
 from workers.events import RedisStreamBus, job_events_key
+from workers.job_status import TERMINAL
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +62,7 @@ def test_the_scheduler_logs_json_with_the_job_id_and_serves_metrics(
         while True:
             with sessions() as session:
                 status = session.scalar(select(Job.status).where(Job.id == job_id))
-            if status in jobs.TERMINAL or time.monotonic() > deadline:
+            if status in TERMINAL or time.monotonic() > deadline:
                 break
             assert scheduler.poll() is None, scheduler.communicate()
             time.sleep(0.2)

@@ -30,6 +30,7 @@ from workers.claim_loop import ClaimLimits, ClaimLoop
 from workers.cluster import make_pool
 from workers.engine import Engine
 from workers.events import InProcessBus
+from workers.job_status import TERMINAL
 from workers.runner import JobRunner, RunnerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +76,7 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
     scheduler = make_claim_loop(database, executor, limits)
     scheduler.start()
     try:
-        wait_for(lambda: all(s in jobs.TERMINAL for s in statuses(sessions, ids)), 600,
+        wait_for(lambda: all(s in TERMINAL for s in statuses(sessions, ids)), 600,
                  "60 jobs to finish")
     finally:
         scheduler.stop()
@@ -191,7 +192,7 @@ def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
                                 ClaimLimits(1, 1, 0.05), max_attempts=1, bus=dead_bus)
     scheduler.start()
     try:
-        wait_for(lambda: statuses(sessions, [job_id])[0] in jobs.TERMINAL, 300, "the job")
+        wait_for(lambda: statuses(sessions, [job_id])[0] in TERMINAL, 300, "the job")
     finally:
         scheduler.stop()
         dead_bus.close()

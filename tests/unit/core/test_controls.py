@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -116,7 +115,7 @@ def test_the_random_net_runs_the_same_schedule_and_falls_far_short(
     assert events and all(e.kind == "control" and e.data["control"] == "random_net"
                           for e in events)
     assert {e.data["stage"] for e in events} == {"signatures", "calibration"}
-    assert RandomNetControl.from_json(dataclasses.asdict(control)) == control
+    assert RandomNetControl.model_validate(control.to_json()) == control
 
 
 def test_a_cancel_during_the_random_net_names_the_control(inputs: LevelInputs) -> None:
@@ -143,7 +142,9 @@ def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> 
     source_labels = (2 * test.source[:, 0] + test.source[:, 1]).long().unsqueeze(1)
     for variable in ("P", "Q"):
         copy = float((test.counterfactual_labels[variable] == source_labels).float().mean())
-        assert depth[variable] == [DepthPoint("layer:1", pytest.approx(copy), True)]
+        [point] = depth[variable]
+        assert (point.location, point.in_handle) == ("layer:1", True)
+        torch.testing.assert_close(point.iia_test, copy)
         assert 0.3 < copy < 0.7  # far below the planted handle's 1.0
     assert passes == 2 * test.size
     assert not control_warnings(handles, None, {}, depth)
@@ -151,14 +152,16 @@ def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> 
 
 def _handle(variable: str, iia: float) -> HandleResult:
     score = IIA(iia, None, None, 100, 50)
-    return HandleResult(variable, 0, ["layer:0"], [1.0], 1, 1.0, 0.1, None, iia, score, iia,
-                        score)
+    return HandleResult(variable=variable, level=0, sites=["layer:0"], weights=[1.0], k=1,
+                        strength=1.0, epsilon=0.1, beta=None, iia_calibration=iia,
+                        iia_test=score, hard_iia_calibration=iia, hard_iia_test=score)
 
 
 def test_warnings_name_the_control_a_handle_does_not_beat() -> None:
     handles = {"A": _handle("A", 0.80), "B": _handle("B", 0.95)}
-    random_net = RandomNetControl("reinit", 0, {"A": _handle("A", 0.75),
-                                                "B": _handle("B", 0.30)}, 0.5, 1.0, 10)
+    random_net = RandomNetControl(
+        weights="reinit", seed=0, handles={"A": _handle("A", 0.75), "B": _handle("B", 0.30)},
+        base_accuracy=0.5, runtime_s=1.0, forward_passes=10)
     permutation = {"A": PermutationControl(["s"], 0.30, 0.10, 0.10, 0.30, 8),
                    "B": PermutationControl(["s"], 0.12, 0.10, 0.10, 0.30, 8)}
     depth = {"A": [DepthPoint("layer:0", 0.5, True), DepthPoint("layer:1", 0.4, False)],

@@ -28,8 +28,10 @@ def inputs(device: torch.device) -> LevelInputs:
 
 def _handle(variable: str, sites: list[str]) -> HandleResult:
     iia = IIA(1.0, 1.0, 1.0, 10, 5)
-    return HandleResult(variable, 1, sites, [1.0 / len(sites)] * len(sites), len(sites), 1.0,
-                        0.1, None, 1.0, iia, 1.0, iia)
+    return HandleResult(variable=variable, level=1, sites=sites,
+                        weights=[1.0 / len(sites)] * len(sites), k=len(sites), strength=1.0,
+                        epsilon=0.1, beta=None, iia_calibration=1.0, iia_test=iia,
+                        hard_iia_calibration=1.0, hard_iia_test=iia)
 
 
 def pca_level() -> LevelResult:
@@ -145,9 +147,9 @@ def test_das_result_round_trips_through_job_json(inputs: LevelInputs) -> None:
     job = JobResult(variables=["P", "Q"], levels=[], handles={}, timing={"das_s": 1.0},
                     forward_passes=1, net={}, banks={}, spec={}, device="cpu", max_rows=1,
                     das=das)
-    assert JobResult.from_json(job.to_json()) == job
+    assert JobResult.model_validate(job.to_json()) == job
     without = {k: v for k, v in job.to_json().items() if k != "das"}
-    assert JobResult.from_json(without).das is None  # results written before DAS still load
+    assert JobResult.model_validate(without).das is None  # results written before DAS still load
 
 
 @pytest.mark.parametrize(("das", "field"), [

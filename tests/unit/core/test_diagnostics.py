@@ -134,4 +134,4 @@ def test_level_diagnostics_describe_its_rows(copied: list[LevelResult]) -> None:
     q = level.diagnostics.variables["Q"]
     assert q.best_site == level.kept_by_variable["Q"][0] == "layer:1/dims:4"
     assert 0.0 <= q.entropy < 0.99 and q.null_mass == pytest.approx(1 / 5)
-    assert LevelResult.from_json(level.to_json()) == level
+    assert LevelResult.model_validate(level.to_json()) == level

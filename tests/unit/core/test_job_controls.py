@@ -90,7 +90,7 @@ def test_the_controls_cost_is_in_the_timing(
 def test_the_result_round_trips_and_the_report_shows_the_controls(
         default: tuple[JobResult, list[EngineEvent]]) -> None:
     result = default[0]
-    assert JobResult.from_json(result.to_json()) == result
+    assert JobResult.model_validate(result.to_json()) == result
     assert result.controls is not None and result.controls.random_net is not None
     page = render_report(result)
     assert "<h2>Controls</h2>" in page and "random-net IIA test" in page

@@ -56,7 +56,7 @@ def test_job_runs_full_das_after_the_levels(roots: Path) -> None:
     assert [e.kind for e in events].index("das") > [e.kind for e in events].index(
         "level_finished")
     assert result.timing["das_s"] > 0
-    assert JobResult.from_json(result.to_json()) == result
+    assert JobResult.model_validate(result.to_json()) == result
     page = render_report(result)
     assert "DAS (full)" in page and "layer:1/das:2" in page
 

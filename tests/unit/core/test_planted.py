@@ -74,11 +74,11 @@ def test_resume_skips_completed_levels_and_reproduces_them(inputs: LevelInputs) 
 
 def test_level_results_round_trip_through_json(inputs: LevelInputs) -> None:
     level = run_levels([LevelSpec(granularity="neuron")], inputs)[0]
-    assert LevelResult.from_json(level.to_json()) == level
+    assert LevelResult.model_validate(level.to_json()) == level
     job = JobResult(variables=["P", "Q"], levels=[level], handles=best_handles([level]),
                     timing={"total_s": 1.0}, forward_passes=1, net={}, banks={}, spec={},
                     device="cpu", max_rows=1)
-    assert JobResult.from_json(job.to_json()) == job
+    assert JobResult.model_validate(job.to_json()) == job
 
 
 def test_successive_halving_keeps_the_answer_and_spends_fewer_forwards(
