@@ -18,8 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.db.jobs import QUEUED, STATUSES
 from api.db.tables import Job
+from workers.job_status import JobStatus
 
 log = logging.getLogger(__name__)
 LEVEL_BUCKETS_S = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600)
@@ -100,10 +100,10 @@ class JobStateCollector(Collector):
         except Exception:  # a scrape must not fail because the database hiccups
             log.warning("job metrics: the database did not answer", exc_info=True)
             return
-        counts = dict.fromkeys(STATUSES, 0)
+        counts = dict.fromkeys(JobStatus, 0)
         for status, owner, count in rows:
             counts[status] = counts.get(status, 0) + int(count)
-            if status == QUEUED:
+            if status == JobStatus.QUEUED:
                 queued.add_metric([owner], int(count))
         for status, count in counts.items():
             by_state.add_metric([status], count)

@@ -39,6 +39,7 @@ from core.spec import JobSpec
 from workers.claim_loop import ClaimLimits, ClaimLoop
 from workers.engine import Engine
 from workers.events import InProcessBus
+from workers.job_status import TERMINAL
 from workers.runner import JobRunner, RunnerConfig
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace, cache: Path) -> dict[str, Any]:
     try:
         while True:
             with sessions() as session:
-                left = session.query(Job).filter(Job.status.not_in(jobs.TERMINAL)).count()
+                left = session.query(Job).filter(Job.status.not_in(TERMINAL)).count()
             if left == 0:
                 break
             time.sleep(0.05)

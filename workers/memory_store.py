@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.spec import JobSpec
+from workers.job_status import JobStatus
 from workers.ports import ClaimedJob, Heartbeat
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "queued", "running", "succeeded", "failed", "cancelled")
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = JobStatus  # the lifecycle, in order
 CANCELLED_RECORD = {"type": "JobCancelled", "message": "cancelled while running", "where": None}
 
 
@@ -30,7 +30,7 @@ class StoredJob:
     spec: dict[str, Any]
     priority: int = 0
     order: int = 0  # submission order (the SQL store's created_at)
-    status: str = QUEUED
+    status: JobStatus = QUEUED
     attempt: int = 0
     lease_owner: str | None = None
     lease_expires_at: float | None = None
@@ -83,7 +83,7 @@ class InMemoryJobStore:
             return None
         return job
 
-    def _end(self, job: StoredJob, status: str, **values: Any) -> None:
+    def _end(self, job: StoredJob, status: JobStatus, **values: Any) -> None:
         job.status, job.lease_owner, job.lease_expires_at = status, None, None
         for name, value in values.items():
             setattr(job, name, value)
@@ -169,7 +169,7 @@ class InMemoryJobStore:
         with self._lock:
             self._jobs[job_id].checkpoints[index] = copy.deepcopy(checkpoint)
 
-    def _move(self, job_id: str, worker: str, status: str, **values: Any) -> bool:
+    def _move(self, job_id: str, worker: str, status: JobStatus, **values: Any) -> bool:
         with self._lock:
             job = self._running_under(job_id, worker)
             if job is None:
@@ -198,7 +198,7 @@ class InMemoryJobStore:
             return True
 
     def retry(self, job_id: str, worker: str, max_attempts: int,
-              error: dict[str, Any]) -> str | None:
+              error: dict[str, Any]) -> JobStatus | None:
         with self._lock:
             job = self._running_under(job_id, worker)
             if job is None:

@@ -24,6 +24,7 @@ import pydantic
 from core.errors import SpecError
 from core.events import EngineEvent
 from core.spec import JobSpec
+from workers.job_status import JobStatus
 
 TERMINAL_KINDS = frozenset({"finished", "failed", "cancelled"})
 
@@ -159,10 +160,10 @@ class JobStore(Protocol):
         ...
 
     def retry(self, job_id: str, worker: str, max_attempts: int,
-              error: dict[str, Any]) -> str | None:
-        """After an infrastructure crash: "queued" for another attempt, "failed" at the
-        attempt limit, "cancelled" when a user asked for that meanwhile, None when the
-        lease was already lost."""
+              error: dict[str, Any]) -> JobStatus | None:
+        """After an infrastructure crash: queued for another attempt, failed at the attempt
+        limit, cancelled when a user asked for that meanwhile; None when the lease was
+        already lost."""
         ...
 
 
@@ -177,7 +178,9 @@ class JobEngine(Protocol):
         on_level: Callable[[dict[str, Any]], None],
         completed: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
-        """The job's result document, resuming after the ``completed`` checkpoints.
+        """The job's result document, resuming after the ``completed`` checkpoints. It and
+        every checkpoint given to ``on_level`` are JSON (``core.result`` models dumped in
+        JSON mode: no NaN or infinity, which Postgres JSONB refuses).
 
         Raises:
             JobCancelled: ``should_cancel()`` turned true.

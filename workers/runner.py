@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import math
 import os
 import socket
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 
 from core.errors import JobCancelled, PlotError
 from core.events import EngineEvent
+from workers.job_status import JobStatus
 from workers.logcontext import bound_job
 from workers.ports import ClaimedJob, EventBus, JobEngine, JobStore, NoMetrics, RunnerMetrics
 
@@ -42,17 +42,6 @@ class RunnerConfig:
 
     lease_s: float = 120.0
     max_attempts: int = 3
-
-
-def to_storable(document: Any) -> Any:
-    """``document`` with non-finite floats as None: JSON (and Postgres JSONB) has no NaN."""
-    if isinstance(document, float):
-        return document if math.isfinite(document) else None
-    if isinstance(document, dict):
-        return {key: to_storable(value) for key, value in document.items()}
-    if isinstance(document, list | tuple):
-        return [to_storable(value) for value in document]
-    return document
 
 
 def make_worker_id(owner: object) -> str:
@@ -121,7 +110,7 @@ class JobRunner:
 
         def on_level(checkpoint: dict[str, Any]) -> None:
             index = int(checkpoint.get("index", progress.levels_saved))
-            self.store.save_checkpoint(job.id, index, to_storable(checkpoint))
+            self.store.save_checkpoint(job.id, index, checkpoint)
             progress.levels_saved += 1
             self._metrics.level_checkpointed(checkpoint)
             log.info("level %d (%s) checkpointed in %.2f s", index,
@@ -129,8 +118,7 @@ class JobRunner:
 
         try:
             spec, completed = self.store.prepare(job)
-            result = to_storable(self._engine(spec, on_event, cancelled.is_set, on_level,
-                                              completed))
+            result = self._engine(spec, on_event, cancelled.is_set, on_level, completed)
         except JobCancelled:
             self._cancelled(job.id)
         except PlotError as error:  # the spec's, the data's or the net's fault: final
@@ -174,7 +162,7 @@ class JobRunner:
              move: Callable[[], bool]) -> None:
         """Commit the terminal transition, then (only if it happened) publish its event."""
         if move():
-            status = {"finished": "succeeded"}.get(kind, kind)
+            status = JobStatus.SUCCEEDED if kind == "finished" else JobStatus(kind)
             log.info("job %s", status)
             self._metrics.job_finished(status)
             self.publish(job_id, kind, data)
@@ -184,14 +172,14 @@ class JobRunner:
     def _retry(self, job_id: str, crash: dict[str, Any]) -> None:
         """Requeue a crashed job for another attempt, or fail it at the attempt limit."""
         moved = self.store.retry(job_id, self.worker_id, self.config.max_attempts, crash)
-        if moved == "queued":
+        if moved == JobStatus.QUEUED:
             log.warning("job requeued after a crash: %s", crash["message"])
             self.publish(job_id, "queued", {"reason": "retrying after a crash", **crash})
-        elif moved == "failed":
+        elif moved == JobStatus.FAILED:
             log.error("job failed at the attempt limit: %s", crash["message"])
             self._metrics.job_finished("failed")
             self.publish(job_id, "failed", crash)
-        elif moved == "cancelled":
+        elif moved == JobStatus.CANCELLED:
             log.info("job cancelled (it had crashed: %s)", crash["message"])
             self._metrics.job_finished("cancelled")
             self.publish(job_id, "cancelled", {"reason": "cancel requested"})

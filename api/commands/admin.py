@@ -80,11 +80,12 @@ def run_requeue(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from api.db import admin_jobs, jobs
+    from api.db import admin_jobs
+    from workers.job_status import JobStatus
 
     with _context() as (settings, session):
         status = admin_jobs.cancel_job(session, args.job_id)
-    if status == jobs.CANCELLED:
+    if status == JobStatus.CANCELLED:
         _publish(settings, args.job_id, "cancelled", {"reason": "cancelled by an admin"})
         _out(f"cancelled job {args.job_id}")
     else:

@@ -12,6 +12,7 @@ from api.db import jobs
 from api.db.tables import Dataset, Job, RegisteredNet
 from core.errors import DatasetError, ModelLoadError
 from core.spec import JobSpec
+from workers.job_status import JobStatus
 from workers.ports import ClaimedJob, Heartbeat
 
 
@@ -69,7 +70,7 @@ class SqlJobStore:
             ).one_or_none()
         if row is None:  # purged under the runner
             return Heartbeat(held=False, cancel_requested=True)
-        return Heartbeat(held=row.status == jobs.RUNNING and row.lease_owner == worker,
+        return Heartbeat(held=row.status == JobStatus.RUNNING and row.lease_owner == worker,
                          cancel_requested=bool(row.cancel_requested))
 
     def record_progress(self, job_id: str, worker: str, **values: Any) -> None:
@@ -97,6 +98,6 @@ class SqlJobStore:
             return jobs.release_job(session, job_id, worker)
 
     def retry(self, job_id: str, worker: str, max_attempts: int,
-              error: dict[str, Any]) -> str | None:
+              error: dict[str, Any]) -> JobStatus | None:
         with self.sessions() as session:
             return jobs.retry_job(session, job_id, worker, max_attempts, error)

@@ -21,15 +21,7 @@ from api.db.tables import Job, JobLevel, utcnow
 from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
 from core.spec import JobSpec
-from workers.job_status import TERMINAL as TERMINAL
 from workers.job_status import JobStatus
-
-# Deprecated aliases of workers.job_status, kept only until the modules that still import
-# them from here (api/runner.py, api/metrics.py, api/commands/admin.py, and on main
-# api/db/job_store.py and bench/cluster.py) use JobStatus; new code uses JobStatus.
-QUEUED, RUNNING, SUCCEEDED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
-FAILED, CANCELLED = JobStatus.FAILED, JobStatus.CANCELLED
-STATUSES = tuple(JobStatus)
 
 
 def _transition(
@@ -287,11 +279,14 @@ def requeue_expired(session: Session, max_attempts: int, now: datetime | None = 
 def retry_job(session: Session, job_id: str, worker: str, max_attempts: int,
               error: dict[str, Any]) -> JobStatus | None:
     """After an infrastructure error (not the spec's or the data's): back to ``queued`` for
-    another attempt, or ``failed`` with ``error`` once it used ``max_attempts``.
+    another attempt, or ``failed`` with ``error`` once it used ``max_attempts``; a user's
+    cancel asked for meanwhile wins (``cancelled``), as in ``release_job``.
 
     Returns:
         The status it moved to, or None when the lease was already lost.
     """
+    if is_cancel_requested(session, job_id):
+        return JobStatus.CANCELLED if cancel_running_job(session, job_id, worker) else None
     if _transition(session, job_id, JobStatus.RUNNING, JobStatus.QUEUED, _held_by(worker),
                    Job.attempt < max_attempts, Job.cancel_requested.is_(False),
                    lease_owner=None, lease_expires_at=None, error=error):

@@ -50,9 +50,9 @@ class ScriptedEngine:
             on_event(EngineEvent("progress", {"level": index, "stage": "signatures",
                                               "done": 4, "total": 4}))
             on_level({"index": index, "granularity": spec.levels[index].granularity,
-                      "runtime_s": 0.0, "score": float("nan")})
+                      "runtime_s": 0.0, "score": None})
         on_event(EngineEvent("finished", {"levels": len(spec.levels)}))
-        return {"levels": len(spec.levels), "iia": float("inf")}
+        return {"levels": len(spec.levels), "iia": 0.5}
 
 
 def start_job(store: InMemoryJobStore, runner: JobRunner, spec: dict[str, Any] = SPEC
@@ -76,7 +76,7 @@ def test_a_job_succeeds_with_its_checkpoints_progress_and_events() -> None:
     thread.join(10)
     job = store.get(job_id)
     assert job.status == "succeeded" and job.attempt == 1
-    assert job.result == {"levels": 2, "iia": None}  # JSON has no infinities
+    assert job.result == {"levels": 2, "iia": 0.5}
     assert sorted(job.checkpoints) == [0, 1]
     assert job.checkpoints[1]["score"] is None
     assert job.progress == {"current_level": 1, "progress_stage": "signatures",

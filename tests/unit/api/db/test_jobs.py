@@ -231,9 +231,6 @@ def test_retry_requeues_under_the_limit_and_fails_at_it(session: Session) -> Non
     assert jobs.retry_job(session, job_id, "w", 2, ERROR) is None
 
 
-@pytest.mark.xfail(strict=True, reason="bug: retry_job fails a cancel-requested job with "
-                   "'(attempt limit N)' though attempts remain; the cancel should win, as in "
-                   "release_job")
 def test_retrying_a_job_whose_cancel_was_asked_cancels_it(session: Session) -> None:
     job_id = submit(session, "ada")
     claim(session)
