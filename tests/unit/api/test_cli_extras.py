@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 from api.commands import EXTRA_OF_MODULE
 
@@ -118,7 +119,7 @@ def test_extra_table_matches_the_optional_dependencies() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
     declared = {
-        re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower().replace("-", "_"): extra
+        Requirement(requirement).name.lower().replace("-", "_"): extra
         for extra in ("service", "hf")
         for requirement in extras[extra]
     }
