@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {describe_settings_error(error)}\n")
         return 2
     except ModuleNotFoundError as error:
-        extra = find_missing_extra(error)
+        extra = find_missing_extra(args.command, error)
         if extra is None:
             raise
         sys.stderr.write(f"plot {args.command} needs the {extra} extra: "
