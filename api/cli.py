@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from api.commands import admin, cluster, engine, service
+from api.commands import admin, cluster, engine, find_missing_extra, service
 from core.errors import PlotError
 
 
@@ -38,6 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from api.settings import describe_settings_error
 
         sys.stderr.write(f"error: {describe_settings_error(error)}\n")
+        return 2
+    except ModuleNotFoundError as error:
+        extra = find_missing_extra(args.command, error)
+        if extra is None:
+            raise
+        sys.stderr.write(f"plot {args.command} needs the {extra} extra: "
+                         f"pip install 'plot-service[{extra}]'\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -1,7 +1,8 @@
 """Service subcommands: ``plot serve | submit | keys | db``.
 
-The server-side modules (FastAPI, SQLAlchemy, Alembic, uvicorn) are imported inside the
-handlers, so ``plot run`` and ``plot submit`` start without loading them.
+The service extra's modules (FastAPI, SQLAlchemy, Alembic, uvicorn, httpx) are imported
+inside the handlers, so these commands register on the base install, and ``plot submit``
+starts without loading the server side.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from api.client import ApiError, PlotClient, ServerEvent
+if TYPE_CHECKING:
+    from api.client import ServerEvent
 
 
 def register(commands: Any) -> None:
@@ -117,6 +119,7 @@ def _short(data: dict[str, Any], limit: int = 160) -> str:
 
 
 def run_submit(args: argparse.Namespace) -> int:
+    from api.client import ApiError, PlotClient
     from core.spec import load_job_spec
 
     if not args.key:

@@ -1,7 +1,8 @@
-"""Run the Alembic migrations in ``migrations/`` against a database URL."""
+"""Run the Alembic migrations of the ``migrations`` package against a database URL."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -9,13 +10,20 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 MIGRATION_LOCK_KEY = 0x504C4F55  # the advisory lock that serialises upgrades ("PLOU")
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory: the installed ``migrations`` package (package data in
+    the wheel), or the repository's ``migrations/`` in a checkout or an editable install."""
+    # Alembic needs a directory on disk: a regular package that pip installed (wheel or
+    # editable) or a checkout's is one
+    return Path(str(resources.files("migrations")))
 
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     config.attributes["database_url"] = url
     return config
 
