@@ -127,7 +127,8 @@ def test_redis_down_in_the_middle_of_a_job_costs_only_its_events_meanwhile(
         wait_for(lambda: job_row(sessions, job_id).status in TERMINAL, 300, "the job")
         job = job_row(sessions, job_id)
         assert job.status == "succeeded" and job.attempt == 1
-        assert job.result is not None and len(job.result["levels"]) == 3
+        assert job.result is not None and job.result["handles"]
+        assert "levels" not in job.result  # stored once: in job_levels
         assert [level for level, _, _ in level_rows(sessions, job_id)] == [0, 1, 2]
 
         events = bus.read(job_id, count=10_000)  # from the restarted server
@@ -212,5 +213,5 @@ def test_a_killed_scheduler_leaves_its_job_to_the_standby_which_resumes_it(
     assert [level for level, _, _ in after] == [0, 1, 2]
     assert after[0] == before[0]  # level 0's row is the leader's: resumed, not recomputed
     assert after[1][1] > before[0][1] and after[2][1] > after[1][1]
-    assert job.result is not None
-    assert [level["runtime_s"] for level in job.result["levels"]] == [r for _, _, r in after]
+    assert job.result is not None and job.result["handles"]
+    assert "levels" not in job.result  # the result's levels are these checkpoint rows
