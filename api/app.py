@@ -25,7 +25,7 @@ from api.errors import (
     UnavailableError,
 )
 from api.metrics import RequestMetricsMiddleware
-from api.routes import datasets, events, health, jobs, models
+from api.routes import datasets, events, health, jobs, nets
 from api.routes.dashboard import mount_dashboard
 from api.services import build_services
 from api.settings import Settings
@@ -125,7 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
 
     app.add_middleware(RequestMetricsMiddleware)
-    for router in (jobs.router, events.router, datasets.router, models.router, health.router):
+    for router in (jobs.router, events.router, datasets.router, nets.router, health.router):
         app.include_router(router)
     mount_dashboard(app)
     return app

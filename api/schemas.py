@@ -74,14 +74,14 @@ class DatasetPublic(BaseModel):
     created_at: datetime
 
 
-class ModelCreate(BaseModel):
+class NetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(description="net directory relative to the server's model root",
                       min_length=1, max_length=1024)
 
 
-class ModelPublic(BaseModel):
+class NetPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str

@@ -104,7 +104,7 @@ class Dataset(Base):
 class RegisteredNet(Base):
     """A net directory registered under the model root, with its config and content digest."""
 
-    __tablename__ = "models"
+    __tablename__ = "nets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(64), index=True)

@@ -20,7 +20,7 @@ from api.db.tables import Job, JobLevel
 from core.result import JobResult
 from workers.job_status import JobStatus
 
-TABLES = {"alembic_version", "api_keys", "jobs", "job_levels", "datasets", "models"}
+TABLES = {"alembic_version", "api_keys", "jobs", "job_levels", "datasets", "nets"}
 
 
 @pytest.fixture(params=["postgres", "sqlite"])
