@@ -13,6 +13,7 @@ from torch import Tensor
 from core.calibrate import (
     rank_sites,
 )
+from core.control import NO_CONTROL, JobControl
 from core.cost import cost_matrix
 from core.diagnostics import (
     CouplingDiagnostics,
@@ -21,8 +22,7 @@ from core.diagnostics import (
     diagnose_pairs,
     diagnose_row,
 )
-from core.errors import JobCancelled, SiteError
-from core.events import EngineEvent, EventSink, ignore_event
+from core.errors import SiteError
 from core.handle_choice import calibrate_variable
 from core.label_permutation import PermutationControl, permutation_controls, permuted_signatures
 from core.level_inputs import LevelInputs
@@ -43,8 +43,6 @@ from core.sites import (
 )
 from core.spec import LevelSpec
 from core.token_levels import enumerate_token_sites
-
-CancelCheck = Callable[[], bool]
 
 
 def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[Site] | None,
@@ -122,8 +120,8 @@ def level_parents(level: LevelSpec, variables: Sequence[str],
 
 
 def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
-              kept: dict[str, list[Site]] | None, on_event: EventSink = ignore_event,
-              should_cancel: CancelCheck = lambda: False) -> LevelResult:
+              kept: dict[str, list[Site]] | None, control: JobControl = NO_CONTROL
+              ) -> LevelResult:
     """Run one level and return its checkpoint.
 
     Args:
@@ -139,20 +137,16 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
     order = list(net.widths)
     sites = sorted(unique_sites([s for g in group_sites.values() for s in g]),
                    key=lambda s: (order.index(s.location), s.kind, s.start))
-    on_event(EngineEvent("level_started", {"level": index, "granularity": level.granularity,
-                                           "sites": len(sites)}))
+    control.emit("level_started", {"level": index, "granularity": level.granularity,
+                                   "sites": len(sites)})
     fit = inputs.traces["fit"]
     device = fit.base.logits.device
 
     def tick(stage: str) -> Callable[[int, int], None]:
-        def report(done: int, total: int) -> None:
-            if should_cancel():
-                raise JobCancelled("cancelled while computing " + stage, f"levels.{index}")
-            on_event(EngineEvent("progress", {"level": index, "stage": stage, "done": done,
-                                              "total": total}))
-        return report
+        return control.progress("progress", {"level": index, "stage": stage},
+                                "cancelled while computing " + stage, f"levels.{index}")
 
-    site_sigs = inputs.run.signatures(sites, frames, tick("signatures"))
+    site_sigs = inputs.backend.signatures(sites, frames, tick("signatures"))
     fit_bank = inputs.banks.fit.to(device)
     var_sigs = abstract_signatures(fit_bank, variables, inputs.num_classes)
     t_signatures = time.perf_counter()
@@ -163,7 +157,7 @@ def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
     outcomes = [
         couple_and_calibrate(index, level, list(variables) if g == "" else [g],
                              [position[s] for s in group_sites[g]], sites, var_sigs,
-                             site_sigs, frames, inputs, on_event, tick("calibration"), permuted)
+                             site_sigs, frames, inputs, control, tick("calibration"), permuted)
         for g in groups
     ]
     handles = {v: o.handles[v] for v in variables for o in outcomes if v in o.handles}
@@ -220,7 +214,7 @@ def level_warnings(variables: Sequence[str], plans: Sequence[PlanSummary],
 def couple_and_calibrate(
     index: int, level: LevelSpec, variables: list[str], columns: list[int],
     sites: list[Site], var_sigs: Tensor, site_sigs: Tensor, frames: dict[str, Tensor],
-    inputs: LevelInputs, on_event: EventSink, progress: Callable[[int, int], None],
+    inputs: LevelInputs, control: JobControl, progress: Callable[[int, int], None],
     permuted: Tensor | None = None,
 ) -> GroupOutcome:
     """Couple ``variables`` with the level's sites at ``columns``, then calibrate each.
@@ -240,7 +234,7 @@ def couple_and_calibrate(
     cost = cost_matrix(inputs.coupling.cost, group_sigs, site_sigs[columns],
                        output_probabilities(fit.base.logits), inputs.num_classes)
     # the knob grid's plans and their candidates: in this process or as CPU tasks
-    solved = inputs.run.solve_grid(grid_problem(cost, site_sigs[columns], inputs.coupling,
+    solved = inputs.backend.solve_grid(grid_problem(cost, site_sigs[columns], inputs.coupling,
                                                 inputs.calibration, len(variables)))
     plans = [outcome.coupling for outcome in solved]
     coupling_s = time.perf_counter() - started
@@ -274,9 +268,9 @@ def couple_and_calibrate(
                                              [s.id for s in group_sites])
         knobs.append((handle.epsilon, handle.beta))
         chosen_rows.append(rows[best])
-        on_event(EngineEvent("calibration", {
+        control.emit("calibration", {
             "level": index, "variable": variable, "iia_calibration": handle.iia_calibration,
-            "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon}))
+            "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon})
     scope = variables[0] if level.scope == "per_variable" and len(variables) == 1 else None
     summaries = [PlanSummary(p.epsilon, p.beta, p.n_iter, p.converged,
                              [variables[r] for r in p.near_uniform_rows(len(variables))], scope)
@@ -296,21 +290,19 @@ def couple_and_calibrate(
 
 
 def run_levels(
-    levels: Sequence[LevelSpec], inputs: LevelInputs, on_event: EventSink = ignore_event,
-    should_cancel: CancelCheck = lambda: False,
+    levels: Sequence[LevelSpec], inputs: LevelInputs, control: JobControl = NO_CONTROL,
     completed: Sequence[LevelResult] = (),
     on_level: Callable[[LevelResult], None] | None = None,
 ) -> list[LevelResult]:
     """Run the levels in order, resuming after ``completed`` checkpoints."""
     results = list(completed)
     for index in range(len(results), len(levels)):
-        if should_cancel():
-            raise JobCancelled("cancelled between levels", f"levels.{index}")
+        control.check("cancelled between levels", f"levels.{index}")
         kept = ({v: [parse_site(s, inputs.net.widths) for s in ids]
                  for v, ids in results[-1].kept_by_variable.items()} if results else None)
-        result = run_level(index, levels[index], inputs, kept, on_event, should_cancel)
+        result = run_level(index, levels[index], inputs, kept, control)
         results.append(result)
-        on_event(EngineEvent("level_finished", result.summary()))
+        control.emit("level_finished", result.summary())
         if on_level is not None:
             on_level(result)
     return results

@@ -8,11 +8,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.engine import BankTraces
-from core.job import ExecutorFactory
+from core.job import BackendFactory
 from workers.cluster import spare_cpus
 from workers.coupling_task import COUPLING_TASK_CPUS, warm_workers
 from workers.pool import ActorPool
-from workers.ray_executor import RayExecutor
+from workers.ray_backend import RayBackend
 
 
 class PoolExecutors:
@@ -37,7 +37,7 @@ class PoolExecutors:
 
     @contextmanager
     def for_job(self, should_cancel: Callable[[], bool] = lambda: False
-                ) -> Iterator[ExecutorFactory]:
+                ) -> Iterator[BackendFactory]:
         """An ExecutorFactory for one run of ``run_job``; on exit (success, error or
         cancel) the actors release the job's traced banks.
 
@@ -45,11 +45,11 @@ class PoolExecutors:
             should_cancel: the job's cancel flag; the executor polls it while it waits on
                 Ray and stops the job's running chunks on the actors when it turns true.
         """
-        made: list[RayExecutor] = []
+        made: list[RayBackend] = []
 
         def factory(net_dir: Path, traces: dict[str, BankTraces], max_rows: int
-                    ) -> RayExecutor:
-            executor = RayExecutor(self.pool, net_dir, traces, max_rows, self.chunks_per_actor,
+                    ) -> RayBackend:
+            executor = RayBackend(self.pool, net_dir, traces, max_rows, self.chunks_per_actor,
                                    should_cancel, self.coupling_tasks)
             made.append(executor)
             return executor

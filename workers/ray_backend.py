@@ -1,6 +1,6 @@
-"""RayExecutor: core.executors.InterventionExecutor over an ActorPool, splitting a level's
-sites and interventions into chunks that run on the intervention actors, its coupling grid
-into CPU tasks, and its DAS trainings across the actors (``core.das_search.DasTrainer``)."""
+"""RayBackend: ``core.backend.ComputeBackend`` over an ActorPool, splitting a level's sites
+and interventions into chunks that run on the intervention actors, its coupling grid into
+CPU tasks, and its DAS trainings across the actors."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import ray
 import torch
 from torch import Tensor
 
+from core.backend import ProgressFn, Split
 from core.causal.bank import Banks, PairBank
-from core.das_search import DasTraining
+from core.das_training import DasTraining
 from core.engine import BankTraces, Interventions
-from core.executors import ProgressFn, Split
 from core.level_inputs import LevelInputs
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
 from core.result import DasRun
@@ -30,7 +30,7 @@ from workers.pool import ActorHandle, ActorPool, Call, chunk_bounds
 MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
 
 
-class RayExecutor:
+class RayBackend:
     """One job's batched interventions on the pool's actors.
 
     The traced banks go to the object store once (``ray.put``); each actor receives them,
