@@ -40,8 +40,8 @@ from core.backend import ProgressFn
 from core.das_training import DasTarget, DasTraining
 from core.errors import SpecError
 from core.level_inputs import LevelInputs
+from core.level_sites import pca_frames
 from core.nets.base import InterventableNet
-from core.pca import pca_frame
 from core.result import DasResult, DasRun, LevelResult
 from core.sites import Site, is_token_net, parse_site, token_sites
 from core.spec import DasSpec
@@ -135,16 +135,10 @@ def handle_frame(frame: Tensor, support: Sequence[Site]) -> Tensor:
     return frame[:, chosen + rest]
 
 
-def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:
-    """PCA frames of the fit bank's base and source activations (as the PCA level does)."""
-    fit = inputs.traces["fit"]
-    return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
-            for loc in dict.fromkeys(locations)}
-
-
 def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
                   ) -> dict[str, Tensor] | None:
-    """The frames guided runs start from (see the module docstring), or None (random)."""
+    """The frames guided runs start from (see the module docstring), or None (random); at a
+    PCA level, the frames that level read its sites in."""
     locations = [parse_site(s, inputs.net.widths).location for s in last.kept]
     if spec.init == "random" or (spec.init == "pca" and last.granularity != "pca"):
         return None
