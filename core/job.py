@@ -226,6 +226,85 @@ def run_job_controls(schedule: Sequence[LevelSpec], inputs: LevelInputs,
     return run_controls(controls, controls.seed or 0, schedule, inputs, levels, control)
 
 
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job ready for its levels: its task, net directory, traced banks and backend.
+
+    Attributes:
+        timing: seconds to resolve the net (``net_s``) and to build and trace the banks
+            (``banks_s``).
+    """
+
+    task: CausalTask | None
+    directory: Path
+    inputs: LevelInputs
+    timing: dict[str, float]
+
+
+def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
+                backend_factory: BackendFactory | None) -> PreparedJob:
+    """Resolve the task and net, build and trace the banks, build the compute backend; emit
+    ``started``."""
+    started = time.perf_counter()
+    task = resolve_task(spec, context)
+    net, directory = resolve_net(spec, context, task, control)
+    t_net = time.perf_counter()
+    banks = resolve_banks(spec, context, task, net)
+    max_rows = context.max_rows(spec.max_rows)
+    if spec.max_rows is None:  # a token net's row carries T positions of activations
+        max_rows = max(1, max_rows // net.tokens_per_row)
+    traces = {split: trace_bank(net, getattr(banks, split), max_rows)
+              for split in ("fit", "calibration", "test")}
+    t_banks = time.perf_counter()
+    control.emit("started", {
+        "variables": list(banks.variables),
+        "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
+                  "test": banks.test.size}})
+    backend = (LocalBackend(net, traces, max_rows) if backend_factory is None
+               else backend_factory(directory, traces, max_rows))
+    controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
+    inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
+                         backend, spec.controls.model_copy(update={"seed": controls_seed}))
+    return PreparedJob(task, directory, inputs,
+                       {"net_s": t_net - started, "banks_s": t_banks - t_net})
+
+
+def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
+               levels: list[LevelResult], controls: tuple[ControlsResult | None, int],
+               das: DasResult | None, total_s: float) -> JobResult:
+    """The result of a job whose levels, controls (with their forward passes) and DAS ran."""
+    inputs, banks = job.inputs, job.inputs.banks
+    control_result, control_passes = controls
+    timing = {
+        "total_s": total_s,
+        **job.timing,
+        "signatures_s": sum(level.timing["signatures_s"] for level in levels),
+        "coupling_s": sum(level.timing["coupling_s"] for level in levels),
+        "calibration_s": sum(level.timing["calibration_s"] for level in levels),
+        "das_s": das.runtime_s if das is not None else 0.0,
+        **control_timing(control_result),
+    }
+    return JobResult(
+        variables=list(banks.variables),
+        levels=levels,
+        handles=best_handles(levels),
+        timing=timing,
+        forward_passes=sum(level.forward_passes for level in levels)
+        + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
+        + (das.forward_passes if das is not None else 0) + control_passes,
+        net={"path": str(job.directory), "digest": net_digest(job.directory),
+             "config": inputs.net.config},
+        banks={split: {"pairs": getattr(banks, split).size,
+                       "change_rates": getattr(banks, split).change_rates()}
+               for split in ("fit", "calibration", "test")},
+        spec=spec.model_dump(mode="json"),
+        device=str(context.torch_device()),
+        max_rows=inputs.max_rows,
+        das=das,
+        controls=control_result,
+    )
+
+
 def run_job(
     spec: JobSpec,
     context: JobContext,
@@ -250,64 +329,18 @@ def run_job(
         PlotError: a subclass naming the bad field, file, tensor or line.
     """
     started = time.perf_counter()
-    task = resolve_task(spec, context)
-    net, directory = resolve_net(spec, context, task, control)
-    t_net = time.perf_counter()
-    banks = resolve_banks(spec, context, task, net)
-    device = context.torch_device()
-    max_rows = context.max_rows(spec.max_rows)
-    if spec.max_rows is None:  # a token net's row carries T positions of activations
-        max_rows = max(1, max_rows // net.tokens_per_row)
-    traces = {split: trace_bank(net, getattr(banks, split), max_rows)
-              for split in ("fit", "calibration", "test")}
-    t_banks = time.perf_counter()
-    control.emit("started", {
-        "variables": list(banks.variables),
-        "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
-                  "test": banks.test.size}})
-    backend = (LocalBackend(net, traces, max_rows) if backend_factory is None
-               else backend_factory(directory, traces, max_rows))
-    controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
-    inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
-                         backend, spec.controls.model_copy(update={"seed": controls_seed}))
-    schedule = default_levels(spec, task, net)
+    job = prepare_job(spec, context, control, backend_factory)
+    inputs = job.inputs
+    schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)
-    controls, control_passes = run_job_controls(schedule, inputs, levels, control)
+    controls = run_job_controls(schedule, inputs, levels, control)
     das = run_job_das(spec, inputs, levels, control)
     # the last stages may not have polled the cancel check
     control.check("cancelled before the result was returned", "job")
-    total = time.perf_counter() - started
-    handles = best_handles(levels)
-    timing = {
-        "total_s": total,
-        "net_s": t_net - started,
-        "banks_s": t_banks - t_net,
-        "signatures_s": sum(level.timing["signatures_s"] for level in levels),
-        "coupling_s": sum(level.timing["coupling_s"] for level in levels),
-        "calibration_s": sum(level.timing["calibration_s"] for level in levels),
-        "das_s": das.runtime_s if das is not None else 0.0,
-        **control_timing(controls),
-    }
-    result = JobResult(
-        variables=list(banks.variables),
-        levels=levels,
-        handles=handles,
-        timing=timing,
-        forward_passes=sum(level.forward_passes for level in levels)
-        + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
-        + (das.forward_passes if das is not None else 0) + control_passes,
-        net={"path": str(directory), "digest": net_digest(directory), "config": net.config},
-        banks={split: {"pairs": getattr(banks, split).size,
-                       "change_rates": getattr(banks, split).change_rates()}
-               for split in ("fit", "calibration", "test")},
-        spec=spec.model_dump(mode="json"),
-        device=str(device),
-        max_rows=max_rows,
-        das=das,
-        controls=controls,
-    )
+    result = job_result(spec, context, job, levels, controls, das,
+                        time.perf_counter() - started)
     control.emit("finished", {
-        "total_s": total,
+        "total_s": result.timing["total_s"],
         "handles": {v: {"sites": h.sites, "iia_test": h.iia_test.overall}
-                    for v, h in handles.items()}})
+                    for v, h in result.handles.items()}})
     return result
