@@ -16,6 +16,7 @@ from torch import Tensor
 
 from core.backend import ProgressFn, Split
 from core.causal.bank import Banks, PairBank
+from core.control import CancelCheck, never_cancelled
 from core.das_training import DasTraining
 from core.engine import BankTraces, Interventions
 from core.level_inputs import LevelInputs
@@ -31,7 +32,8 @@ MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
 
 
 class RayBackend:
-    """One job's batched interventions on the pool's actors.
+    """One job's compute backend on the pool: interventions and DAS on the actors, coupling
+    grids as CPU tasks.
 
     The traced banks go to the object store once (``ray.put``); each actor receives them,
     with the net directory, before its first chunk of this job.
@@ -49,7 +51,7 @@ class RayBackend:
 
     def __init__(self, pool: ActorPool, net_dir: Path, traces: dict[str, BankTraces],
                  max_rows: int, chunks_per_actor: int = 2,
-                 should_cancel: Callable[[], bool] = lambda: False,
+                 should_cancel: CancelCheck = never_cancelled,
                  coupling_tasks: int = 4) -> None:
         self.pool = pool
         self.job_key = uuid.uuid4().hex
