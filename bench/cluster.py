@@ -61,7 +61,7 @@ def small_spec(epsilons: list[float]) -> JobSpec:
 
 
 def coupling_where(args: argparse.Namespace, pool: Any) -> str:
-    """Where the Ray runs solve their coupling grids (see RayExecutor.solve_grid)."""
+    """Where the Ray runs solve their coupling grids (see RayBackend.solve_grid)."""
     tasks = pool.coupling_tasks if pool is not None else 0
     return "in runner" if tasks == 0 or len(args.epsilons) < 2 else f"{tasks} tasks"
 

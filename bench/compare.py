@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from core.das_search import DasTarget, das_config, full_targets, run_das, run_das_targets
+from core.das_search import full_targets, run_das, run_das_targets
+from core.das_training import DasTarget, das_config
 from core.engine import BankTraces, trace_bank
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
 from core.level_inputs import LevelInputs
@@ -105,12 +106,12 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
         "pairs": {"fit": pairs, "calibration": pairs, "test": pairs, "seed": seed},
     })
     task = resolve_task(spec, context)
-    net, _ = resolve_net(spec, context, task, lambda event: None)
+    net, _ = resolve_net(spec, context, task)
     banks = resolve_banks(spec, context, task, net)
     max_rows = context.max_rows(None)
     traces = {s: trace_bank(net, getattr(banks, s), max_rows)
               for s in ("fit", "calibration", "test")}
-    inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows)
+    inputs = LevelInputs.local(net, banks, traces, spec.coupling, spec.calibration, max_rows)
     schedule = default_levels(spec, task, net)
 
     started = time.perf_counter()

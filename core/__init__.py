@@ -8,7 +8,9 @@
     result.handles["WX"].sites, result.handles["WX"].iia_test
 """
 
+from core.backend import ComputeBackend, LocalBackend
 from core.calibrate import IIA
+from core.control import JobControl
 from core.cost import cost_matrix
 from core.coupling import Coupling, marginals, solve_coupling
 from core.engine import BankTraces, Interventions, run_interventions, trace_bank
@@ -23,7 +25,6 @@ from core.errors import (
     TaskError,
 )
 from core.events import EngineEvent
-from core.executors import InterventionExecutor, LocalExecutor
 from core.intervene import interchange
 from core.job import JobContext, run_job
 from core.level_inputs import LevelInputs
@@ -37,22 +38,23 @@ from core.spec import ControlsSpec, JobSpec, LevelSpec, load_job_spec, parse_job
 __all__ = [
     "IIA",
     "BankTraces",
+    "ComputeBackend",
     "ControlsResult",
     "ControlsSpec",
     "Coupling",
     "DatasetError",
     "EngineEvent",
     "HandleResult",
-    "InterventionExecutor",
     "Interventions",
     "JobCancelled",
     "JobContext",
+    "JobControl",
     "JobResult",
     "JobSpec",
     "LevelInputs",
     "LevelResult",
     "LevelSpec",
-    "LocalExecutor",
+    "LocalBackend",
     "ModelLoadError",
     "PlotError",
     "Site",

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import torch
 
+from core.control import NO_CONTROL, JobControl
 from core.engine import Interventions, trace_bank
 from core.errors import JobCancelled
-from core.events import EngineEvent, EventSink
+from core.events import EngineEvent
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
@@ -88,9 +90,7 @@ def base_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
                            weights: RandomWeights, seed: int,
-                           on_event: EventSink = lambda event: None,
-                           should_cancel: Callable[[], bool] = lambda: False
-                           ) -> RandomNetControl:
+                           control: JobControl = NO_CONTROL) -> RandomNetControl:
     """Rerun ``schedule`` on a random copy of ``inputs.net``, in this process.
 
     The banks, coupling and calibration knobs are the job's; the clean traces are the
@@ -102,15 +102,15 @@ def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
     banks = inputs.banks
     traces = {split: trace_bank(net, getattr(banks, split), inputs.max_rows)
               for split in ("fit", "calibration", "test")}
-    control = LevelInputs(net, banks, traces, inputs.coupling, inputs.calibration,
-                          inputs.max_rows)
+    random = LevelInputs.local(net, banks, traces, inputs.coupling, inputs.calibration,
+                               inputs.max_rows)
 
     def relay(event: EngineEvent) -> None:
         if event.kind == "progress":
-            on_event(EngineEvent("control", {"control": "random_net", **event.data}))
+            control.emit("control", {"control": "random_net", **event.data})
 
     try:
-        levels = run_levels(schedule, control, relay, should_cancel)
+        levels = run_levels(schedule, random, replace(control, on_event=relay))
     except JobCancelled as cancelled:  # name the control, not the job's own level
         raise JobCancelled(f"{cancelled.message} of the random-net control",
                            "controls.random_net") from None
@@ -164,7 +164,7 @@ def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult]
         for location in later_locations(widths, own):
             whole = Interventions({location: torch.ones(1, widths[location], device=device)},
                                   {})
-            hits = inputs.run.matches("test", whole, test.counterfactual_labels[variable])
+            hits = inputs.backend.matches("test", whole, test.counterfactual_labels[variable])
             points.append(DepthPoint(location, float(hits.float().mean()), location in own))
             passes += test.size
         out[variable] = points
@@ -215,9 +215,7 @@ def control_warnings(handles: Mapping[str, HandleResult], random_net: RandomNetC
 
 def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
                  inputs: LevelInputs, levels: Sequence[LevelResult],
-                 on_event: EventSink = lambda event: None,
-                 should_cancel: Callable[[], bool] = lambda: False
-                 ) -> tuple[ControlsResult, int]:
+                 control: JobControl = NO_CONTROL) -> tuple[ControlsResult, int]:
     """The job-level controls after the levels (the label permutation ran inside them).
 
     Returns:
@@ -229,9 +227,9 @@ def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
                                          for level in levels)}
     random_net, passes = None, 0
     if spec.random_net:
-        on_event(EngineEvent("control", {"control": "random_net", "done": 0, "total": 1}))
+        control.emit("control", {"control": "random_net", "done": 0, "total": 1})
         random_net = run_random_net_control(schedule, inputs, spec.random_weights, seed,
-                                            on_event, should_cancel)
+                                            control)
         timing["random_net_s"], passes = random_net.runtime_s, random_net.forward_passes
     depth: dict[str, list[DepthPoint]] = {}
     if spec.depth_check:

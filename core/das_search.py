@@ -1,5 +1,6 @@
 """Full DAS and PLOT-guided DAS (plot-method.md §6): which (location, k, variable) to train,
-training them, and choosing each variable's best subspace on the calibration bank.
+training them on the job's compute backend (one training: ``core.das_training``), and
+choosing each variable's best subspace on the calibration bank.
 
 *Full DAS* trains at every location × every k in ``dims`` (clipped to the width) × every
 variable. *Guided DAS* trains only at the locations of the top ``r`` sites PLOT kept for a
@@ -29,45 +30,20 @@ from a random rotation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from core.das import DasConfig, DasFit, das_iia, train_das
+from core.backend import ProgressFn
+from core.das_training import DasTarget, DasTraining
 from core.errors import SpecError
 from core.level_inputs import LevelInputs
+from core.level_sites import pca_frames
 from core.nets.base import InterventableNet
-from core.pca import pca_frame
 from core.result import DasResult, DasRun, LevelResult
 from core.sites import Site, is_token_net, parse_site, token_sites
 from core.spec import DasSpec
-
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class DasTarget:
-    """Where to train for one variable: a location, the ranks to try, a starting frame.
-
-    Attributes:
-        init: (D, K0) orthonormal frame the first restart starts from, or None (random).
-    """
-
-    variable: str
-    location: str
-    dims: tuple[int, ...]
-    init: Tensor | None = None
-
-
-def das_config(spec: DasSpec, seed: int) -> DasConfig:
-    """The training knobs of a DasSpec."""
-    return DasConfig(max_epochs=spec.max_epochs, min_epochs=spec.min_epochs, lr=spec.lr,
-                     batch_size=spec.batch_size, patience=spec.patience,
-                     rel_delta=spec.rel_delta, rank=spec.rank,
-                     low_rank_above=spec.low_rank_above, seed=seed)
 
 
 def clip_dims(dims: Sequence[int], width: int) -> tuple[int, ...]:
@@ -158,16 +134,10 @@ def handle_frame(frame: Tensor, support: Sequence[Site]) -> Tensor:
     return frame[:, chosen + rest]
 
 
-def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:
-    """PCA frames of the fit bank's base and source activations (as the PCA level does)."""
-    fit = inputs.traces["fit"]
-    return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
-            for loc in dict.fromkeys(locations)}
-
-
 def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
                   ) -> dict[str, Tensor] | None:
-    """The frames guided runs start from (see the module docstring), or None (random)."""
+    """The frames guided runs start from (see the module docstring), or None (random); at a
+    PCA level, the frames that level read its sites in."""
     locations = [parse_site(s, inputs.net.widths).location for s in last.kept]
     if spec.init == "random" or (spec.init == "pca" and last.granularity != "pca"):
         return None
@@ -176,78 +146,6 @@ def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
     device = inputs.traces["fit"].base.logits.device
     return {loc: torch.eye(inputs.net.widths[loc], device=device)
             for loc in dict.fromkeys(locations)}
-
-
-def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, seed: int
-                 ) -> tuple[DasRun, int]:
-    """Train ``spec.restarts`` fits of one (location, k, variable); keep the best on the
-    calibration bank and test it.
-
-    Returns:
-        The run and the (pair) partial forwards it spent.
-    """
-    started = time.perf_counter()
-    net, traces = inputs.net, inputs.traces
-    device = traces["fit"].base.logits.device
-    calibration, test = inputs.banks.calibration.to(device), inputs.banks.test.to(device)
-    targets = inputs.banks.fit.counterfactual_labels[target.variable]
-    best: tuple[float, DasFit, str] | None = None
-    passes = 0
-    for restart in range(spec.restarts):
-        init = target.init if restart == 0 else None
-        config = replace(das_config(spec, seed), seed=seed + restart)
-        fit = train_das(net, traces["fit"], targets, target.location, k, config, init)
-        score = das_iia(net, traces["calibration"], calibration, target.variable, fit,
-                        inputs.max_rows).overall
-        passes += fit.forward_passes + calibration.size
-        if best is None or score > best[0]:
-            best = (score, fit, "random" if init is None else "handle")
-    assert best is not None  # restarts >= 1 (DasSpec)
-    score, fit, init_kind = best
-    tested = das_iia(net, traces["test"], test, target.variable, fit, inputs.max_rows)
-    passes += test.size
-    run = DasRun(site=f"{target.location}/das:{k}", dim=k, variable=target.variable,
-                 iia_calibration=score, iia_test=tested, epochs=fit.epochs, loss=fit.loss,
-                 runtime_s=time.perf_counter() - started, init=init_kind,
-                 low_rank=fit.low_rank)
-    return run, passes
-
-
-@dataclass(frozen=True)
-class DasTraining:
-    """One (target, k) to train: ``restarts`` fits, the best on calibration, then tested."""
-
-    target: DasTarget
-    k: int
-
-
-@runtime_checkable
-class DasTrainer(Protocol):
-    """Where a job's DAS trainings run. A job's executor that also has ``train_das`` (the Ray
-    one: trainings spread over the intervention actors) is used as its trainer."""
-
-    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
-                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
-        """Every training's run and forward passes, in ``trainings`` order; ``done(n)`` after
-        each completion with the number finished so far."""
-        ...
-
-
-class LocalDasTrainer:
-    """The trainings one after another in this process."""
-
-    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
-                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
-        out = []
-        for training in trainings:
-            out.append(train_target(training.target, training.k, inputs, spec, seed))
-            done(len(out))
-        return out
-
-
-def job_trainer(inputs: LevelInputs) -> DasTrainer:
-    """The job executor when it can train DAS, else this process."""
-    return inputs.executor if isinstance(inputs.executor, DasTrainer) else LocalDasTrainer()
 
 
 def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, DasRun]:
@@ -262,14 +160,13 @@ def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, D
 
 
 def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs,
-                    spec: DasSpec, seed: int = 0, progress: Progress | None = None,
-                    trainer: DasTrainer | None = None) -> DasResult:
-    """Train every (target, k), choose each variable's best run on the calibration bank.
+                    spec: DasSpec, seed: int = 0, progress: ProgressFn | None = None
+                    ) -> DasResult:
+    """Train every (target, k) on the job's backend, choose each variable's best run on the
+    calibration bank.
 
     Args:
         progress: called with (trainings done, trainings total) after each (target, k).
-        trainer: where the trainings run; None: the job's executor if it trains DAS, else
-            this process (``job_trainer``).
     """
     started = time.perf_counter()
     total = sum(len(t.dims) for t in targets) * spec.restarts
@@ -281,7 +178,7 @@ def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs
         if progress is not None:
             progress(count * spec.restarts, total)
 
-    trained = (trainer or job_trainer(inputs)).train_das(trainings, inputs, spec, seed, done)
+    trained = inputs.backend.train_das(trainings, inputs, spec, seed, done)
     runs = [run for run, _ in trained]
     passes = sum(spent for _, spent in trained)
     return DasResult(mode=mode, runs=runs, best=select_runs(runs, list(inputs.net.widths)),
@@ -290,12 +187,11 @@ def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs
 
 
 def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], seed: int = 0,
-            progress: Progress | None = None, trainer: DasTrainer | None = None) -> DasResult:
+            progress: ProgressFn | None = None) -> DasResult:
     """Full or PLOT-guided DAS, as ``spec.mode`` says.
 
     Args:
         levels: the PLOT levels of the job (guided DAS reads the last one).
-        trainer: where the trainings run (see ``run_das_targets``).
 
     Raises:
         SpecError: mode ``off``, or ``guided`` without a PLOT level.
@@ -311,6 +207,6 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
         targets = guided_targets(last, inputs.net, spec.dims, frames)
     else:
         raise SpecError("DAS is off", "das.mode")
-    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, trainer)
+    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress)
     # the runtime counts the PCA frames too
     return result.model_copy(update={"runtime_s": time.perf_counter() - started})

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from core.backend import Split
 from core.calibrate import (
     IIA,
     Candidate,
@@ -18,7 +19,6 @@ from core.calibrate import (
 )
 from core.coupling import Coupling
 from core.engine import Interventions
-from core.executors import Split
 from core.level_inputs import LevelInputs
 from core.result import HandleResult
 from core.sites import Site
@@ -54,7 +54,7 @@ def calibrate_variable(
     iia: dict[str, IIA] = {}
     for name, (chosen_plan, bank) in evaluate.items():
         split: Split = "test" if bank is test else "calibration"
-        hits = inputs.run.matches(split, chosen_plan, bank.counterfactual_labels[variable])[0]
+        hits = inputs.backend.matches(split, chosen_plan, bank.counterfactual_labels[variable])[0]
         iia[name] = summarize_iia(hits, bank.changes_output(variable))
     plan = plans[best.plan]
     handle = HandleResult(
@@ -91,11 +91,11 @@ def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
         progress(done[0], total)
 
     if not screening:
-        return inputs.run.matches("calibration", unique, target, advance).float().mean(1), total
-    first = inputs.run.matches("calibration", unique, target[:screen], advance,
+        return inputs.backend.matches("calibration", unique, target, advance).float().mean(1), total
+    first = inputs.backend.matches("calibration", unique, target[:screen], advance,
                                pairs=screen).float().mean(1)
     order = torch.argsort(first, descending=True, stable=True)[: spec.finalists]
-    final = inputs.run.matches("calibration", unique.take(order), target, advance)
+    final = inputs.backend.matches("calibration", unique.take(order), target, advance)
     scores = first - 1.0
     scores[order] = final.float().mean(1)
     return scores, total

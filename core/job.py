@@ -17,16 +17,16 @@ from typing import Any
 
 import torch
 
+from core.backend import ComputeBackend, LocalBackend
 from core.causal.bank import Banks
 from core.causal.dataset import read_dataset, split_dataset
 from core.causal.registry import build_task, make_banks
 from core.causal.task import CausalTask
+from core.control import NO_CONTROL, JobControl
 from core.controls import run_controls
 from core.das_search import run_das
 from core.engine import BankTraces, trace_bank
-from core.errors import DatasetError, JobCancelled, ModelLoadError
-from core.events import EngineEvent, EventSink, ignore_event
-from core.executors import InterventionExecutor
+from core.errors import DatasetError, ModelLoadError
 from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
@@ -39,9 +39,9 @@ from core.spec import JobSpec, LevelSpec
 
 TASK_FILE = "task.json"
 
-# Builds the executor of a job's batched interventions from its net directory, the clean
-# traces of its banks and the rows per stacked forward (the Ray pool, say); None: in-process.
-ExecutorFactory = Callable[[Path, dict[str, BankTraces], int], InterventionExecutor]
+# Builds the compute backend of a job from its net directory, the clean traces of its banks
+# and the rows per stacked forward (the Ray pool, say); None: in-process (LocalBackend).
+BackendFactory = Callable[[Path, dict[str, BankTraces], int], ComputeBackend]
 
 # Bumped whenever what a default net is trained on changes without its config or params
 # changing (a task's factual distribution, say), so a cached net of the old recipe is not reused.
@@ -94,10 +94,9 @@ class JobContext:
 
 
 def task_default_net(task: CausalTask, cache_dir: Path, seed: int = 0,
-                     on_event: EventSink = ignore_event,
-                     should_cancel: Callable[[], bool] = lambda: False) -> Path:
+                     control: JobControl = NO_CONTROL) -> Path:
     """The directory of ``task``'s default net, training it into the cache on first use
-    (``should_cancel`` is polled during training; nothing is cached for a cancelled one)."""
+    (``control`` is checked during training; nothing is cached for a cancelled one)."""
     config = task.default_net_config()
     key = json.dumps({"task": task.name, "params": task.params, "config": config, "seed": seed,
                       "train": repr(TRAIN_CONFIGS.get(task.name)),
@@ -105,29 +104,27 @@ def task_default_net(task: CausalTask, cache_dir: Path, seed: int = 0,
     directory = cache_dir / "nets" / f"{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (directory / "model.safetensors").exists():
         return directory
-    train_default_net(task, directory, seed, on_event, should_cancel)
+    train_default_net(task, directory, seed, control)
     return directory
 
 
 def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
-                      on_event: EventSink = ignore_event,
-                      should_cancel: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+                      control: JobControl = NO_CONTROL) -> dict[str, Any]:
     """Train ``task``'s default net and save it with its task parameters and report.
 
     Raises:
-        JobCancelled: ``should_cancel`` turned true at a held-out evaluation (every
+        JobCancelled: the job was cancelled at a held-out evaluation (every
             ``eval_every`` steps); nothing is written.
     """
 
     def poll_cancel(_: TrainProgress) -> None:
-        if should_cancel():
-            raise JobCancelled("cancelled while training the default net", "model")
+        control.check("cancelled while training the default net", "model")
 
     torch.manual_seed(seed)
     net = build_net(task.default_net_config())
     if isinstance(net, TransformerNet):  # its word tokenizer is saved with it
         net.tokenizer = getattr(task, "tokenizer", None)
-    on_event(EngineEvent("progress", {"stage": "training", "done": 0, "total": 1}))
+    control.emit("progress", {"stage": "training", "done": 0, "total": 1})
     report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name),
                        progress=poll_cancel, held_out=task.sample_evaluation_examples)
     save_net(net, directory)
@@ -135,13 +132,12 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     summary = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | bool)}
     (directory / "train.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    on_event(EngineEvent("progress", {"stage": "training", "done": 1, "total": 1}))
+    control.emit("progress", {"stage": "training", "done": 1, "total": 1})
     return summary
 
 
 def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
-                on_event: EventSink, should_cancel: Callable[[], bool] = lambda: False,
-                ) -> tuple[InterventableNet, Path]:
+                control: JobControl = NO_CONTROL) -> tuple[InterventableNet, Path]:
     """Load the net the spec names, or the built-in task's default net."""
     device = context.torch_device()
     if spec.model.id is not None:
@@ -150,8 +146,7 @@ def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
     if spec.model.path is not None:
         directory = resolve_net_dir(spec.model.path, context.model_root)
     elif task is not None:
-        directory = task_default_net(task, context.cache_dir, spec.seed, on_event,
-                                     should_cancel)
+        directory = task_default_net(task, context.cache_dir, spec.seed, control)
     else:
         raise ModelLoadError("a dataset task needs a net: give model.path", "model.path")
     return load_net(directory, device=device), directory
@@ -203,16 +198,12 @@ def default_levels(spec: JobSpec, task: CausalTask | None, net: InterventableNet
 
 
 def run_job_das(spec: JobSpec, inputs: LevelInputs, levels: Sequence[LevelResult],
-                on_event: EventSink, should_cancel: Callable[[], bool]) -> DasResult | None:
+                control: JobControl) -> DasResult | None:
     """The DAS baseline of a job after its PLOT levels, or None when ``das.mode`` is off."""
     if spec.das.mode == "off":
         return None
-
-    def report(done: int, total: int) -> None:
-        if should_cancel():
-            raise JobCancelled("cancelled while training DAS", "das")
-        on_event(EngineEvent("das", {"mode": spec.das.mode, "done": done, "total": total}))
-
+    report = control.progress("das", {"mode": spec.das.mode}, "cancelled while training DAS",
+                              "das")
     return run_das(spec.das, inputs, levels, spec.seed, report)
 
 
@@ -224,100 +215,132 @@ def control_timing(controls: ControlsResult | None) -> dict[str, float]:
 
 
 def run_job_controls(schedule: Sequence[LevelSpec], inputs: LevelInputs,
-                     levels: Sequence[LevelResult], on_event: EventSink,
-                     should_cancel: Callable[[], bool]) -> tuple[ControlsResult | None, int]:
+                     levels: Sequence[LevelResult], control: JobControl
+                     ) -> tuple[ControlsResult | None, int]:
     """The job-level controls (random net, depth check, the label permutation's summary),
     or None when every control is off; with the forward passes they ran."""
     controls = inputs.controls
     if controls is None or not (controls.random_net or controls.label_permutation
                                 or controls.depth_check):
         return None, 0
-    return run_controls(controls, controls.seed or 0, schedule, inputs, levels, on_event,
-                        should_cancel)
+    return run_controls(controls, controls.seed or 0, schedule, inputs, levels, control)
 
 
-def run_job(
-    spec: JobSpec,
-    context: JobContext,
-    on_event: EventSink = ignore_event,
-    should_cancel: Callable[[], bool] = lambda: False,
-    on_level: Callable[[LevelResult], None] | None = None,
-    completed: Sequence[LevelResult] = (),
-    executor_factory: ExecutorFactory | None = None,
-) -> JobResult:
-    """Run a whole PLOT job.
+@dataclass(frozen=True)
+class PreparedJob:
+    """A job ready for its levels: its task, net directory, traced banks and backend.
 
-    Args:
-        spec: the validated job spec.
-        context: roots, cache and device.
-        on_event: receives progress events.
-        should_cancel: polled between batches; when true the job raises JobCancelled.
-        on_level: called with each level's checkpoint as soon as it is done.
-        completed: checkpoints of levels already done (a resumed job skips them).
-        executor_factory: where the batched interventions run; None: this process.
-
-    Raises:
-        PlotError: a subclass naming the bad field, file, tensor or line.
+    Attributes:
+        timing: seconds to resolve the net (``net_s``) and to build and trace the banks
+            (``banks_s``).
     """
+
+    task: CausalTask | None
+    directory: Path
+    inputs: LevelInputs
+    timing: dict[str, float]
+
+
+def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
+                backend_factory: BackendFactory | None) -> PreparedJob:
+    """Resolve the task and net, build and trace the banks, build the compute backend; emit
+    ``started``."""
     started = time.perf_counter()
     task = resolve_task(spec, context)
-    net, directory = resolve_net(spec, context, task, on_event, should_cancel)
+    net, directory = resolve_net(spec, context, task, control)
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
-    device = context.torch_device()
     max_rows = context.max_rows(spec.max_rows)
     if spec.max_rows is None:  # a token net's row carries T positions of activations
         max_rows = max(1, max_rows // net.tokens_per_row)
     traces = {split: trace_bank(net, getattr(banks, split), max_rows)
               for split in ("fit", "calibration", "test")}
     t_banks = time.perf_counter()
-    on_event(EngineEvent("started", {
+    control.emit("started", {
         "variables": list(banks.variables),
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
-                  "test": banks.test.size}}))
-    executor = None if executor_factory is None else executor_factory(directory, traces, max_rows)
+                  "test": banks.test.size}})
+    backend = (LocalBackend(net, traces, max_rows) if backend_factory is None
+               else backend_factory(directory, traces, max_rows))
     controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
-                         executor, spec.controls.model_copy(update={"seed": controls_seed}))
-    schedule = default_levels(spec, task, net)
-    levels = run_levels(schedule, inputs, on_event, should_cancel, completed, on_level)
-    controls, control_passes = run_job_controls(schedule, inputs, levels, on_event,
-                                                should_cancel)
-    das = run_job_das(spec, inputs, levels, on_event, should_cancel)
-    if should_cancel():  # the last stages may not have polled it
-        raise JobCancelled("cancelled before the result was returned", "job")
-    total = time.perf_counter() - started
-    handles = best_handles(levels)
+                         backend, spec.controls.model_copy(update={"seed": controls_seed}))
+    return PreparedJob(task, directory, inputs,
+                       {"net_s": t_net - started, "banks_s": t_banks - t_net})
+
+
+def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
+               levels: list[LevelResult], controls: tuple[ControlsResult | None, int],
+               das: DasResult | None, total_s: float) -> JobResult:
+    """The result of a job whose levels, controls (with their forward passes) and DAS ran."""
+    inputs, banks = job.inputs, job.inputs.banks
+    control_result, control_passes = controls
     timing = {
-        "total_s": total,
-        "net_s": t_net - started,
-        "banks_s": t_banks - t_net,
+        "total_s": total_s,
+        **job.timing,
         "signatures_s": sum(level.timing["signatures_s"] for level in levels),
         "coupling_s": sum(level.timing["coupling_s"] for level in levels),
         "calibration_s": sum(level.timing["calibration_s"] for level in levels),
         "das_s": das.runtime_s if das is not None else 0.0,
-        **control_timing(controls),
+        **control_timing(control_result),
     }
-    result = JobResult(
+    return JobResult(
         variables=list(banks.variables),
         levels=levels,
-        handles=handles,
+        handles=best_handles(levels),
         timing=timing,
         forward_passes=sum(level.forward_passes for level in levels)
         + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
         + (das.forward_passes if das is not None else 0) + control_passes,
-        net={"path": str(directory), "digest": net_digest(directory), "config": net.config},
+        net={"path": str(job.directory), "digest": net_digest(job.directory),
+             "config": inputs.net.config},
         banks={split: {"pairs": getattr(banks, split).size,
                        "change_rates": getattr(banks, split).change_rates()}
                for split in ("fit", "calibration", "test")},
         spec=spec.model_dump(mode="json"),
-        device=str(device),
-        max_rows=max_rows,
+        device=str(context.torch_device()),
+        max_rows=inputs.max_rows,
         das=das,
-        controls=controls,
+        controls=control_result,
     )
-    on_event(EngineEvent("finished", {
-        "total_s": total,
+
+
+def run_job(
+    spec: JobSpec,
+    context: JobContext,
+    control: JobControl = NO_CONTROL,
+    on_level: Callable[[LevelResult], None] | None = None,
+    completed: Sequence[LevelResult] = (),
+    backend_factory: BackendFactory | None = None,
+) -> JobResult:
+    """Run a whole PLOT job.
+
+    Args:
+        spec: the validated job spec.
+        context: roots, cache and device.
+        control: receives progress events; its cancel check is polled between batches
+            (a cancelled job raises JobCancelled).
+        on_level: called with each level's checkpoint as soon as it is done.
+        completed: checkpoints of levels already done (a resumed job skips them).
+        backend_factory: where the batched interventions, coupling solves and DAS trainings
+            run; None: this process (``LocalBackend``).
+
+    Raises:
+        PlotError: a subclass naming the bad field, file, tensor or line.
+    """
+    started = time.perf_counter()
+    job = prepare_job(spec, context, control, backend_factory)
+    inputs = job.inputs
+    schedule = default_levels(spec, job.task, inputs.net)
+    levels = run_levels(schedule, inputs, control, completed, on_level)
+    controls = run_job_controls(schedule, inputs, levels, control)
+    das = run_job_das(spec, inputs, levels, control)
+    # the last stages may not have polled the cancel check
+    control.check("cancelled before the result was returned", "job")
+    result = job_result(spec, context, job, levels, controls, das,
+                        time.perf_counter() - started)
+    control.emit("finished", {
+        "total_s": result.timing["total_s"],
         "handles": {v: {"sites": h.sites, "iia_test": h.iia_test.overall}
-                    for v, h in handles.items()}}))
+                    for v, h in result.handles.items()}})
     return result

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from core.cost import cost_matrix
 from core.coupling import marginals, solve_coupling
-from core.spec import CouplingSpec
+from core.spec import ControlsSpec, CouplingSpec
+
+if TYPE_CHECKING:  # core.result stores PermutationControl, and the level steps build results
+    from core.level_steps import LevelHandles, LevelSignatures
 
 Knobs = tuple[float | None, float | None]  # (epsilon, beta) of a plan
 SEPARATION = 0.25  # share of the above-uniform range the real row must clear the control by
@@ -127,3 +131,35 @@ def permutation_masses(permuted: Tensor, site_signatures: Tensor, spec: Coupling
                 solved[(epsilon, beta)] = plan.variable_rows(variables)
             totals[j] += row_mass(solved[(epsilon, beta)][j], kept[j])
     return [total / count for total in totals]
+
+
+def level_permutation_controls(spec: ControlsSpec | None, coupling: CouplingSpec,
+                               signatures: LevelSignatures, num_classes: int,
+                               site_ids: Sequence[str], handles: LevelHandles
+                               ) -> dict[str, PermutationControl] | None:
+    """A level's label-permutation control, from its results: per variable, the mass of
+    its chosen row on its kept sites against permuted-label couplings of its group with
+    the knobs its handle chose. None when the control is off.
+
+    The same seed gives the same permutations at every level.
+
+    Args:
+        signatures: the level's signatures (the site ones are reused: no new forward).
+        site_ids: the level's S site ids.
+        handles: the level's handles, per coupling group.
+    """
+    if spec is None or not spec.label_permutation:
+        return None
+    generator = torch.Generator().manual_seed(spec.seed or 0)
+    permuted = permuted_signatures(signatures.variables, spec.permutations, generator)
+    out: dict[str, PermutationControl] = {}
+    for group in handles.groups:
+        columns = list(group.plans.columns)
+        outcomes = list(group.variables.values())
+        controls = permutation_controls(
+            permuted[:, list(group.plans.rows)], signatures.sites[columns], coupling,
+            signatures.base_probs, num_classes,
+            [(o.handle.epsilon, o.handle.beta) for o in outcomes], [o.kept for o in outcomes],
+            [o.row for o in outcomes], [site_ids[c] for c in columns])
+        out.update(zip(group.variables, controls, strict=True))
+    return out

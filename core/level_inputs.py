@@ -1,12 +1,13 @@
-"""What every level of one job shares: the net, the banks, their clean traces and knobs."""
+"""What every level of one job shares: the net, the banks, their clean traces, the knobs and
+the compute backend that runs the level's batched work."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.backend import ComputeBackend, LocalBackend
 from core.causal.bank import Banks
 from core.engine import BankTraces
-from core.executors import InterventionExecutor, LocalExecutor
 from core.nets.base import InterventableNet
 from core.spec import CalibrationSpec, ControlsSpec, CouplingSpec
 
@@ -21,15 +22,16 @@ class LevelInputs:
     coupling: CouplingSpec
     calibration: CalibrationSpec
     max_rows: int
-    executor: InterventionExecutor | None = None  # None: this process (LocalExecutor)
+    backend: ComputeBackend
     controls: ControlsSpec | None = None  # its label_permutation runs in each level; None: off
 
-    @property
-    def run(self) -> InterventionExecutor:
-        """The executor of the batched interventions."""
-        if self.executor is not None:
-            return self.executor
-        return LocalExecutor(self.net, self.traces, self.max_rows)
+    @classmethod
+    def local(cls, net: InterventableNet, banks: Banks, traces: dict[str, BankTraces],
+              coupling: CouplingSpec, calibration: CalibrationSpec, max_rows: int,
+              controls: ControlsSpec | None = None) -> LevelInputs:
+        """Inputs whose backend is this process (``LocalBackend`` over ``net`` and ``traces``)."""
+        return cls(net, banks, traces, coupling, calibration, max_rows,
+                   LocalBackend(net, traces, max_rows), controls)
 
     @property
     def variables(self) -> tuple[str, ...]:

@@ -3,20 +3,21 @@ so its actors forget it when it ends (the factory that ``core.job.run_job`` take
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.control import CancelCheck, never_cancelled
 from core.engine import BankTraces
-from core.job import ExecutorFactory
+from core.job import BackendFactory
 from workers.cluster import spare_cpus
 from workers.coupling_task import COUPLING_TASK_CPUS, warm_workers
 from workers.pool import ActorPool
-from workers.ray_executor import RayExecutor
+from workers.ray_backend import RayBackend
 
 
 class ActorBackends:
-    """Hands each job a RayExecutor over the shared pool.
+    """Hands each job a RayBackend over the shared pool.
 
     Args:
         pool: the intervention actors of this process's runners.
@@ -36,26 +37,26 @@ class ActorBackends:
         warm_workers(min(coupling_tasks, int(spare_cpus(pool) / COUPLING_TASK_CPUS)))
 
     @contextmanager
-    def for_job(self, should_cancel: Callable[[], bool] = lambda: False
-                ) -> Iterator[ExecutorFactory]:
-        """An ExecutorFactory for one run of ``run_job``; on exit (success, error or
+    def for_job(self, should_cancel: CancelCheck = never_cancelled
+                ) -> Iterator[BackendFactory]:
+        """A BackendFactory for one run of ``run_job``; on exit (success, error or
         cancel) the actors release the job's traced banks.
 
         Args:
-            should_cancel: the job's cancel flag; the executor polls it while it waits on
+            should_cancel: the job's cancel flag; the backend polls it while it waits on
                 Ray and stops the job's running chunks on the actors when it turns true.
         """
-        made: list[RayExecutor] = []
+        made: list[RayBackend] = []
 
         def factory(net_dir: Path, traces: dict[str, BankTraces], max_rows: int
-                    ) -> RayExecutor:
-            executor = RayExecutor(self.pool, net_dir, traces, max_rows, self.chunks_per_actor,
-                                   should_cancel, self.coupling_tasks)
-            made.append(executor)
-            return executor
+                    ) -> RayBackend:
+            backend = RayBackend(self.pool, net_dir, traces, max_rows, self.chunks_per_actor,
+                                 should_cancel, self.coupling_tasks)
+            made.append(backend)
+            return backend
 
         try:
             yield factory
         finally:
-            for executor in made:
-                executor.close()
+            for backend in made:
+                backend.close()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.events import EngineEvent
+from core.control import JobControl
 from core.job import JobContext, run_job
 from core.result import LevelResult
 from core.spec import JobSpec
@@ -32,26 +32,25 @@ class Engine:
     def __call__(
         self,
         spec: JobSpec,
-        on_event: Callable[[EngineEvent], None],
-        should_cancel: Callable[[], bool],
+        control: JobControl,
         on_level: Callable[[dict[str, Any]], None],
         completed: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """Run the job, resuming after the ``completed`` level checkpoints.
 
         Raises:
-            JobCancelled: ``should_cancel()`` turned true between batches.
+            JobCancelled: the control's cancel check turned true between batches.
             PlotError: a subclass naming the bad field, file or line.
         """
         context = JobContext(model_root=self.model_root, data_root=self.data_root,
                              cache_dir=self.cache_dir, device=self.device)
-        scope = (self.pool.for_job(should_cancel) if self.pool is not None
+        scope = (self.pool.for_job(control.should_cancel) if self.pool is not None
                  else nullcontext(None))
         with scope as factory:
-            result = run_job(spec, context, on_event=on_event, should_cancel=should_cancel,
+            result = run_job(spec, context, control,
                              on_level=lambda level: on_level(level.to_json()),
                              completed=[LevelResult.model_validate(level) for level in completed],
-                             executor_factory=factory)
+                             backend_factory=factory)
         return dict(result.to_json())
 
     def actor_restarts(self) -> int:

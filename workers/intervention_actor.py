@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.backend import Split
 from core.calibrate import exact_matches
 from core.causal.bank import Banks
-from core.das_search import DasTraining, train_target
+from core.das_training import DasTraining, train_target
 from core.engine import BankTraces, Interventions
 from core.errors import JobCancelled, PlotError
-from core.executors import Split
 from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet, Trace
 from core.nets.io import load_net, net_digest
@@ -213,7 +213,7 @@ class InterventionActor:
     def train_das(self, job_key: str, training: DasTraining, banks: Banks,
                   coupling: CouplingSpec, calibration: CalibrationSpec, spec: DasSpec,
                   seed: int) -> tuple[DasRun, int]:
-        """One DAS training of the job (``core.das_search.train_target``) on its net and
+        """One DAS training of the job (``core.das_training.train_target``) on its net and
         traced banks. A cancel takes effect before a training, not inside one.
 
         Returns:
@@ -224,7 +224,8 @@ class InterventionActor:
         target = training.target
         if target.init is not None:
             target = replace(target, init=target.init.to(self.device))
-        inputs = LevelInputs(job.net, banks, job.traces, coupling, calibration, job.max_rows)
+        inputs = LevelInputs.local(job.net, banks, job.traces, coupling, calibration,
+                                   job.max_rows)
         trained = train_target(target, training.k, inputs, spec, seed)
         self.das_trainings += 1
         return trained

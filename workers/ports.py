@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import pydantic
 
+from core.control import JobControl
 from core.errors import SpecError
-from core.events import EngineEvent
 from core.spec import JobSpec
 from workers.job_status import JobStatus
 
@@ -173,8 +173,7 @@ class JobEngine(Protocol):
     def __call__(
         self,
         spec: JobSpec,
-        on_event: Callable[[EngineEvent], None],
-        should_cancel: Callable[[], bool],
+        control: JobControl,
         on_level: Callable[[dict[str, Any]], None],
         completed: Sequence[dict[str, Any]] = (),
     ) -> dict[str, Any]:
@@ -183,7 +182,7 @@ class JobEngine(Protocol):
         JSON mode: no NaN or infinity, which Postgres JSONB refuses).
 
         Raises:
-            JobCancelled: ``should_cancel()`` turned true.
+            JobCancelled: ``control``'s cancel check turned true.
             PlotError: the spec, data or net is at fault (deterministic: never retried).
         """
         ...

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from core.control import JobControl
 from core.errors import JobCancelled, PlotError
 from core.events import EngineEvent
 from workers.job_status import JobStatus
@@ -118,7 +119,8 @@ class JobRunner:
 
         try:
             spec, completed = self.store.prepare(job)
-            result = self._engine(spec, on_event, cancelled.is_set, on_level, completed)
+            result = self._engine(spec, JobControl(on_event, cancelled.is_set), on_level,
+                                  completed)
         except JobCancelled:
             self._cancelled(job.id)
         except PlotError as error:  # the spec's, the data's or the net's fault: final

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from core.causal.registry import build_task
+from core.control import JobControl
 from core.events import EngineEvent
 from core.job import JobContext, run_job, task_default_net, train_default_net
 from core.report import render_report
@@ -104,7 +105,7 @@ def execute(spec: JobSpec, out: Path, context: JobContext) -> int:
                     if level == str(data["level"]):
                         progress.update(bar, note=note)
 
-        result = run_job(spec, context, on_event=on_event)
+        result = run_job(spec, context, JobControl(on_event))
     write_outputs(result, out)
     console.print(results_table(result))
     controls = controls_table(result)

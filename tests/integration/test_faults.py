@@ -18,6 +18,7 @@ import redis
 
 from api.db import jobs
 from api.db.tables import Job, JobLevel
+from core.control import JobControl
 from core.events import EngineEvent
 from core.spec import JobSpec
 from tests.integration.claims import make_claim_loop
@@ -98,17 +99,18 @@ class OutageBetweenLevels:
         self.engine = engine
         self.server = server
 
-    def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
-                 should_cancel: Callable[[], bool], on_level: Callable[[dict[str, Any]], None],
+    def __call__(self, spec: JobSpec, control: JobControl,
+                 on_level: Callable[[dict[str, Any]], None],
                  completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         def faulty(event: EngineEvent) -> None:
             if event.kind == "level_started" and event.data["level"] == 1:
                 self.server.kill()
             if event.kind == "level_started" and event.data["level"] == 2:
                 self.server.start()
-            on_event(event)
+            control.on_event(event)
 
-        return self.engine(spec, faulty, should_cancel, on_level, completed)
+        return self.engine(spec, JobControl(faulty, control.should_cancel), on_level,
+                           completed)
 
 
 def test_redis_down_in_the_middle_of_a_job_costs_only_its_events_meanwhile(

@@ -21,7 +21,7 @@ from api.db.job_store import SqlJobStore
 from api.db.migrate import upgrade_database
 from api.db.session import make_engine, make_sessions
 from api.db.tables import Job
-from core.events import EngineEvent
+from core.control import JobControl
 from core.spec import JobSpec
 from tests.integration.claims import make_claim_loop
 from tests.integration.conftest import wait_for
@@ -120,8 +120,8 @@ class CrashingEngine:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
-                 should_cancel: Callable[[], bool], on_level: Callable[[dict[str, Any]], None],
+    def __call__(self, spec: JobSpec, control: JobControl,
+                 on_level: Callable[[dict[str, Any]], None],
                  completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         self.calls += 1
         raise RuntimeError("the actor's node went away")

@@ -66,6 +66,6 @@ def planted_level_inputs(pairs: int, top_k: list[int], strengths: list[float],
     net = planted_mlp()
     banks = Banks(*(planted_bank(pairs, seed) for seed in range(3)))
     traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
-    return LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
-                       CalibrationSpec(top_k=top_k, strengths=strengths), 50_000,
-                       controls=controls or ControlsSpec())
+    return LevelInputs.local(net, banks, traces, CouplingSpec(epsilons=[0.01, 0.1]),
+                             CalibrationSpec(top_k=top_k, strengths=strengths), 50_000,
+                             controls=controls or ControlsSpec())

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from core.calibrate import IIA
+from core.control import JobControl
 from core.controls import (
     control_warnings,
     later_locations,
@@ -103,7 +104,7 @@ def test_the_random_net_runs_the_same_schedule_and_falls_far_short(
         inputs: LevelInputs) -> None:
     real = best_handles(run_levels(SCHEDULE, inputs))
     events: list[EngineEvent] = []
-    control = run_random_net_control(SCHEDULE, inputs, "reinit", 0, events.append)
+    control = run_random_net_control(SCHEDULE, inputs, "reinit", 0, JobControl(events.append))
     assert control.handles.keys() == real.keys()
     for variable, handle in real.items():
         assert handle.iia_test.overall >= 0.99
@@ -127,7 +128,7 @@ def test_a_cancel_during_the_random_net_names_the_control(inputs: LevelInputs) -
 
     with pytest.raises(JobCancelled) as error:
         run_random_net_control(SCHEDULE, inputs, "reinit", 0,
-                               should_cancel=cancel_on_second_poll)
+                               JobControl(should_cancel=cancel_on_second_poll))
     assert error.value.where == "controls.random_net"
     assert "random-net control" in error.value.message
 

@@ -23,7 +23,7 @@ def inputs(device: torch.device) -> LevelInputs:
     net = planted_rotated_mlp().to(device)
     banks = Banks(*(planted_rotated_bank(256, seed).to(device) for seed in range(3)))
     traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
-    return LevelInputs(net, banks, traces, CouplingSpec(), CalibrationSpec(), 50_000)
+    return LevelInputs.local(net, banks, traces, CouplingSpec(), CalibrationSpec(), 50_000)
 
 
 def _handle(variable: str, sites: list[str]) -> HandleResult:

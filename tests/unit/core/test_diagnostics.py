@@ -110,8 +110,8 @@ def copied() -> list[LevelResult]:
     net = planted_mlp()
     banks = Banks(*(with_copies(planted_bank(300, seed)) for seed in range(3)))
     traces = {s: trace_bank(net, getattr(banks, s)) for s in ("fit", "calibration", "test")}
-    inputs = LevelInputs(net, banks, traces, CouplingSpec(epsilons=[0.01]),
-                         CalibrationSpec(top_k=[1], strengths=[1.0]), 50_000)
+    inputs = LevelInputs.local(net, banks, traces, CouplingSpec(epsilons=[0.01]),
+                               CalibrationSpec(top_k=[1], strengths=[1.0]), 50_000)
     return run_levels([LevelSpec(granularity="neuron")], inputs)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core.control import JobControl
 from core.errors import JobCancelled
 from core.job import JobContext, run_job
 from core.spec import parse_job_spec
@@ -23,7 +24,7 @@ def test_a_cancel_during_default_net_training_stops_it_and_caches_nothing(
                            "pairs": {"fit": 64, "calibration": 64, "test": 64}})
     context = JobContext(model_root=tmp_path, data_root=tmp_path, cache_dir=tmp_path / "cache")
     with pytest.raises(JobCancelled) as error:
-        run_job(spec, context, should_cancel=cancel_on_third_poll)
+        run_job(spec, context, JobControl(should_cancel=cancel_on_third_poll))
     assert error.value.where == "model"
     assert len(polls) == 3  # polled at each held-out evaluation, stopped at the first true
     assert not list((tmp_path / "cache").rglob("model.safetensors"))

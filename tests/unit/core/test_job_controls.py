@@ -9,6 +9,7 @@ import pytest
 
 from core.causal.bank import PairBank, concat_banks
 from core.causal.dataset import write_dataset
+from core.control import JobControl
 from core.errors import SpecError
 from core.events import EngineEvent
 from core.job import JobContext, run_job
@@ -50,7 +51,7 @@ def _run(roots: Path, controls: dict[str, Any] | None = None, dataset: str = "pa
     events: list[EngineEvent] = []
     context = JobContext(model_root=roots / "nets", data_root=roots / "data",
                          cache_dir=roots / "cache", device="cpu")
-    return run_job(parse_job_spec(spec), context, events.append), events
+    return run_job(parse_job_spec(spec), context, JobControl(events.append)), events
 
 
 @pytest.fixture(scope="module")

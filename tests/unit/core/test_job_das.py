@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.causal.dataset import write_dataset
+from core.control import JobControl
 from core.events import EngineEvent
 from core.job import JobContext, run_job
 from core.nets.io import save_net
@@ -41,7 +42,7 @@ def _run(roots: Path, mode: str) -> tuple[JobResult, list[EngineEvent]]:
     events: list[EngineEvent] = []
     context = JobContext(model_root=roots / "nets", data_root=roots / "data",
                          cache_dir=roots / "cache", device="cpu")
-    return run_job(parse_job_spec(_spec(mode)), context, events.append), events
+    return run_job(parse_job_spec(_spec(mode)), context, JobControl(events.append)), events
 
 
 def test_job_runs_full_das_after_the_levels(roots: Path) -> None:

@@ -1,4 +1,4 @@
-"""InterventionActor as a plain class (no Ray): same numbers as the in-process executor."""
+"""InterventionActor as a plain class (no Ray): same numbers as the in-process backend."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from core.backend import LocalBackend
 from core.causal.bank import Banks, PairBank
-from core.das_search import DasTarget, DasTraining, train_target
+from core.das_training import DasTarget, DasTraining, train_target
 from core.engine import BankTraces, Interventions, trace_bank
 from core.errors import JobCancelled, PlotError
-from core.executors import LocalExecutor
 from core.level_inputs import LevelInputs
 from core.nets.io import load_net, save_net
 from core.nets.mlp import MLP
@@ -39,10 +39,10 @@ def _traces(net_dir: Path) -> dict[str, BankTraces]:
             for split in ("fit", "calibration", "test")}
 
 
-def test_actor_signatures_and_matches_equal_the_local_executor(tmp_path: Path) -> None:
+def test_actor_signatures_and_matches_equal_the_local_backend(tmp_path: Path) -> None:
     net_dir = _net_dir(tmp_path)
     traces = _traces(net_dir)
-    local = LocalExecutor(load_net(net_dir), traces, max_rows=64)
+    local = LocalBackend(load_net(net_dir), traces, max_rows=64)
     actor = InterventionActor(device="cpu")
     actor.load_job("job", str(net_dir), traces, 64)
     sites = neuron_sites(location_sites(local.net.widths))
@@ -134,7 +134,7 @@ def test_actor_trains_das_as_the_engine_does_in_process(tmp_path: Path) -> None:
     traces = {split: trace_bank(net, getattr(banks, split))
               for split in ("fit", "calibration", "test")}
     spec = DasSpec(mode="full", dims=[2], max_epochs=3, batch_size=8)
-    inputs = LevelInputs(net, banks, traces, CouplingSpec(), CalibrationSpec(), 64)
+    inputs = LevelInputs.local(net, banks, traces, CouplingSpec(), CalibrationSpec(), 64)
     target = DasTarget("V", "layer:1", (2,))
     want, want_passes = train_target(target, 2, inputs, spec, seed=5)
 

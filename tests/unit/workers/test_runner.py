@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from core.control import JobControl
 from core.errors import DatasetError, JobCancelled
-from core.events import EngineEvent
 from core.spec import JobSpec
 from workers.claim_loop import ClaimLimits, ClaimLoop
 from workers.events import InProcessBus
@@ -34,8 +34,8 @@ class ScriptedEngine:
         self.waiting = threading.Event()
         self.release = threading.Event()
 
-    def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
-                 should_cancel: Callable[[], bool], on_level: Callable[[dict[str, Any]], None],
+    def __call__(self, spec: JobSpec, control: JobControl,
+                 on_level: Callable[[dict[str, Any]], None],
                  completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         self.calls.append([int(c["index"]) for c in completed])
         if self.fail_with is not None:
@@ -44,14 +44,14 @@ class ScriptedEngine:
             if self.block and index == len(spec.levels) - 1:
                 self.waiting.set()
                 while not self.release.wait(0.01):
-                    if should_cancel():
+                    if control.is_cancelled():
                         raise JobCancelled("cancelled", f"levels.{index}")
-            on_event(EngineEvent("level_started", {"level": index}))
-            on_event(EngineEvent("progress", {"level": index, "stage": "signatures",
-                                              "done": 4, "total": 4}))
+            control.emit("level_started", {"level": index})
+            control.emit("progress", {"level": index, "stage": "signatures", "done": 4,
+                                      "total": 4})
             on_level({"index": index, "granularity": spec.levels[index].granularity,
                       "runtime_s": 0.0, "score": None})
-        on_event(EngineEvent("finished", {"levels": len(spec.levels)}))
+        control.emit("finished", {"levels": len(spec.levels)})
         return {"levels": len(spec.levels), "iia": 0.5}
 
 
@@ -148,11 +148,10 @@ def test_a_cancel_that_arrives_as_the_engine_finishes_still_wins() -> None:
     store, bus = InMemoryJobStore(), InProcessBus()
 
     class CancelledAtTheEnd(ScriptedEngine):
-        def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
-                     should_cancel: Callable[[], bool],
+        def __call__(self, spec: JobSpec, control: JobControl,
                      on_level: Callable[[dict[str, Any]], None],
                      completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-            result = super().__call__(spec, on_event, should_cancel, on_level, completed)
+            result = super().__call__(spec, control, on_level, completed)
             store.request_cancel(job_id_box[0])  # after the last poll of the flag
             return result
 
@@ -270,8 +269,7 @@ def test_a_crash_after_a_cancel_request_ends_the_job_cancelled_not_retried() -> 
     store, bus = InMemoryJobStore(), InProcessBus()
 
     class CancelThenCrash(ScriptedEngine):
-        def __call__(self, spec: JobSpec, on_event: Callable[[EngineEvent], None],
-                     should_cancel: Callable[[], bool],
+        def __call__(self, spec: JobSpec, control: JobControl,
                      on_level: Callable[[dict[str, Any]], None],
                      completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
             store.request_cancel(job_id)

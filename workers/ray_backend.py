@@ -1,6 +1,6 @@
-"""RayExecutor: core.executors.InterventionExecutor over an ActorPool, splitting a level's
-sites and interventions into chunks that run on the intervention actors, its coupling grid
-into CPU tasks, and its DAS trainings across the actors (``core.das_search.DasTrainer``)."""
+"""RayBackend: ``core.backend.ComputeBackend`` over an ActorPool, splitting a level's sites
+and interventions into chunks that run on the intervention actors, its coupling grid into
+CPU tasks, and its DAS trainings across the actors."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import ray
 import torch
 from torch import Tensor
 
+from core.backend import ProgressFn, Split
 from core.causal.bank import Banks, PairBank
-from core.das_search import DasTraining
+from core.control import CancelCheck, never_cancelled
+from core.das_training import DasTraining
 from core.engine import BankTraces, Interventions
-from core.executors import ProgressFn, Split
 from core.level_inputs import LevelInputs
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
 from core.result import DasRun
@@ -30,8 +31,9 @@ from workers.pool import ActorHandle, ActorPool, Call, chunk_bounds
 MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
 
 
-class RayExecutor:
-    """One job's batched interventions on the pool's actors.
+class RayBackend:
+    """One job's compute backend on the pool: interventions and DAS on the actors, coupling
+    grids as CPU tasks.
 
     The traced banks go to the object store once (``ray.put``); each actor receives them,
     with the net directory, before its first chunk of this job.
@@ -49,7 +51,7 @@ class RayExecutor:
 
     def __init__(self, pool: ActorPool, net_dir: Path, traces: dict[str, BankTraces],
                  max_rows: int, chunks_per_actor: int = 2,
-                 should_cancel: Callable[[], bool] = lambda: False,
+                 should_cancel: CancelCheck = never_cancelled,
                  coupling_tasks: int = 4) -> None:
         self.pool = pool
         self.job_key = uuid.uuid4().hex

@@ -1,33 +1,41 @@
-"""Where a level's batched intervention work runs.
+"""Where a job's compute runs: the ``ComputeBackend`` protocol and its in-process
+implementation.
 
-The level loop asks an ``InterventionExecutor`` for three things: the neural signatures of
-a list of sites on the fit bank, the exact-match table of a batch of interventions on a
-bank, and the solved knob grid of a coupling (plans and their calibration candidates).
-``LocalExecutor`` does all three in this process; the Ray side (``workers/``) implements
-the same protocol with intervention actors and CPU tasks.
+The level loop asks a backend for the neural signatures of a list of sites on the fit bank,
+the exact-match table of a batch of interventions on a bank, the solved knob grid of a
+coupling (plans and their calibration candidates), and, after the levels, the job's DAS
+trainings. ``LocalBackend`` does all four in this process; the Ray side
+(``workers/ray_backend.py``) implements the same protocol with intervention actors and CPU
+tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from torch import Tensor
 
 from core.calibrate import exact_matches
+from core.das_training import DasTraining, train_target
 from core.engine import BankTraces, Interventions
 from core.nets.base import InterventableNet
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
+from core.result import DasRun
 from core.signatures import neural_signatures
 from core.sites import Site
+from core.spec import DasSpec
+
+if TYPE_CHECKING:  # the level inputs carry a backend; train_das reads their banks
+    from core.level_inputs import LevelInputs
 
 Split = Literal["fit", "calibration", "test"]
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, int], None]  # (done, total)
 
 
-class InterventionExecutor(Protocol):
-    """Runs batched interchange interventions and coupling solves for one job."""
+class ComputeBackend(Protocol):
+    """Runs one job's batched interchange interventions, coupling solves and DAS trainings."""
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:
@@ -48,10 +56,21 @@ class InterventionExecutor(Protocol):
         """Every point of ``problem``'s knob grid, in grid order, on the problem's device."""
         ...
 
+    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
+                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+        """Every training's run and forward passes, in ``trainings`` order; ``done(n)`` after
+        each completion with the number finished so far."""
+        ...
+
 
 @dataclass(frozen=True)
-class LocalExecutor:
-    """The in-process executor: the net and the traced banks live here."""
+class LocalBackend:
+    """The in-process backend: the net and the traced banks live here.
+
+    Attributes:
+        traces: "fit" | "calibration" | "test" -> the clean traces of the job's banks.
+        max_rows: rows (intervention × pair) per stacked forward.
+    """
 
     net: InterventableNet
     traces: dict[str, BankTraces]
@@ -72,3 +91,12 @@ class LocalExecutor:
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
         return solve_grid(problem)
+
+    def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
+                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+        """The trainings one after another in this process."""
+        out = []
+        for training in trainings:
+            out.append(train_target(training.target, training.k, inputs, spec, seed))
+            done(len(out))
+        return out

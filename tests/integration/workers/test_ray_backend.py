@@ -19,6 +19,7 @@ import pytest
 import ray
 import torch
 
+from core.control import NO_CONTROL, JobControl
 from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.job import JobContext, run_job
@@ -83,10 +84,11 @@ def assert_same_result(got: JobResult, want: JobResult) -> None:
 
 
 def run_on(pool: ActorPool, context: JobContext, chunks_per_actor: int = 2,
-           spec: JobSpec = SPEC, coupling_tasks: int | None = None, **kwargs: Any) -> JobResult:
-    executors = ActorBackends(pool, chunks_per_actor, coupling_tasks)
-    with executors.for_job(kwargs.get("should_cancel", lambda: False)) as factory:
-        return run_job(spec, context, executor_factory=factory, **kwargs)
+           spec: JobSpec = SPEC, coupling_tasks: int | None = None,
+           control: JobControl = NO_CONTROL) -> JobResult:
+    backends = ActorBackends(pool, chunks_per_actor, coupling_tasks)
+    with backends.for_job(control.should_cancel) as factory:
+        return run_job(spec, context, control, backend_factory=factory)
 
 
 def test_a_coupling_grid_solved_as_cpu_tasks_equals_the_in_process_grid(
@@ -152,7 +154,7 @@ def test_a_killed_actor_mid_level_costs_a_rerun_not_the_job(
             ray.kill(victim)  # its in-flight and queued chunks fail with RayActorError
             killed.append(str(event.data))
 
-    result = run_on(two_actors, context, chunks_per_actor=4, on_event=kill_once)
+    result = run_on(two_actors, context, chunks_per_actor=4, control=JobControl(kill_once))
     assert killed, "the level never reported signature progress"
     assert two_actors.replaced == replaced_before + 1
     assert victim not in two_actors.actors
@@ -170,8 +172,8 @@ def test_cancel_stops_the_ray_work_and_releases_the_job(
         return any(e.kind == "progress" and e.data.get("stage") == "signatures" for e in seen)
 
     with pytest.raises(JobCancelled):
-        run_on(two_actors, context, chunks_per_actor=8, on_event=record,
-               should_cancel=cancel_after_first_chunk)
+        run_on(two_actors, context, chunks_per_actor=8,
+               control=JobControl(record, cancel_after_first_chunk))
     chunks_done = [e for e in seen if e.kind == "progress" and "level" in e.data]
     assert len(chunks_done) == 1  # nothing ran on after the cancel was seen
     held = ray.get([actor.jobs.remote() for actor in two_actors.actors])
@@ -203,7 +205,7 @@ def test_das_trainings_spread_over_the_actors_give_the_in_process_runs(
 
     before = ray.get([a.stats.options(concurrency_group=CONTROL_GROUP).remote()
                       for a in two_actors.actors])
-    on_ray = run_on(two_actors, context, spec=das, on_event=record)
+    on_ray = run_on(two_actors, context, spec=das, control=JobControl(record))
     after = ray.get([a.stats.options(concurrency_group=CONTROL_GROUP).remote()
                      for a in two_actors.actors])
     in_process = run_job(das, context)
@@ -240,7 +242,7 @@ def test_cancel_interrupts_a_chunk_running_on_an_actor(ray_local: None,
 
         with pytest.raises(JobCancelled):
             run_on(pool, context, chunks_per_actor=1, spec=long_chunk, coupling_tasks=0,
-                   should_cancel=cancel_once_the_chunk_runs)
+                   control=JobControl(should_cancel=cancel_once_the_chunk_runs))
         # a default-group call runs after the chunk ends: the actor released the job
         assert ray.get(actor.jobs.remote()) == []
         end = stats()
