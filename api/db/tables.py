@@ -1,4 +1,4 @@
-"""ORM tables: api_keys, jobs, job_levels, datasets, models (SQLAlchemy 2 Mapped[...])."""
+"""ORM tables: api_keys, jobs, job_levels, datasets, nets (SQLAlchemy 2 Mapped[...])."""
 
 from __future__ import annotations
 
