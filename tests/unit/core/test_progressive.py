@@ -208,7 +208,7 @@ SCHEDULE = [LevelSpec(granularity="block", block_size=3, keep=1),
 
 def test_run_levels_resumes_after_a_stored_checkpoint(inputs: LevelInputs) -> None:
     full = run_levels(SCHEDULE, inputs)
-    stored = LevelResult.from_json(full[0].to_json())  # what a restarted job reads back
+    stored = LevelResult.model_validate(full[0].to_json())  # what a restarted job reads back
     events: list[EngineEvent] = []
     seen: list[int] = []
     resumed = run_levels(SCHEDULE, inputs, JobControl(events.append), completed=[stored],

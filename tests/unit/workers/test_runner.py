@@ -25,11 +25,14 @@ SPEC: dict[str, Any] = {"task": {"builtin": "hierarchical_equality"},
 class ScriptedEngine:
     """A JobEngine that walks the spec's levels without a net: each level emits its events and
     checkpoint, then the job returns a result; ``fail_with`` raises instead, ``block`` waits
-    (polling the cancel flag) before the last level."""
+    (polling the cancel flag) before the last level; ``at_end`` runs after the last level
+    (or, with ``fail_with``, before raising)."""
 
-    def __init__(self, fail_with: Exception | None = None, block: bool = False) -> None:
+    def __init__(self, fail_with: Exception | None = None, block: bool = False,
+                 at_end: Callable[[], None] = lambda: None) -> None:
         self.fail_with = fail_with
         self.block = block
+        self.at_end = at_end
         self.calls: list[list[int]] = []  # per call, the indices of the completed levels
         self.waiting = threading.Event()
         self.release = threading.Event()
@@ -39,6 +42,7 @@ class ScriptedEngine:
                  completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         self.calls.append([int(c["index"]) for c in completed])
         if self.fail_with is not None:
+            self.at_end()
             raise self.fail_with
         for index in range(len(completed), len(spec.levels)):
             if self.block and index == len(spec.levels) - 1:
@@ -52,6 +56,7 @@ class ScriptedEngine:
             on_level({"index": index, "granularity": spec.levels[index].granularity,
                       "runtime_s": 0.0, "score": None})
         control.emit("finished", {"levels": len(spec.levels)})
+        self.at_end()
         return {"levels": len(spec.levels), "iia": 0.5}
 
 
@@ -147,21 +152,13 @@ def test_a_users_cancel_stops_the_job_between_batches() -> None:
 def test_a_cancel_that_arrives_as_the_engine_finishes_still_wins() -> None:
     store, bus = InMemoryJobStore(), InProcessBus()
 
-    class CancelledAtTheEnd(ScriptedEngine):
-        def __call__(self, spec: JobSpec, control: JobControl,
-                     on_level: Callable[[dict[str, Any]], None],
-                     completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-            result = super().__call__(spec, control, on_level, completed)
-            store.request_cancel(job_id_box[0])  # after the last poll of the flag
-            return result
-
-    job_id_box: list[str] = []
-    runner = JobRunner(store, bus, CancelledAtTheEnd())
-    job_id_box.append(store.submit("ada", SPEC))
+    job_id = store.submit("ada", SPEC)
+    # the cancel lands after the engine's last poll of the flag
+    runner = JobRunner(store, bus, ScriptedEngine(at_end=lambda: store.request_cancel(job_id)))
     claimed = store.claim(runner.worker_id, 30, 1)
     assert claimed is not None
     runner.run_one(claimed)
-    assert store.get(job_id_box[0]).status == "cancelled"
+    assert store.get(job_id).status == "cancelled"
 
 
 def test_a_stopping_runner_hands_its_job_back_and_the_next_run_resumes() -> None:
@@ -268,15 +265,10 @@ def test_a_loop_that_does_not_lead_claims_nothing(held: bool) -> None:
 def test_a_crash_after_a_cancel_request_ends_the_job_cancelled_not_retried() -> None:
     store, bus = InMemoryJobStore(), InProcessBus()
 
-    class CancelThenCrash(ScriptedEngine):
-        def __call__(self, spec: JobSpec, control: JobControl,
-                     on_level: Callable[[dict[str, Any]], None],
-                     completed: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-            store.request_cancel(job_id)
-            raise RuntimeError("the actor died as the cancel arrived")
-
     job_id = store.submit("ada", SPEC)
-    runner = JobRunner(store, bus, CancelThenCrash(), RunnerConfig(max_attempts=3))
+    engine = ScriptedEngine(fail_with=RuntimeError("the actor died as the cancel arrived"),
+                            at_end=lambda: store.request_cancel(job_id))
+    runner = JobRunner(store, bus, engine, RunnerConfig(max_attempts=3))
     claimed = store.claim(runner.worker_id, 30, 1)
     assert claimed is not None
     runner.run_one(claimed)
