@@ -4,12 +4,12 @@ candidates. The problem goes to the object store once; results come back in grid
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import ray
 import torch
 
+from core.control import CancelCheck, never_cancelled
 from core.errors import JobCancelled
 from core.plan_grid import GridProblem, PlanOutcome, solve_knobs
 from workers.pool import chunk_bounds
@@ -20,7 +20,7 @@ SOLVE_KNOBS: Any = ray.remote(solve_knobs)
 
 
 def solve_grid_on_ray(problem: GridProblem, tasks: int = 4, num_cpus: float = COUPLING_TASK_CPUS,
-                      should_stop: Callable[[], bool] = lambda: False, poll_s: float = 0.05
+                      should_stop: CancelCheck = never_cancelled, poll_s: float = 0.05
                       ) -> list[PlanOutcome]:
     """Every point of ``problem``'s knob grid, solved by up to ``tasks`` CPU tasks.
 
