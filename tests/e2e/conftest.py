@@ -21,12 +21,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="session")
-def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One engine cache per session: the task's default net is trained once."""
-    return tmp_path_factory.mktemp("engine-cache")
-
-
-@pytest.fixture(scope="session")
 def dashboard(engine_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The embedded default: SQLite file, in-process bus, in-process runner, on a free port."""
     data_dir = tmp_path_factory.mktemp("dashboard-data")

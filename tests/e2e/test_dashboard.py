@@ -16,8 +16,8 @@ from api import auth
 from tests.e2e.synthetic import make_das, make_job, make_result
 from tests.integration.conftest import TINY_SPEC, Service
 
-pytestmark = pytest.mark.slow
-JOB_DONE_MS = 300_000  # the first job trains the task's default net
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
+JOB_DONE_MS = 300_000  # a wait, not a bound: generous for a busy machine
 
 
 def sign_in(page: Page, service: Service, key: str) -> None:

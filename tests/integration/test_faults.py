@@ -28,7 +28,7 @@ from tests.integration.conftest import free_port, wait_for
 from workers.events import RedisStreamBus, parse_event_id
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 
 THREE_LEVELS: dict[str, Any] = {
     "task": {"builtin": "hierarchical_equality"},

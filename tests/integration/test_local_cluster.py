@@ -37,6 +37,7 @@ def is_listening(port: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_the_local_cluster_runs_a_job_across_two_ray_nodes_and_cleans_up(
         postgres_url: str, engine_cache: Path, tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"

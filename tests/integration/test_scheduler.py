@@ -99,6 +99,7 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_one_slot_serves_owners_in_strict_round_robin(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
@@ -108,6 +109,7 @@ def test_one_slot_serves_owners_in_strict_round_robin(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_owners_interleave_and_none_exceeds_its_cap(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
@@ -152,6 +154,8 @@ def test_a_job_that_keeps_crashing_fails_with_its_error_after_the_attempt_limit(
         assert job.error["message"] == "the actor's node went away (attempt limit 3)"
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_a_standby_scheduler_takes_over_when_the_leader_dies(
         database: tuple[Any, Sessions], postgres_url: str, engine_cache: Path,
         tmp_path: Path) -> None:
@@ -186,6 +190,8 @@ def test_a_standby_scheduler_takes_over_when_the_leader_dies(
             leader.stdout.close()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
                                              engine_cache: Path, tmp_path: Path) -> None:
     from workers.events import RedisStreamBus
@@ -209,6 +215,8 @@ def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
         assert job.result is not None and job.result["handles"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_the_embedded_runner_claims_in_the_schedulers_fair_share_order(
         database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
     _, sessions = database
@@ -227,6 +235,8 @@ def test_the_embedded_runner_claims_in_the_schedulers_fair_share_order(
     assert [job.owner for job in done] == ["ada", "bo"] * 3  # priority-then-age: ada × 3
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_a_slot_source_sets_how_many_jobs_run_at_once(
         database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
     _, sessions = database

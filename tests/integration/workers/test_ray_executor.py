@@ -32,7 +32,7 @@ from workers.intervention_actor import CONTROL_GROUP
 from workers.pool import ActorPool
 from workers.runner import PoolExecutors
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 
 SPEC = JobSpec.model_validate(TINY_SPEC)
 
