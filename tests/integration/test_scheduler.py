@@ -32,12 +32,15 @@ from workers.events import InProcessBus
 from workers.runner import PoolExecutors
 
 ROOT = Path(__file__).resolve().parents[2]
+# The smallest whole job: these tests are about who runs when, not about the handles, so
+# the controls (a second schedule on a random net, among others) are off.
 FAST_SPEC = JobSpec.model_validate({
     "task": {"builtin": "hierarchical_equality"},
     "pairs": {"fit": 50, "calibration": 50, "test": 50},
     "levels": [{"granularity": "layer"}],
     "coupling": {"epsilons": [0.03]},
     "calibration": {"top_k": [1], "strengths": [1.0]},
+    "controls": {"random_net": False, "label_permutation": False, "depth_check": False},
 })
 Sessions = Any
 
@@ -55,18 +58,19 @@ def statuses(sessions: Sessions, ids: Sequence[str]) -> list[str]:
         return [session.get(Job, i, populate_existing=True).status for i in ids]
 
 
-def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path,
-                   limits: SchedulerLimits) -> tuple[list[str], dict[str, int]]:
-    """3 owners × 20 jobs submitted owner by owner, run on 2 Ray actors; returns the owners
-    in completion order and each owner's peak count of running jobs (sampled every 20 ms)."""
+def run_owners_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path,
+                    limits: SchedulerLimits, per_owner: int) -> tuple[list[str], dict[str, int]]:
+    """3 owners × ``per_owner`` jobs submitted owner by owner, run on 2 Ray actors; returns
+    the owners in completion order and each owner's peak count of running jobs (sampled
+    every 20 ms)."""
     _, sessions = database
     pool = make_pool(actors=2)
     executor = EngineExecutor(tmp_path, tmp_path, engine_cache, "cpu", PoolExecutors(pool))
     ids: list[str] = []
     with sessions() as session:
         for owner in ("ada", "bo", "cy"):
-            ids += [jobs.create_job(session, owner, FAST_SPEC, max_queued=20).id
-                    for _ in range(20)]
+            ids += [jobs.create_job(session, owner, FAST_SPEC, max_queued=per_owner).id
+                    for _ in range(per_owner)]
     peak: dict[str, int] = {}
     watching = threading.Event()
 
@@ -83,7 +87,7 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
     scheduler.start()
     try:
         wait_for(lambda: all(s in jobs.TERMINAL for s in statuses(sessions, ids)), 600,
-                 "60 jobs to finish")
+                 f"{len(ids)} jobs to finish")
     finally:
         scheduler.stop()
         watching.set()
@@ -103,9 +107,9 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
 def test_one_slot_serves_owners_in_strict_round_robin(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
-    order, _ = run_sixty_jobs(database, engine_cache, tmp_path,
-                              SchedulerLimits(slots=1, per_owner_cap=1, poll_s=0.05))
-    assert order == ["ada", "bo", "cy"] * 20  # FIFO would have been ada × 20 first
+    order, _ = run_owners_jobs(database, engine_cache, tmp_path,
+                               SchedulerLimits(slots=1, per_owner_cap=1, poll_s=0.05), 5)
+    assert order == ["ada", "bo", "cy"] * 5  # FIFO would have been ada × 5 first
 
 
 @pytest.mark.slow
@@ -113,11 +117,12 @@ def test_one_slot_serves_owners_in_strict_round_robin(
 def test_owners_interleave_and_none_exceeds_its_cap(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
-    order, peak = run_sixty_jobs(database, engine_cache, tmp_path,
-                                 SchedulerLimits(slots=4, per_owner_cap=1, poll_s=0.05))
+    order, peak = run_owners_jobs(database, engine_cache, tmp_path,
+                                  SchedulerLimits(slots=4, per_owner_cap=1, poll_s=0.05), 10)
     assert peak == {"ada": 1, "bo": 1, "cy": 1}  # 4 free slots, yet one job per owner
     # with one job per owner running, an owner is missing from 10 consecutive completions
-    # only if its single job outlasts ten others; FIFO would give ada's 20 first
+    # only if its single job outlasts ten others; FIFO would give ada's 10 first, and no
+    # 10 consecutive completions of it hold all three owners (bo's 10 sit between)
     for start in range(len(order) - 9):
         assert set(order[start:start + 10]) == {"ada", "bo", "cy"}, (start, order)
 
