@@ -61,12 +61,6 @@ def postgres_url() -> Iterator[str]:
     drop_database(url)
 
 
-@pytest.fixture(scope="session")
-def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One engine cache per session: the task's default net is trained once."""
-    return tmp_path_factory.mktemp("engine-cache")
-
-
 @pytest.fixture
 def database(postgres_url: str) -> Iterator[tuple[Any, Any]]:
     """(engine, session factory) of the session's Postgres, migrated to head."""

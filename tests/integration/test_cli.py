@@ -50,6 +50,7 @@ def test_db_upgrade_and_key_lifecycle(sqlite_env: str, capsys: pytest.CaptureFix
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_submit_follows_the_event_stream_to_the_handles(
     service: Service, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,7 +29,7 @@ from workers.events import RedisStreamBus, parse_event_id
 from workers.job_status import TERMINAL
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 
 THREE_LEVELS: dict[str, Any] = {
     "task": {"builtin": "hierarchical_equality"},
@@ -179,9 +179,11 @@ def test_a_killed_scheduler_leaves_its_job_to_the_standby_which_resumes_it(
         wait_for(lambda: "is the leader" in log("leader"), 120, "the first scheduler to lead")
         standby = scheduler("standby")
         wait_for(lambda: "waiting for the leader lock" in log("standby"), 120, "the standby")
-        # slow levels (4-row micro-batches, 1000 pairs): seconds each on 2 cores
+        # slow levels (4-row micro-batches, 1000 pairs): seconds each on 2 cores; no
+        # controls, which would rerun the slow levels on a random net after the kill test
         slow = JobSpec.model_validate({**THREE_LEVELS, "max_rows": 4, "pairs": {
-            "fit": 1000, "calibration": 1000, "test": 1000}})
+            "fit": 1000, "calibration": 1000, "test": 1000}, "controls": {
+            "random_net": False, "label_permutation": False, "depth_check": False}})
         with sessions() as session:
             job_id = jobs.create_job(session, "ada", slow, 5).id
 

@@ -26,7 +26,7 @@ from tests.integration.conftest import (
 )
 from workers.events import parse_event_id
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 
 # A job big enough to still be running when the cancel arrives.
 LONG_SPEC: dict[str, Any] = {

@@ -37,10 +37,13 @@ def is_listening(port: int) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_the_local_cluster_runs_a_job_across_two_ray_nodes_and_cleans_up(
         postgres_url: str, engine_cache: Path, tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({**TINY_SPEC, "levels": [{"granularity": "layer"}]}))
+    # a small job: the test is about the topology (two nodes, Ray Client, clean-up)
+    spec.write_text(yaml.safe_dump({**TINY_SPEC, "levels": [{"granularity": "layer"}],
+                                    "pairs": {"fit": 50, "calibration": 50, "test": 50}}))
     prefix = f"plot-local-{uuid.uuid4().hex[:8]}"
     ports = {name: str(free_port()) for name in
              ("RAY_PORT", "RAY_CLIENT_PORT", "DASHBOARD_PORT", "API_PORT", "METRICS_PORT")}

@@ -16,8 +16,6 @@ from core.nets.registry import build_net
 from core.spec import PairsSpec
 from tests.integration.conftest import Service
 
-pytestmark = pytest.mark.slow
-
 
 def save_heq_net(root: Path, name: str) -> Path:
     task = build_task("hierarchical_equality")
@@ -58,6 +56,7 @@ def test_a_broken_net_directory_is_refused_naming_the_file(api_only: Service) ->
     assert response.json()["type"] == "ModelLoadError"
 
 
+@pytest.mark.slow
 def test_a_job_over_a_registered_net_and_an_uploaded_dataset_succeeds(
     service: Service, tmp_path: Path
 ) -> None:

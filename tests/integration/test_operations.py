@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from api.db import jobs
@@ -39,6 +40,8 @@ def metric(text: str, name: str) -> float:
     return float(match.group(1))
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_the_scheduler_logs_json_with_the_job_id_and_serves_metrics(
         postgres_url: str, engine_cache: Path, tmp_path: Path) -> None:
     upgrade_database(postgres_url)

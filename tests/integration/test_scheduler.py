@@ -34,12 +34,15 @@ from workers.job_status import TERMINAL
 from workers.runner import JobRunner, RunnerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
+# The smallest whole job: these tests are about who runs when, not about the handles, so
+# the controls (a second schedule on a random net, among others) are off.
 FAST_SPEC = JobSpec.model_validate({
     "task": {"builtin": "hierarchical_equality"},
     "pairs": {"fit": 50, "calibration": 50, "test": 50},
     "levels": [{"granularity": "layer"}],
     "coupling": {"epsilons": [0.03]},
     "calibration": {"top_k": [1], "strengths": [1.0]},
+    "controls": {"random_net": False, "label_permutation": False, "depth_check": False},
 })
 Sessions = Any
 
@@ -49,18 +52,19 @@ def statuses(sessions: Sessions, ids: Sequence[str]) -> list[str]:
         return [session.get(Job, i, populate_existing=True).status for i in ids]
 
 
-def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path,
-                   limits: ClaimLimits) -> tuple[list[str], dict[str, int]]:
-    """3 owners × 20 jobs submitted owner by owner, run on 2 Ray actors; returns the owners
-    in completion order and each owner's peak count of running jobs (sampled every 20 ms)."""
+def run_owners_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path,
+                    limits: ClaimLimits, per_owner: int) -> tuple[list[str], dict[str, int]]:
+    """3 owners × ``per_owner`` jobs submitted owner by owner, run on 2 Ray actors; returns
+    the owners in completion order and each owner's peak count of running jobs (sampled
+    every 20 ms)."""
     _, sessions = database
     pool = make_pool(actors=2)
     executor = Engine(tmp_path, tmp_path, engine_cache, "cpu", ActorBackends(pool))
     ids: list[str] = []
     with sessions() as session:
         for owner in ("ada", "bo", "cy"):
-            ids += [jobs.create_job(session, owner, FAST_SPEC, max_queued=20).id
-                    for _ in range(20)]
+            ids += [jobs.create_job(session, owner, FAST_SPEC, max_queued=per_owner).id
+                    for _ in range(per_owner)]
     peak: dict[str, int] = {}
     watching = threading.Event()
 
@@ -77,7 +81,7 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
     scheduler.start()
     try:
         wait_for(lambda: all(s in TERMINAL for s in statuses(sessions, ids)), 600,
-                 "60 jobs to finish")
+                 f"{len(ids)} jobs to finish")
     finally:
         scheduler.stop()
         watching.set()
@@ -93,23 +97,26 @@ def run_sixty_jobs(database: tuple[Any, Sessions], engine_cache: Path, tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_one_slot_serves_owners_in_strict_round_robin(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
-    order, _ = run_sixty_jobs(database, engine_cache, tmp_path,
-                              ClaimLimits(slots=1, per_owner_cap=1, poll_s=0.05))
-    assert order == ["ada", "bo", "cy"] * 20  # FIFO would have been ada × 20 first
+    order, _ = run_owners_jobs(database, engine_cache, tmp_path,
+                               ClaimLimits(slots=1, per_owner_cap=1, poll_s=0.05), 5)
+    assert order == ["ada", "bo", "cy"] * 5  # FIFO would have been ada × 5 first
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_owners_interleave_and_none_exceeds_its_cap(
         database: tuple[Any, Sessions], engine_cache: Path, ray_local: None,
         tmp_path: Path) -> None:
-    order, peak = run_sixty_jobs(database, engine_cache, tmp_path,
-                                 ClaimLimits(slots=4, per_owner_cap=1, poll_s=0.05))
+    order, peak = run_owners_jobs(database, engine_cache, tmp_path,
+                                  ClaimLimits(slots=4, per_owner_cap=1, poll_s=0.05), 10)
     assert peak == {"ada": 1, "bo": 1, "cy": 1}  # 4 free slots, yet one job per owner
     # with one job per owner running, an owner is missing from 10 consecutive completions
-    # only if its single job outlasts ten others; FIFO would give ada's 20 first
+    # only if its single job outlasts ten others; FIFO would give ada's 10 first, and no
+    # 10 consecutive completions of it hold all three owners (bo's 10 sit between)
     for start in range(len(order) - 9):
         assert set(order[start:start + 10]) == {"ada", "bo", "cy"}, (start, order)
 
@@ -146,6 +153,8 @@ def test_a_job_that_keeps_crashing_fails_with_its_error_after_the_attempt_limit(
         assert job.error["message"] == "the actor's node went away (attempt limit 3)"
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_a_standby_scheduler_takes_over_when_the_leader_dies(
         database: tuple[Any, Sessions], postgres_url: str, engine_cache: Path,
         tmp_path: Path) -> None:
@@ -180,6 +189,8 @@ def test_a_standby_scheduler_takes_over_when_the_leader_dies(
             leader.stdout.close()
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
                                              engine_cache: Path, tmp_path: Path) -> None:
     from workers.events import RedisStreamBus
@@ -202,6 +213,8 @@ def test_a_job_succeeds_while_redis_is_down(database: tuple[Any, Sessions],
         assert job.result is not None and job.result["handles"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_the_embedded_runner_claims_in_the_schedulers_fair_share_order(
         database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
     _, sessions = database
@@ -222,6 +235,8 @@ def test_the_embedded_runner_claims_in_the_schedulers_fair_share_order(
     assert [job.owner for job in done] == ["ada", "bo"] * 3  # priority-then-age: ada × 3
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("heq_net")
 def test_a_slot_source_sets_how_many_jobs_run_at_once(
         database: tuple[Any, Sessions], engine_cache: Path, tmp_path: Path) -> None:
     _, sessions = database

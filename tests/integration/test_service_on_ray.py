@@ -26,7 +26,7 @@ from tests.integration.conftest import (
 from tests.integration.test_jobs_api import LONG_SPEC
 from workers.events import RedisStreamBus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 
 
 @pytest.fixture(scope="module")

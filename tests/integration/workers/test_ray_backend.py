@@ -33,7 +33,7 @@ from workers.coupling_task import solve_grid_on_ray
 from workers.intervention_actor import CONTROL_GROUP
 from workers.pool import ActorPool
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 
 SPEC = JobSpec.model_validate(TINY_SPEC)
 

@@ -12,6 +12,7 @@ from core.job import JobContext, run_job
 from core.spec import parse_job_spec
 
 
+@pytest.mark.slow
 def test_a_cancel_during_default_net_training_stops_it_and_caches_nothing(
         tmp_path: Path) -> None:
     polls: list[int] = []

@@ -59,6 +59,7 @@ def default(roots: Path) -> tuple[JobResult, list[EngineEvent]]:
     return _run(roots)
 
 
+@pytest.mark.slow
 def test_controls_run_by_default_beside_the_handles(
         default: tuple[JobResult, list[EngineEvent]]) -> None:
     result, events = default
@@ -78,6 +79,7 @@ def test_controls_run_by_default_beside_the_handles(
     assert [e.kind for e in events][-1] == "finished"
 
 
+@pytest.mark.slow
 def test_the_controls_cost_is_in_the_timing(
         default: tuple[JobResult, list[EngineEvent]]) -> None:
     timing = default[0].timing
@@ -88,6 +90,7 @@ def test_the_controls_cost_is_in_the_timing(
         level.runtime_s for level in default[0].levels)
 
 
+@pytest.mark.slow
 def test_the_result_round_trips_and_the_report_shows_the_controls(
         default: tuple[JobResult, list[EngineEvent]]) -> None:
     result = default[0]
@@ -100,6 +103,7 @@ def test_the_result_round_trips_and_the_report_shows_the_controls(
     assert "row entropy" in page and "signature cosine" in page
 
 
+@pytest.mark.slow
 def test_each_control_can_be_turned_off(roots: Path,
                                         default: tuple[JobResult, list[EngineEvent]]) -> None:
     result, events = _run(roots, {"random_net": False, "label_permutation": False,
@@ -123,6 +127,7 @@ def test_each_control_can_be_turned_off(roots: Path,
     assert "<h2>Controls</h2>" in page and "<td>off</td>" in page and "layer:1</code>*" in page
 
 
+@pytest.mark.slow
 def test_shuffled_weights_are_a_spec_choice(roots: Path) -> None:
     result, _ = _run(roots, {"random_weights": "shuffle", "label_permutation": False,
                              "depth_check": False, "seed": 4})
@@ -132,6 +137,7 @@ def test_shuffled_weights_are_a_spec_choice(roots: Path) -> None:
     assert all(h.iia_test.overall < 0.6 for h in result.controls.random_net.handles.values())
 
 
+@pytest.mark.slow
 def test_a_copied_variable_is_flagged_on_every_level(roots: Path) -> None:
     result, _ = _run(roots, {"random_net": False}, dataset="copied.jsonl")
     for level in result.levels:

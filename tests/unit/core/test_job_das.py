@@ -16,6 +16,8 @@ from core.result import JobResult
 from core.spec import parse_job_spec
 from tests.unit.core.planted_rotated import planted_rotated_bank, planted_rotated_mlp
 
+pytestmark = pytest.mark.slow  # each test runs a whole job (on a planted net)
+
 
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -52,19 +52,21 @@ def test_a_layer_beyond_the_net_is_named() -> None:
     assert error.value.where == "levels.layer"
 
 
-# A small MCQA transformer, trained once per test session (a few hundred steps).
+# A small MCQA transformer, trained once per test session: at lr 1e-2 it reaches the target
+# in about 400 steps (about 700 at 3e-3).
 SMALL_NET = {"d_model": 32, "n_layers": 2, "n_heads": 4, "d_mlp": 64}
 
 
 @pytest.fixture(scope="session")
 def mcqa_net(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.set_num_threads(2)
     task = MultipleChoiceColours()
-    net = build_net(task.default_net_config() | SMALL_NET)
+    with torch.random.fork_rng():  # the same initial weights whichever test ran before
+        torch.manual_seed(0)
+        net = build_net(task.default_net_config() | SMALL_NET)
     assert isinstance(net, TransformerNet)
     net.tokenizer = task.tokenizer
     report = train_net(net, task.sample_examples, seed=0, config=TrainConfig(
-        lr=3e-3, batch_size=128, max_steps=1500, target_accuracy=0.99, target_loss=0.05,
+        lr=1e-2, batch_size=128, max_steps=1500, target_accuracy=0.99, target_loss=0.05,
         eval_size=512, eval_every=100))
     assert report.reached_target, report
     directory = save_net(net, tmp_path_factory.mktemp("mcqa"))

@@ -207,6 +207,7 @@ def test_a_label_of_several_tokens_is_refused_up_front(tmp_path: Path) -> None:
     assert error.value.where == "plot.json:labels.1"
 
 
+@pytest.mark.slow
 def test_a_text_dataset_job_runs_end_to_end_through_arch_hf(gpt2_dir: Path,
                                                             tmp_path: Path) -> None:
     task = MultipleChoiceColours(num_objects=1)

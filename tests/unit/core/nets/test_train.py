@@ -45,6 +45,7 @@ def sample_noise(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     return torch.randn(n, 2, generator=generator), torch.randint(2, (n, 1), generator=generator)
 
 
+@pytest.mark.slow
 def test_mlp_reaches_its_target_on_a_learnable_task() -> None:
     net = build_net(SIGN_MLP)
     report = train_net(net, sample_sign, seed=0, config=FAST)
@@ -56,6 +57,7 @@ def test_mlp_reaches_its_target_on_a_learnable_task() -> None:
     assert fresh_accuracy >= 0.98
 
 
+@pytest.mark.slow
 def test_gru_reaches_exact_match_over_all_heads() -> None:
     net = build_net(COPY_GRU)
     report = train_net(net, sample_copy, seed=0, config=replace(FAST, target_accuracy=1.0))
@@ -66,6 +68,7 @@ def test_gru_reaches_exact_match_over_all_heads() -> None:
     assert evaluate_net(net, inputs, labels)[0] == 1.0
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_for_a_seed() -> None:
     nets: list[InterventableNet] = []
     for global_seed in (1, 2):  # different starting weights; the seed decides them
@@ -81,6 +84,7 @@ def test_training_is_deterministic_for_a_seed() -> None:
     assert not torch.equal(other.linears[0].weight, nets[0].linears[0].weight)
 
 
+@pytest.mark.slow
 def test_training_does_not_touch_the_global_rng() -> None:
     net = build_net(SIGN_MLP)
     torch.manual_seed(0)
@@ -90,6 +94,7 @@ def test_training_does_not_touch_the_global_rng() -> None:
     assert_close(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_progress_reports_every_evaluation() -> None:
     seen: list[TrainProgress] = []
     report = train_net(build_net(SIGN_MLP), sample_sign, seed=0, config=FAST, progress=seen.append)
@@ -97,6 +102,7 @@ def test_progress_reports_every_evaluation() -> None:
     assert seen[-1].accuracy == report.accuracy
 
 
+@pytest.mark.slow
 def test_unlearnable_task_runs_out_of_steps() -> None:
     config = replace(FAST, max_steps=25)
     report = train_net(build_net(SIGN_MLP), sample_noise, seed=0, config=config)
@@ -104,6 +110,7 @@ def test_unlearnable_task_runs_out_of_steps() -> None:
     assert report.steps == 25
 
 
+@pytest.mark.slow
 def test_trained_net_is_left_frozen_in_eval_mode() -> None:
     net = build_net(SIGN_MLP)
     net.requires_grad_(False)  # as load_net leaves it: training must still work
