@@ -103,7 +103,7 @@ def test_reads_with_any_ids_and_query_never_500(api_only: Service,
                                                 ) -> None:
     operations = [("GET", "/v1/jobs/{job_id}"), ("GET", "/v1/jobs/{job_id}/result"),
                   ("POST", "/v1/jobs/{job_id}/cancel"), ("GET", "/v1/jobs/{job_id}/events"),
-                  ("GET", "/v1/datasets/{dataset_id}"), ("GET", "/v1/models/{model_id}")]
+                  ("GET", "/v1/datasets/{dataset_id}"), ("GET", "/v1/models/{net_id}")]
     with api_only.client() as client:
         @FUZZ
         @given(st.sampled_from(operations), ids,
