@@ -34,6 +34,30 @@ DasRank = Literal["auto", "full", "low"]
 RandomWeights = Literal["reinit", "shuffle"]
 
 
+# Hard ceilings of the schema: no deployment needs more, so a value past one is a mistake
+# (or an attack), refused with its field path before anything is estimated or stored. The
+# deployment's own, lower budgets are ``core.admission.AdmissionLimits``.
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1  # a torch / numpy seed is an int64
+MAX_BANK_PAIRS = 10_000_000     # pairs in one bank (the deployment's default is far lower)
+MAX_LEVELS = 16                 # progressive levels of one job
+MAX_KEEP = 4096                 # sites kept per variable by a level
+MAX_SITE_SIZE = 1 << 20         # block_size, band_size, a DAS rank: coordinates of one site
+MAX_LAYER = 4096                # a block index of a token net
+MAX_POSITIONS = 8192            # positions enumerated by a token level
+MAX_GRID = 64                   # entries of the coupling grids (epsilons, betas) and das.dims
+MAX_CALIBRATION_GRID = 256      # entries of calibration.top_k and calibration.strengths
+MAX_ITER = 1_000_000            # Sinkhorn / EMD iterations
+MAX_SCREEN_PAIRS = 1_000_000    # calibration pairs of the screening round
+MAX_FINALISTS = 100_000         # candidates scored on the whole calibration bank
+MAX_EPOCHS = 100_000            # DAS epochs
+MAX_RESTARTS = 100              # DAS seeds per (location, k, variable)
+MAX_BATCH = 1 << 20             # DAS batch size
+MAX_PERMUTATIONS = 10_000       # label permutations per level
+MAX_ROWS = 1 << 28              # rows per stacked forward
+
+Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)]
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,7 +81,10 @@ class TaskSpec(_Frozen):
     (a JSONL file for ``plot run``, an uploaded dataset id for the service)."""
 
     builtin: BuiltinTask | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, max_length=16,
+        description="the built-in task's parameters; names and ranges are checked at "
+        "submission (core.causal.registry.check_task_params)")
     dataset: str | None = None
 
     @model_validator(mode="after")
@@ -72,10 +99,10 @@ class TaskSpec(_Frozen):
 class PairsSpec(_Frozen):
     """Sizes of the fit / calibration / test banks and the seed that draws them."""
 
-    fit: int = Field(1000, ge=2)
-    calibration: int = Field(1000, ge=2)
-    test: int = Field(1000, ge=2)
-    seed: int = 0
+    fit: int = Field(1000, ge=2, le=MAX_BANK_PAIRS)
+    calibration: int = Field(1000, ge=2, le=MAX_BANK_PAIRS)
+    test: int = Field(1000, ge=2, le=MAX_BANK_PAIRS)
+    seed: Seed = 0
     changed_share: float = Field(
         0.5, ge=0.0, le=1.0,
         description="target share of pairs where each variable's interchange changes the "
@@ -87,18 +114,21 @@ class LevelSpec(_Frozen):
     """One progressive level: which sites it enumerates and how many it keeps."""
 
     granularity: Granularity
-    keep: int = Field(2, ge=1, description="top sites per variable refined by the next level")
-    block_size: int = Field(8, ge=1, description="coordinates per group (granularity block)")
-    band_size: int = Field(4, ge=1, description="principal directions per band (pca)")
+    keep: int = Field(2, ge=1, le=MAX_KEEP,
+                      description="top sites per variable refined by the next level")
+    block_size: int = Field(8, ge=1, le=MAX_SITE_SIZE,
+                            description="coordinates per group (granularity block)")
+    band_size: int = Field(4, ge=1, le=MAX_SITE_SIZE,
+                           description="principal directions per band (pca)")
     layer: int | None = Field(
-        None, ge=0,
+        None, ge=0, le=MAX_LAYER,
         description="token nets, granularity position: the block whose output is patched at "
         "each position (None: block (n_layers - 1) // 2)",
     )
     component: LevelComponent = Field(
         "resid", description="token nets, granularity position or layer: which output")
-    positions: list[str] | None = Field(
-        None,
+    positions: list[Annotated[str, Field(max_length=32)]] | None = Field(
+        None, max_length=MAX_POSITIONS,
         description="token nets, granularity position (or a first layer level): the positions "
         "to enumerate (None: every position of the net)",
     )
@@ -115,14 +145,15 @@ class CouplingSpec(_Frozen):
 
     solver: Solver = "sinkhorn"
     cost: CostKind = "mse"
-    epsilons: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 0.3])
+    epsilons: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 0.3],
+                                  max_length=MAX_GRID)
     betas: list[float] = Field(
-        default_factory=lambda: [0.05, 0.1, 0.5, 1.0, 5.0],
+        default_factory=lambda: [0.05, 0.1, 0.5, 1.0, 5.0], max_length=MAX_GRID,
         description="KL weight of the relaxed site marginal (solver unbalanced)",
     )
     null_row: bool = True
     site_marginal: SiteMarginal = "uniform"
-    max_iter: int = Field(2000, ge=1)
+    max_iter: int = Field(2000, ge=1, le=MAX_ITER)
     tol: float = Field(1e-9, gt=0)
 
     @model_validator(mode="after")
@@ -137,18 +168,20 @@ class CouplingSpec(_Frozen):
 class CalibrationSpec(_Frozen):
     """Grids of handle size k (top sites) and strength lambda."""
 
-    top_k: list[int] = Field(default_factory=lambda: list(range(1, 21)))
+    top_k: list[Annotated[int, Field(le=MAX_KEEP)]] = Field(
+        default_factory=lambda: list(range(1, 21)), max_length=MAX_CALIBRATION_GRID)
     strengths: list[float] = Field(
         default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0,
-                                 16.0, 24.0, 32.0, 48.0, 64.0, 80.0]
+                                 16.0, 24.0, 32.0, 48.0, 64.0, 80.0],
+        max_length=MAX_CALIBRATION_GRID,
     )
 
     screen_pairs: int = Field(
-        256, ge=0,
+        256, ge=0, le=MAX_SCREEN_PAIRS,
         description="successive halving: score every candidate on this many calibration "
         "pairs first, then only the best `finalists` on the whole bank (0: score all on all)",
     )
-    finalists: int = Field(32, ge=1)
+    finalists: int = Field(32, ge=1, le=MAX_FINALISTS)
 
     @model_validator(mode="after")
     def _positive_grids(self) -> CalibrationSpec:
@@ -167,17 +200,18 @@ class DasSpec(_Frozen):
     """
 
     mode: DasMode = "off"
-    dims: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [1, 2, 4, 8, 16], min_length=1,
+    dims: list[Annotated[int, Field(ge=1, le=MAX_SITE_SIZE)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16], min_length=1, max_length=MAX_GRID,
         description="subspace ranks k tried (clipped to each location's width)",
     )
-    max_epochs: int = Field(100, ge=1)
-    min_epochs: int = Field(2, ge=1)
+    max_epochs: int = Field(100, ge=1, le=MAX_EPOCHS)
+    min_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)
     lr: float = Field(0.01, gt=0)
-    restarts: int = Field(1, ge=1, description="seeds per (location, k, variable); best on "
-                          "the calibration bank is kept")
-    batch_size: int = Field(256, ge=1)
-    patience: int = Field(3, ge=1, description="epochs without relative loss improvement")
+    restarts: int = Field(1, ge=1, le=MAX_RESTARTS, description="seeds per (location, k, "
+                          "variable); best on the calibration bank is kept")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH)
+    patience: int = Field(3, ge=1, le=MAX_EPOCHS,
+                          description="epochs without relative loss improvement")
     rel_delta: float = Field(1e-3, ge=0, lt=1)
     init: DasInit = Field("handle", description="handle: guided runs start from the "
                           "handle's directions (principal directions at a PCA level, "
@@ -185,7 +219,7 @@ class DasSpec(_Frozen):
                           "level; random: never")
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
-    low_rank_above: int = Field(64, ge=1)
+    low_rank_above: int = Field(64, ge=1, le=MAX_SITE_SIZE)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -216,11 +250,12 @@ class ControlsSpec(_Frozen):
     label_permutation: bool = Field(
         True, description="couple the level's site signatures with counterfactual labels "
         "permuted across pairs (no new forwards) and report the mass on the kept sites")
-    permutations: int = Field(16, ge=1, description="label permutations averaged per level")
+    permutations: int = Field(16, ge=1, le=MAX_PERMUTATIONS,
+                              description="label permutations averaged per level")
     depth_check: bool = Field(
         True, description="test IIA of the plain full-vector interchange at each handle's "
         "locations and every location after them")
-    seed: int | None = Field(None, description="seed of the random weights and the label "
+    seed: Seed | None = Field(None, description="seed of the random weights and the label "
                              "permutations (None: the job's seed)")
 
 
@@ -230,15 +265,15 @@ class JobSpec(_Frozen):
     model: NetRef = Field(default_factory=NetRef)
     task: TaskSpec
     pairs: PairsSpec = Field(default_factory=PairsSpec)
-    levels: list[LevelSpec] | None = None
+    levels: list[LevelSpec] | None = Field(None, max_length=MAX_LEVELS)
     coupling: CouplingSpec = Field(default_factory=CouplingSpec)
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     das: DasSpec = Field(default_factory=DasSpec)
     controls: ControlsSpec = Field(default_factory=ControlsSpec)
-    seed: int = 0
+    seed: Seed = 0
     priority: int = Field(0, ge=-10, le=10)
     max_rows: int | None = Field(
-        None, ge=1,
+        None, ge=1, le=MAX_ROWS,
         description="rows (intervention × pair) per stacked forward; None sizes it to the device",
     )
 

@@ -11,22 +11,47 @@ import torch
 from core.causal.addition import BinaryAddition
 from core.causal.bank import Banks
 from core.causal.heq import HierarchicalEquality
-from core.causal.mcqa import MultipleChoiceColours
+from core.causal.mcqa import LETTERS, OBJECTS, MultipleChoiceColours
 from core.causal.task import CausalTask
 from core.errors import TaskError
 from core.spec import PairsSpec
 
-# name -> (constructor, {param: smallest allowed value, None when any integer goes})
-BUILTIN_TASKS: dict[str, tuple[Callable[..., CausalTask], dict[str, int | None]]] = {
+# name -> (constructor, {param: (smallest, largest) allowed value})
+_SEED_RANGE = (-(2**63), 2**63 - 1)  # the entity table's torch seed is an int64
+MAX_NUM_BITS = 30  # operands are drawn as int64 sums of 2**num_bits
+BUILTIN_TASKS: dict[str, tuple[Callable[..., CausalTask], dict[str, tuple[int, int]]]] = {
     "hierarchical_equality": (
         HierarchicalEquality,
-        {"num_entities": 2, "embedding_dim": 1, "seed": None},
+        {"num_entities": (2, 1_000_000), "embedding_dim": (1, 4096), "seed": _SEED_RANGE},
     ),
-    "binary_addition": (BinaryAddition, {"num_bits": 2}),
-    "mcqa": (MultipleChoiceColours, {"num_objects": 1, "num_options": 2}),
+    "binary_addition": (BinaryAddition, {"num_bits": (2, MAX_NUM_BITS)}),
+    "mcqa": (MultipleChoiceColours,
+             {"num_objects": (1, len(OBJECTS)), "num_options": (2, len(LETTERS))}),
 }
 
-MAX_NUM_BITS = 30  # operands are drawn as int64 sums of 2**num_bits
+
+def check_task_params(name: str, params: Mapping[str, Any] | None = None) -> None:
+    """Refuse an unknown built-in task, an unknown parameter or one out of range, without
+    building anything (the service calls this at submission).
+
+    Raises:
+        TaskError: naming ``task.builtin`` for an unknown name, or ``task.params.<key>``
+            for an unknown key or a value that is not an integer in range.
+    """
+    if name not in BUILTIN_TASKS:
+        known = ", ".join(sorted(BUILTIN_TASKS))
+        raise TaskError(f"unknown built-in task {name!r} (known: {known})", "task.builtin")
+    schema = BUILTIN_TASKS[name][1]
+    for key, value in (params or {}).items():
+        where = f"task.params.{key}"
+        if key not in schema:
+            allowed = ", ".join(schema)
+            raise TaskError(f"unknown parameter {key!r} of {name} (allowed: {allowed})", where)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TaskError(f"must be an integer, got {value!r}", where)
+        low, high = schema[key]
+        if not low <= value <= high:
+            raise TaskError(f"must be in [{low}, {high}], got {value}", where)
 
 
 def build_task(name: str, params: Mapping[str, Any] | None = None) -> CausalTask:
@@ -40,27 +65,10 @@ def build_task(name: str, params: Mapping[str, Any] | None = None) -> CausalTask
         The task, its ``params`` holding every parameter including defaults.
 
     Raises:
-        TaskError: naming ``task.builtin`` for an unknown name, or ``task.params.<key>``
-            for an unknown key or a value that is not an integer in range.
+        TaskError: see ``check_task_params``.
     """
-    if name not in BUILTIN_TASKS:
-        known = ", ".join(sorted(BUILTIN_TASKS))
-        raise TaskError(f"unknown built-in task {name!r} (known: {known})", "task.builtin")
-    constructor, schema = BUILTIN_TASKS[name]
-    params = dict(params or {})
-    for key, value in params.items():
-        where = f"task.params.{key}"
-        if key not in schema:
-            allowed = ", ".join(schema)
-            raise TaskError(f"unknown parameter of {name} (allowed: {allowed})", where)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TaskError(f"must be an integer, got {value!r}", where)
-        low = schema[key]
-        if low is not None and value < low:
-            raise TaskError(f"must be at least {low}, got {value}", where)
-    if params.get("num_bits", 0) > MAX_NUM_BITS:
-        raise TaskError(f"must be at most {MAX_NUM_BITS}", "task.params.num_bits")
-    return constructor(**params)
+    check_task_params(name, params)
+    return BUILTIN_TASKS[name][0](**dict(params or {}))
 
 
 def bank_generators(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
