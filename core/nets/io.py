@@ -20,6 +20,7 @@ from core.errors import ModelLoadError
 from core.nets.base import InterventableNet
 from core.nets.hf import HF_CONFIG_FILE, load_hf_net
 from core.nets.registry import build_net
+from core.nets.size import check_net_size
 from core.nets.tokenizer import load_word_tokenizer
 from core.nets.transformer import TransformerNet
 
@@ -145,6 +146,11 @@ def load_net(
         raise ModelLoadError("is not a local directory (nets are never downloaded)",
                              where=str(directory))
     if (net_dir / HF_CONFIG_FILE).is_file():
+        hf_config = net_dir / CONFIG_FILE
+        if hf_config.is_file():  # refuse a net too large before transformers allocates it
+            config = _read_config(_net_file(net_dir, CONFIG_FILE, root_path))
+            if isinstance(config, dict):
+                check_net_size(config)
         return load_hf_net(net_dir, device)
     config = _read_config(_net_file(net_dir, CONFIG_FILE, root_path))
     net = build_net(config)

@@ -14,6 +14,7 @@ from core.errors import ModelLoadError
 from core.nets.base import InterventableNet
 from core.nets.gru import GRUNet
 from core.nets.mlp import ACTIVATIONS, MLP
+from core.nets.size import check_net_size
 from core.nets.tokens import parse_named_positions
 from core.nets.transformer import TransformerNet
 
@@ -107,7 +108,8 @@ def validate_net_config(config: object) -> dict[str, Any]:
 
     Raises:
         ModelLoadError: ``where`` is ``config.json`` (not an object) or
-            ``config.json:<field>`` (unknown arch, missing, extra or ill-typed field).
+            ``config.json:<field>`` (unknown arch, missing, extra or ill-typed field, or a
+            size over ``core.nets.size.DEFAULT_NET_LIMITS``).
     """
     if not isinstance(config, Mapping):
         raise ModelLoadError(
@@ -134,6 +136,7 @@ def validate_net_config(config: object) -> dict[str, Any]:
             raise ModelLoadError(
                 f"must be {description}, found {filled[name]!r}", where=f"config.json:{name}"
             )
+    check_net_size(filled)  # before any module exists: a width past the limit allocates nothing
     if arch == "transformer":
         _check_transformer(filled)
     return dict(filled)
