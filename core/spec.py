@@ -5,6 +5,7 @@ Every model is frozen and refuses unknown keys, so a typo is an error naming its
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,10 +14,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from core.errors import SpecError
 
@@ -55,7 +60,38 @@ MAX_BATCH = 1 << 20             # DAS batch size
 MAX_PERMUTATIONS = 10_000       # label permutations per level
 MAX_ROWS = 1 << 28              # rows per stacked forward
 
-Seed = Annotated[int, Field(ge=SEED_MIN, le=SEED_MAX)]
+
+
+@dataclass(frozen=True)
+class at_most:
+    """Pydantic metadata refusing an integer over ``limit`` (or under ``low``) with a message
+    that gives the value and the limit (``1000000000 is over the limit of 10000000``);
+    the JSON schema declares the bound."""
+
+    limit: int
+    low: int | None = None
+
+    def check(self, value: int) -> int:
+        if value > self.limit:
+            raise ValueError(f"{value} is over the limit of {self.limit}")
+        if self.low is not None and value < self.low:
+            raise ValueError(f"{value} is under the limit of {self.low}")
+        return value
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler
+                                     ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema["maximum"] = self.limit
+        if self.low is not None:
+            json_schema["minimum"] = self.low
+        return json_schema
+
+
+Seed = Annotated[int, at_most(SEED_MAX, SEED_MIN)]
 
 
 class _Frozen(BaseModel):
@@ -99,9 +135,9 @@ class TaskSpec(_Frozen):
 class PairsSpec(_Frozen):
     """Sizes of the fit / calibration / test banks and the seed that draws them."""
 
-    fit: int = Field(1000, ge=2, le=MAX_BANK_PAIRS)
-    calibration: int = Field(1000, ge=2, le=MAX_BANK_PAIRS)
-    test: int = Field(1000, ge=2, le=MAX_BANK_PAIRS)
+    fit: Annotated[int, at_most(MAX_BANK_PAIRS)] = Field(1000, ge=2)
+    calibration: Annotated[int, at_most(MAX_BANK_PAIRS)] = Field(1000, ge=2)
+    test: Annotated[int, at_most(MAX_BANK_PAIRS)] = Field(1000, ge=2)
     seed: Seed = 0
     changed_share: float = Field(
         0.5, ge=0.0, le=1.0,
@@ -114,14 +150,14 @@ class LevelSpec(_Frozen):
     """One progressive level: which sites it enumerates and how many it keeps."""
 
     granularity: Granularity
-    keep: int = Field(2, ge=1, le=MAX_KEEP,
+    keep: Annotated[int, at_most(MAX_KEEP)] = Field(2, ge=1,
                       description="top sites per variable refined by the next level")
-    block_size: int = Field(8, ge=1, le=MAX_SITE_SIZE,
+    block_size: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(8, ge=1,
                             description="coordinates per group (granularity block)")
-    band_size: int = Field(4, ge=1, le=MAX_SITE_SIZE,
+    band_size: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(4, ge=1,
                            description="principal directions per band (pca)")
-    layer: int | None = Field(
-        None, ge=0, le=MAX_LAYER,
+    layer: Annotated[int, at_most(MAX_LAYER)] | None = Field(
+        None, ge=0,
         description="token nets, granularity position: the block whose output is patched at "
         "each position (None: block (n_layers - 1) // 2)",
     )
@@ -153,7 +189,7 @@ class CouplingSpec(_Frozen):
     )
     null_row: bool = True
     site_marginal: SiteMarginal = "uniform"
-    max_iter: int = Field(2000, ge=1, le=MAX_ITER)
+    max_iter: Annotated[int, at_most(MAX_ITER)] = Field(2000, ge=1)
     tol: float = Field(1e-9, gt=0)
 
     @model_validator(mode="after")
@@ -168,7 +204,7 @@ class CouplingSpec(_Frozen):
 class CalibrationSpec(_Frozen):
     """Grids of handle size k (top sites) and strength lambda."""
 
-    top_k: list[Annotated[int, Field(le=MAX_KEEP)]] = Field(
+    top_k: list[Annotated[int, at_most(MAX_KEEP)]] = Field(
         default_factory=lambda: list(range(1, 21)), max_length=MAX_CALIBRATION_GRID)
     strengths: list[float] = Field(
         default_factory=lambda: [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0,
@@ -176,12 +212,12 @@ class CalibrationSpec(_Frozen):
         max_length=MAX_CALIBRATION_GRID,
     )
 
-    screen_pairs: int = Field(
-        256, ge=0, le=MAX_SCREEN_PAIRS,
+    screen_pairs: Annotated[int, at_most(MAX_SCREEN_PAIRS)] = Field(
+        256, ge=0,
         description="successive halving: score every candidate on this many calibration "
         "pairs first, then only the best `finalists` on the whole bank (0: score all on all)",
     )
-    finalists: int = Field(32, ge=1, le=MAX_FINALISTS)
+    finalists: Annotated[int, at_most(MAX_FINALISTS)] = Field(32, ge=1)
 
     @model_validator(mode="after")
     def _positive_grids(self) -> CalibrationSpec:
@@ -200,17 +236,18 @@ class DasSpec(_Frozen):
     """
 
     mode: DasMode = "off"
-    dims: list[Annotated[int, Field(ge=1, le=MAX_SITE_SIZE)]] = Field(
+    dims: list[Annotated[int, Field(ge=1), at_most(MAX_SITE_SIZE)]] = Field(
         default_factory=lambda: [1, 2, 4, 8, 16], min_length=1, max_length=MAX_GRID,
         description="subspace ranks k tried (clipped to each location's width)",
     )
-    max_epochs: int = Field(100, ge=1, le=MAX_EPOCHS)
-    min_epochs: int = Field(2, ge=1, le=MAX_EPOCHS)
+    max_epochs: Annotated[int, at_most(MAX_EPOCHS)] = Field(100, ge=1)
+    min_epochs: Annotated[int, at_most(MAX_EPOCHS)] = Field(2, ge=1)
     lr: float = Field(0.01, gt=0)
-    restarts: int = Field(1, ge=1, le=MAX_RESTARTS, description="seeds per (location, k, "
-                          "variable); best on the calibration bank is kept")
-    batch_size: int = Field(256, ge=1, le=MAX_BATCH)
-    patience: int = Field(3, ge=1, le=MAX_EPOCHS,
+    restarts: Annotated[int, at_most(MAX_RESTARTS)] = Field(
+        1, ge=1, description="seeds per (location, k, variable); best on the calibration bank "
+        "is kept")
+    batch_size: Annotated[int, at_most(MAX_BATCH)] = Field(256, ge=1)
+    patience: Annotated[int, at_most(MAX_EPOCHS)] = Field(3, ge=1,
                           description="epochs without relative loss improvement")
     rel_delta: float = Field(1e-3, ge=0, lt=1)
     init: DasInit = Field("handle", description="handle: guided runs start from the "
@@ -219,7 +256,7 @@ class DasSpec(_Frozen):
                           "level; random: never")
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
-    low_rank_above: int = Field(64, ge=1, le=MAX_SITE_SIZE)
+    low_rank_above: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(64, ge=1)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -250,7 +287,7 @@ class ControlsSpec(_Frozen):
     label_permutation: bool = Field(
         True, description="couple the level's site signatures with counterfactual labels "
         "permuted across pairs (no new forwards) and report the mass on the kept sites")
-    permutations: int = Field(16, ge=1, le=MAX_PERMUTATIONS,
+    permutations: Annotated[int, at_most(MAX_PERMUTATIONS)] = Field(16, ge=1,
                               description="label permutations averaged per level")
     depth_check: bool = Field(
         True, description="test IIA of the plain full-vector interchange at each handle's "
@@ -272,8 +309,8 @@ class JobSpec(_Frozen):
     controls: ControlsSpec = Field(default_factory=ControlsSpec)
     seed: Seed = 0
     priority: int = Field(0, ge=-10, le=10)
-    max_rows: int | None = Field(
-        None, ge=1, le=MAX_ROWS,
+    max_rows: Annotated[int, at_most(MAX_ROWS)] | None = Field(
+        None, ge=1,
         description="rows (intervention × pair) per stacked forward; None sizes it to the device",
     )
 
@@ -283,7 +320,11 @@ def format_validation_error(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         path = ".".join(str(part) for part in item["loc"]) or "(spec)"
-        lines.append(f"{path}: {item['msg']}")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        value = item.get("input")
+        if isinstance(value, int | float) and "limit" not in message:
+            message += f" (got {value!r})"
+        lines.append(f"{path}: {message}")
     return "; ".join(lines)
 
 
