@@ -8,6 +8,7 @@
     result.handles["WX"].sites, result.handles["WX"].iia_test
 """
 
+from core.admission import Admission, AdmissionLimits, NetInfo, admit, describe_job
 from core.backend import ComputeBackend, LocalBackend
 from core.calibrate import IIA
 from core.control import JobControl
@@ -37,6 +38,8 @@ from core.spec import ControlsSpec, JobSpec, LevelSpec, load_job_spec, parse_job
 
 __all__ = [
     "IIA",
+    "Admission",
+    "AdmissionLimits",
     "BankTraces",
     "ComputeBackend",
     "ControlsResult",
@@ -56,6 +59,7 @@ __all__ = [
     "LevelSpec",
     "LocalBackend",
     "ModelLoadError",
+    "NetInfo",
     "PlotError",
     "Site",
     "SiteError",
@@ -63,8 +67,10 @@ __all__ = [
     "SpecError",
     "TaskError",
     "abstract_signatures",
+    "admit",
     "best_handles",
     "cost_matrix",
+    "describe_job",
     "interchange",
     "load_job_spec",
     "marginals",

@@ -22,7 +22,7 @@ MAX_NUM_BITS = 30  # operands are drawn as int64 sums of 2**num_bits
 BUILTIN_TASKS: dict[str, tuple[Callable[..., CausalTask], dict[str, tuple[int, int]]]] = {
     "hierarchical_equality": (
         HierarchicalEquality,
-        {"num_entities": (2, 1_000_000), "embedding_dim": (1, 4096), "seed": _SEED_RANGE},
+        {"num_entities": (2, 10_000), "embedding_dim": (1, 1024), "seed": _SEED_RANGE},
     ),
     "binary_addition": (BinaryAddition, {"num_bits": (2, MAX_NUM_BITS)}),
     "mcqa": (MultipleChoiceColours,

@@ -54,6 +54,7 @@ class NetSize:
             every head's output, (2L + 1)·D).
         max_width: the widest location.
         tokens: positions per example (1 for MLP and GRU).
+        arch: ``mlp``, ``gru``, ``transformer`` or ``hf``.
     """
 
     parameters: int
@@ -63,6 +64,7 @@ class NetSize:
     stream_width: int
     max_width: int
     tokens: int
+    arch: str
 
 
 def _mlp_size(config: Mapping[str, Any]) -> NetSize:
@@ -75,7 +77,7 @@ def _mlp_size(config: Mapping[str, Any]) -> NetSize:
         terms[field] = terms.get(field, 0) + (dims[i] + 1) * dims[i + 1]
     total = sum(terms.values())
     return NetSize(total, 4 * total, max(terms, key=terms.__getitem__), len(hidden),
-                   sum(hidden), max(hidden), 1)
+                   sum(hidden), max(hidden), 1, "mlp")
 
 
 def _gru_size(config: Mapping[str, Any]) -> NetSize:
@@ -88,7 +90,7 @@ def _gru_size(config: Mapping[str, Any]) -> NetSize:
     }
     total = sum(terms.values())
     return NetSize(total, 4 * total, max(terms, key=terms.__getitem__), steps,
-                   steps * hidden, hidden, 1)
+                   steps * hidden, hidden, 1, "gru")
 
 
 def _transformer_size(config: Mapping[str, Any]) -> NetSize:
@@ -103,7 +105,8 @@ def _transformer_size(config: Mapping[str, Any]) -> NetSize:
     total = sum(terms.values()) + 2 * width
     heads = int(config["n_heads"])
     return NetSize(total, 4 * total, max(terms, key=terms.__getitem__),
-                   layers * (heads + 3), (2 * layers + 1) * width, width, length)
+                   layers * (heads + 3), (2 * layers + 1) * width, width, length,
+                   "transformer")
 
 
 def _hf_size(config: Mapping[str, Any]) -> NetSize:
@@ -122,7 +125,7 @@ def _hf_size(config: Mapping[str, Any]) -> NetSize:
     per = _DTYPE_BYTES.get(str(config.get("torch_dtype", "float32")), 4)
     length = _int_field(config, "max_len") or 64
     return NetSize(total, per * total, max(terms, key=terms.__getitem__), 3 * layers,
-                   (2 * layers + 1) * hidden, max(hidden, inner), length)
+                   (2 * layers + 1) * hidden, max(hidden, inner), length, "hf")
 
 
 def _int_field(config: Mapping[str, Any], *names: str) -> int:
