@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from core.admission import DEFAULT_LIMITS, AdmissionLimits
+
 PLACEHOLDER_SECRET = "change-me"  # .env.example's value; a deployment refuses it
 DATABASE_SCHEMES = ("postgresql", "sqlite")
 
@@ -57,6 +59,21 @@ class Settings(BaseSettings):
         default=2 * 2**30, ge=1, description="total size of one owner's uploaded datasets"
     )
     max_queued_jobs_per_owner: int = Field(default=20, ge=1)
+    # --- admission control: one job's budgets (core.admission.AdmissionLimits, whose
+    # docstring sizes each default for one GPU); a spec over one is refused with 422 before
+    # it is stored. README "Limits" lists them.
+    max_pairs_per_bank: int = Field(default=DEFAULT_LIMITS.max_pairs_per_bank, ge=2)
+    max_levels: int = Field(default=DEFAULT_LIMITS.max_levels, ge=1)
+    max_sites_per_level: int = Field(default=DEFAULT_LIMITS.max_sites_per_level, ge=1)
+    max_calibration_candidates: int = Field(
+        default=DEFAULT_LIMITS.max_calibration_candidates, ge=1)
+    max_forward_passes: int = Field(default=DEFAULT_LIMITS.max_forward_passes, ge=1)
+    max_trace_bytes: int = Field(default=DEFAULT_LIMITS.max_trace_bytes, ge=1)
+    max_das_trainings: int = Field(default=DEFAULT_LIMITS.max_das_trainings, ge=0)
+    max_permutations: int = Field(default=DEFAULT_LIMITS.max_permutations, ge=1)
+    max_coupling_iterations: int = Field(default=DEFAULT_LIMITS.max_coupling_iterations,
+                                         ge=1)
+    max_net_parameters: int = Field(default=DEFAULT_LIMITS.max_net_parameters, ge=1)
     events_maxlen: int = Field(default=10_000, ge=100, description="events kept per job "
                                "stream (older ones are trimmed)")
     events_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="a job's Redis "
@@ -133,6 +150,12 @@ class Settings(BaseSettings):
         if password == PLACEHOLDER_SECRET:
             raise ValueError("PLOT_DATABASE_PASSWORD is still the example's placeholder "
                              f"{PLACEHOLDER_SECRET!r}; set a real secret")
+
+    @property
+    def admission_limits(self) -> AdmissionLimits:
+        """The budgets ``POST /v1/jobs`` admits a job under (the ``max_*`` of its block)."""
+        return AdmissionLimits(**{name: getattr(self, name)
+                                  for name in AdmissionLimits.__dataclass_fields__})
 
     @property
     def resolved_database_url(self) -> str:

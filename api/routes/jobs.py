@@ -16,6 +16,7 @@ from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
 from api.errors import ConflictError, NotFoundError
 from api.routes.responses import errors
 from api.schemas import JobPage, JobPublic, ProgressPublic, ResultPublic
+from core.admission import NetInfo, admit, describe_job
 from core.errors import SpecError
 from core.spec import JobSpec
 from workers.job_status import JobStatus
@@ -79,13 +80,27 @@ def check_references(session: Session, caller: Caller, spec: JobSpec) -> None:
         raise SpecError("no such uploaded dataset", "task.dataset") from None
 
 
+def admission_info(session: Session, caller: Caller, spec: JobSpec) -> NetInfo:
+    """What admission knows of a job: the registered net's stored config (else the built-in
+    task's default net) and the uploaded dataset's variables."""
+    config = nets.get_net(session, caller, spec.model.id).config if spec.model.id else None
+    variables = None
+    if spec.task.dataset is not None:
+        names = datasets.get_dataset(session, caller, spec.task.dataset).variables.get("names")
+        variables = len(names) if isinstance(names, list) else None
+    return describe_job(spec, config, variables)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(429))
 def submit_job(
     spec: JobSpec, session: SessionDep, caller: CallerDep, settings: SettingsDep,
     bus: BusDep, metrics: MetricsDep,
 ) -> JobPublic:
-    """Queue a job. The row is written and the id returned; a runner picks it up."""
+    """Queue a job. The spec is admitted under the deployment's limits (a 422 names the
+    field, its value and the limit, and nothing is stored), then the row is written and the
+    id returned; a runner picks it up."""
     check_references(session, caller, spec)
+    admit(spec, settings.admission_limits, admission_info(session, caller, spec))
     job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
     metrics.jobs_submitted.inc()
     log.info("job queued for %s", caller.owner, extra={"job_id": job.id})
