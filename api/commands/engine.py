@@ -12,10 +12,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from core.admission import DEFAULT_LIMITS, admit, describe_job
 from core.causal.registry import build_task
 from core.control import JobControl
+from core.errors import ModelLoadError
 from core.events import EngineEvent
 from core.job import JobContext, run_job, task_default_net, train_default_net
+from core.nets.io import resolve_net_dir
 from core.report import render_report
 from core.result import JobResult
 from core.spec import JobSpec, load_job_spec, parse_job_spec
@@ -47,6 +50,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--device", default="auto", help="cpu, cuda or auto")
     run.add_argument("--model-root", type=Path, default=None,
                      help="model.path resolves under it (default: the spec's folder)")
+    run.add_argument("--no-limits", action="store_true",
+                     help="skip admission control (the service's default budgets: pairs, "
+                     "sites, forward passes, trace memory, DAS trainings) on your own machine")
     run.set_defaults(handler=run_command)
 
     demo = commands.add_parser("demo", help="train (or reuse) the HEQ net and localize WX, YZ")
@@ -67,8 +73,29 @@ def train_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.spec)
     root = (args.model_root or args.spec.parent).resolve()
+    if not args.no_limits:
+        admit(spec, DEFAULT_LIMITS, describe_job(spec, read_net_config(spec, root)))
     return execute(spec, args.out, JobContext(root, args.spec.parent.resolve(),
                                               default_cache_dir(), args.device))
+
+
+def read_net_config(spec: JobSpec, root: Path) -> dict[str, Any] | None:
+    """The ``config.json`` of the spec's ``model.path`` (a Hugging Face one included), or
+    None for a built-in task's default net.
+
+    Raises:
+        ModelLoadError: the directory leaves ``root``, or its config is not a JSON object.
+    """
+    if spec.model.path is None:
+        return None
+    path = resolve_net_dir(spec.model.path, root) / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ModelLoadError("missing or not JSON", f"{spec.model.path}/config.json") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError("must be a JSON object", f"{spec.model.path}/config.json")
+    return config
 
 
 def demo_command(args: argparse.Namespace) -> int:
