@@ -1,0 +1,170 @@
+"""Admission control: absurd specs refused by field, value and limit; normal ones admitted
+with estimates that match a hand computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from core.admission import (
+    DEFAULT_LIMITS,
+    AdmissionLimits,
+    NetInfo,
+    admit,
+    describe_job,
+    estimate_sites,
+)
+from core.errors import PlotError, SpecError
+from core.nets.size import estimate_net_size
+from core.spec import JobSpec, LevelSpec, parse_job_spec
+
+HEQ: dict[str, Any] = {"task": {"builtin": "hierarchical_equality"}}
+README = Path(__file__).resolve().parents[3] / "README.md"
+
+# The issue's 13 absurd specs, with the field each must be refused by, the value and the
+# limit its message must name.
+ABSURD: list[tuple[dict[str, Any], str, str, str]] = [
+    ({"pairs": {"fit": 10**9}}, "pairs.fit", "1000000000", "10000000"),
+    ({"calibration": {"top_k": list(range(1, 100_001))}}, "calibration.top_k", "100000", "256"),
+    ({"calibration": {"strengths": [1.0] * 100_000}}, "calibration.strengths", "100000", "256"),
+    ({"coupling": {"epsilons": [0.1] * 100_000}}, "coupling.epsilons", "100000", "64"),
+    ({"controls": {"permutations": 10**6}}, "controls.permutations", "1000000", "10000"),
+    ({"levels": [{"granularity": "neuron"}] * 1000}, "levels", "1000", "16"),
+    ({"das": {"mode": "full", "restarts": 10**6}}, "das.restarts", "1000000", "100"),
+    ({"coupling": {"max_iter": 10**12}}, "coupling.max_iter", "1000000000000", "1000000"),
+    ({"calibration": {"finalists": 10**9}}, "calibration.finalists", "1000000000", "100000"),
+    ({"levels": [{"granularity": "block", "keep": 10**9}, {"granularity": "neuron"}]},
+     "levels.0.keep", "1000000000", "4096"),
+    ({"pairs": {"seed": 10**30}}, "pairs.seed", str(10**30), str(2**63 - 1)),
+    ({"seed": -(10**30)}, "seed", str(-(10**30)), str(-(2**63))),
+    ({"task": {"builtin": "hierarchical_equality", "params": {"bogus": 1}}},
+     "task.params.bogus", "bogus", "allowed: num_entities, embedding_dim, seed"),
+]
+
+
+def submit(data: dict[str, Any], limits: AdmissionLimits = DEFAULT_LIMITS) -> Any:
+    """What a submission does: validate, describe the job, admit it."""
+    spec = parse_job_spec(data)
+    return admit(spec, limits, describe_job(spec, None))
+
+
+@pytest.mark.parametrize(("extra", "where", "value", "limit"), ABSURD,
+                         ids=[case[1] for case in ABSURD])
+def test_each_absurd_spec_is_refused_naming_its_field_value_and_limit(
+        extra: dict[str, Any], where: str, value: str, limit: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        submit({**HEQ, **extra})
+    text = str(refused.value)
+    assert where in text and value in text.replace(",", "") and limit in text, text
+
+
+# Specs the schema allows but the default one-GPU budgets do not.
+OVER_BUDGET: list[tuple[dict[str, Any], str, str]] = [
+    ({"pairs": {"fit": 200_000}}, "pairs.fit", "max_pairs_per_bank"),
+    ({"pairs": {"test": 100_001}}, "pairs.test", "max_pairs_per_bank"),
+    ({"levels": [{"granularity": "neuron"}] * 9}, "levels", "max_levels"),
+    ({"calibration": {"top_k": list(range(1, 201)), "strengths": [1.0] * 30}},
+     "calibration.top_k", "max_calibration_candidates"),
+    ({"controls": {"permutations": 5000}}, "controls.permutations", "max_permutations"),
+    ({"das": {"mode": "full", "restarts": 100}}, "das.restarts", "max_das_trainings"),
+    ({"coupling": {"max_iter": 500_000}}, "coupling.max_iter", "max_coupling_iterations"),
+    ({"das": {"mode": "full", "max_epochs": 100_000}, "pairs": {"fit": 100_000}},
+     "das.max_epochs", "max_forward_passes"),
+]
+
+
+@pytest.mark.parametrize(("extra", "where", "limit"), OVER_BUDGET,
+                         ids=[case[2] + ":" + case[1] for case in OVER_BUDGET])
+def test_a_spec_over_a_deployment_budget_is_refused_by_that_budget(
+        extra: dict[str, Any], where: str, limit: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        submit({**HEQ, **extra})
+    assert refused.value.where == where
+    assert limit in refused.value.message and "over the limit of" in refused.value.message
+
+
+def test_a_lifted_budget_admits_what_the_default_refuses() -> None:
+    spec = {**HEQ, "pairs": {"fit": 200_000}}
+    with pytest.raises(SpecError):
+        submit(spec)
+    assert submit(spec, AdmissionLimits(max_pairs_per_bank=200_000)).pairs == 202_000
+
+
+def test_the_normal_specs_and_the_readme_example_are_admitted() -> None:
+    text = README.read_text()
+    block = text[text.index("## Job spec"):]
+    block = block[block.index("```yaml") + len("```yaml"):]
+    example = yaml.safe_load(block[:block.index("```")])
+    example.pop("model")  # a net directory of the reader's; the task's default net here
+    for data in (example, HEQ, {"task": {"builtin": "binary_addition"}},
+                 {"task": {"builtin": "mcqa"}, "das": {"mode": "full"}}):
+        assert submit(data).forward_passes > 0
+
+
+def test_the_estimate_of_the_heq_default_job_equals_a_hand_computation() -> None:
+    admission = submit(HEQ)
+    # HEQ default: one neuron level over the MLP (16, 16, 16): 48 sites; 2 variables;
+    # 5 epsilons × 20 k × 17 λ = 1,700 candidates per variable; 1,000 pairs per bank.
+    candidates = 5 * 20 * 17
+    signatures = 48 * 1000
+    calibration = 2 * (candidates * 256 + 32 * 1000)  # screening, then 32 finalists
+    test = 2 * 2 * 1000  # soft and hard handles
+    expected = {
+        "traces": 2 * 3000, "signatures": signatures, "calibration": calibration,
+        "test": test, "das": 0, "random_net": signatures + calibration + test,
+        "depth_check": 2 * 48 * 1000,
+    }
+    assert admission.sites == (48,)
+    assert admission.calibration_candidates == candidates
+    assert admission.terms == expected
+    assert admission.forward_passes == sum(expected.values())
+    assert admission.trace_bytes == 3000 * 2 * 48 * 4
+    assert admission.das_trainings == 0 and admission.permutations == 16
+
+
+def test_full_das_counts_locations_dims_variables_and_restarts() -> None:
+    admission = submit({**HEQ, "das": {"mode": "full", "restarts": 3}})
+    assert admission.das_trainings == 3 * 5 * 2 * 3  # layers × dims × variables × restarts
+
+
+def test_sites_refine_the_kept_sites_of_the_level_before() -> None:
+    size = estimate_net_size({"arch": "mlp", "input_dim": 16, "hidden_dims": [64, 64],
+                              "num_classes": 2, "activation": "relu"})
+    schedule = [LevelSpec(granularity="layer", keep=1),
+                LevelSpec(granularity="block", block_size=8, keep=2),
+                LevelSpec(granularity="neuron")]
+    # 2 layers; 1 kept per variable (3 variables) -> 2 parents × 64/8 blocks; 2 × 3 blocks
+    # of 8 -> 6 × 8 neurons
+    assert estimate_sites(schedule, size, 3) == [2, 16, 48]
+
+
+def test_a_wide_registered_net_is_refused_by_sites_and_trace_memory() -> None:
+    wide = {"arch": "mlp", "input_dim": 16, "hidden_dims": [60_000] * 4, "num_classes": 2}
+    spec = parse_job_spec({"task": {"dataset": "pairs.jsonl"},
+                           "levels": [{"granularity": "neuron"}]})
+    with pytest.raises(SpecError) as refused:
+        admit(spec, DEFAULT_LIMITS, describe_job(spec, wide, variables=2))
+    assert refused.value.where in ("model", "levels.0")
+    small = {**wide, "hidden_dims": [30_000]}
+    with pytest.raises(SpecError, match="max_trace_bytes"):
+        admit(parse_job_spec({"task": {"dataset": "d"}, "pairs": {"fit": 100_000}}),
+              DEFAULT_LIMITS, describe_job(spec, small, variables=2))
+
+
+def test_a_net_over_the_parameter_budget_is_refused_at_admission() -> None:
+    spec = parse_job_spec(HEQ)
+    info = describe_job(spec, None)
+    with pytest.raises(SpecError) as refused:
+        admit(spec, AdmissionLimits(max_net_parameters=100), info)
+    assert refused.value.where == "model" and "max_net_parameters" in refused.value.message
+
+
+def test_an_unknown_task_param_is_refused_before_any_task_is_built() -> None:
+    spec = JobSpec.model_validate({"task": {"builtin": "binary_addition",
+                                            "params": {"num_bits": 10**6}}})
+    with pytest.raises(PlotError) as refused:
+        admit(spec, DEFAULT_LIMITS, NetInfo())
+    assert refused.value.where == "task.params.num_bits" and "1000000" in str(refused.value)
