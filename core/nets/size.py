@@ -187,8 +187,10 @@ def check_net_size(config: Mapping[str, Any], limits: NetLimits = DEFAULT_NET_LI
         raw = config.get(field)
         values = raw if isinstance(raw, list) else [raw]
         if len(values) > limits.max_depth:
-            raise ModelLoadError(f"{len(values):,} entries are over the limit of "
-                                 f"{limits.max_depth:,} (max_depth)", where=f"{where}:{field}")
+            raise ModelLoadError(
+                f"{len(values):,} entries are over the limit of {limits.max_depth:,} "
+                f"(max_depth); the net would hold about "
+                f"{estimate_net_size(config).parameters:,} parameters", where=f"{where}:{field}")
         for i, value in enumerate(values):
             if isinstance(value, int) and value > limit:
                 path = f"{field}.{i}" if isinstance(raw, list) else field
