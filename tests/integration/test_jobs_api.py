@@ -152,15 +152,17 @@ def test_job_list_filters_by_status_and_pages(service: Service) -> None:
 
 
 def test_a_job_the_engine_refuses_fails_with_its_error_record(service: Service) -> None:
-    spec = {**TINY_SPEC, "task": {"builtin": "hierarchical_equality", "params": {"bogus": 1}}}
+    # admitted (a position level estimates as one site) but an MLP has no positions
+    spec = {**TINY_SPEC, "levels": [{"granularity": "position"}]}
     with client_for(service) as client:
         job = client.submit(spec)
         events = list(client.stream_events(job["id"]))
         ended = client.get(job["id"])
-    assert [e.kind for e in events] == ["queued", "failed"]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "queued" and kinds[-1] == "failed" and "level_finished" not in kinds
     assert ended["status"] == "failed"
-    assert ended["error"]["type"] == "TaskError"
-    assert ended["error"]["where"] == "task.params.bogus"
+    assert ended["error"]["type"] == "SiteError"
+    assert ended["error"]["where"] == "levels.granularity"
     assert events[-1].data == ended["error"]
 
 
