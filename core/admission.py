@@ -176,11 +176,12 @@ def _calibration_grid(spec: JobSpec) -> tuple[int, int]:
 
 
 def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
-                            das_trainings: int) -> dict[str, int]:
+                            das_trainings: int, locations: int = 1) -> dict[str, int]:
     """Rows run through the net, by part: clean traces (2 per pair), signatures (a site ×
     fit pair each), calibration (every candidate on the screening pairs, the finalists on
     the whole bank), test (soft and hard handles), the random-net rerun, the depth check
-    and DAS (a training's epochs over the fit bank)."""
+    (a full-vector interchange per variable at each of the net's ``locations``) and DAS (a
+    training's epochs over the fit bank)."""
     pairs = spec.pairs
     _, candidates = _calibration_grid(spec)
     screen = spec.calibration.screen_pairs or pairs.calibration
@@ -198,7 +199,7 @@ def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
     if spec.controls.random_net:
         terms["random_net"] = terms["signatures"] + terms["calibration"] + terms["test"]
     if spec.controls.depth_check:
-        terms["depth_check"] = variables * max(sites[0], 1) * pairs.test
+        terms["depth_check"] = variables * locations * pairs.test
     return terms
 
 
@@ -306,7 +307,8 @@ def admit(spec: JobSpec, limits: AdmissionLimits = DEFAULT_LIMITS,
     das_trainings = estimate_das_trainings(spec, schedule, info.size, variables)
     _check(das_trainings, limits.max_das_trainings, "max_das_trainings", "das.restarts",
            spec.das.restarts, f"DAS trainings ({spec.das.mode})")
-    terms = estimate_forward_passes(spec, sites, variables, das_trainings)
+    locations = info.size.locations if info.size is not None else 1
+    terms = estimate_forward_passes(spec, sites, variables, das_trainings, locations)
     total = sum(terms.values())
     if total > limits.max_forward_passes:
         term = max(terms, key=terms.__getitem__)

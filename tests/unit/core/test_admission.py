@@ -115,7 +115,7 @@ def test_the_estimate_of_the_heq_default_job_equals_a_hand_computation() -> None
     expected = {
         "traces": 2 * 3000, "signatures": signatures, "calibration": calibration,
         "test": test, "das": 0, "random_net": signatures + calibration + test,
-        "depth_check": 2 * 48 * 1000,
+        "depth_check": 2 * 3 * 1000,  # each variable's full vector at the 3 layers
     }
     assert admission.sites == (48,)
     assert admission.calibration_candidates == candidates
