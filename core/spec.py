@@ -78,9 +78,17 @@ class at_most:
             raise ValueError(f"{value} is under the limit of {self.low}")
         return value
 
+    def check_number(self, value: Any) -> Any:
+        """A JSON number such as ``1e30`` arrives as a float, too large for pydantic's int
+        parse: refuse it here with the same message."""
+        if isinstance(value, float) and value.is_integer():
+            self.check(int(value))
+        return value
+
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler
                                      ) -> CoreSchema:
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
+        checked = core_schema.no_info_after_validator_function(self.check, handler(source))
+        return core_schema.no_info_before_validator_function(self.check_number, checked)
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler
                                      ) -> JsonSchemaValue:

@@ -168,3 +168,12 @@ def test_an_unknown_task_param_is_refused_before_any_task_is_built() -> None:
     with pytest.raises(PlotError) as refused:
         admit(spec, DEFAULT_LIMITS, NetInfo())
     assert refused.value.where == "task.params.num_bits" and "1000000" in str(refused.value)
+
+
+@pytest.mark.parametrize(("extra", "where"), [({"pairs": {"seed": 1e30}}, "pairs.seed"),
+                                              ({"pairs": {"fit": 1e9}}, "pairs.fit")])
+def test_a_json_float_past_a_ceiling_is_refused_with_the_limit(extra: dict[str, Any],
+                                                                where: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        submit({**HEQ, **extra})
+    assert f"{where}: " in str(refused.value) and "is over the limit of" in str(refused.value)
