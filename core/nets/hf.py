@@ -35,7 +35,7 @@ from torch.nn import functional
 from core.errors import ModelLoadError, PlotError
 from core.hooks import Hook, hooked, replayed
 from core.nets.base import Edit, Trace, tile
-from core.nets.hf_layout import LayoutError, check_layout, find_layout
+from core.nets.hf_layout import LayoutError, check_layout, find_layout, is_close
 from core.nets.tokenizer import label_token_ids
 from core.nets.tokens import (
     LAST,
@@ -82,21 +82,15 @@ class HFNet(TokenNet):
         self.lm = lm.eval()  # dropout off: the layout check and every trace are exact
         self.tokenizer = tokenizer
         hf: Any = getattr(lm, "config")  # noqa: B009 (a Module attribute mypy cannot see)
-        d_model, n_heads = int(hf.hidden_size), int(hf.num_attention_heads)
+        text = hf.get_text_config()  # the config itself, or a multimodal net's text part
+        d_model, n_heads = int(text.hidden_size), int(text.num_attention_heads)
         self.n_heads = n_heads
-        self.d_head = int(getattr(hf, "head_dim", None) or d_model // n_heads)
-        # Gemma-2/3 cap the logits: c * tanh(logits / c)
-        self.softcap = float(getattr(hf, "final_logit_softcapping", None) or 0.0)
-        try:
-            self.layout = find_layout(lm)
-            self.blocks = list(_submodule(lm, self.layout.blocks))  # type: ignore[call-overload]
-            device = next(lm.parameters()).device
-            probe = torch.arange(2, device=device).unsqueeze(0) % int(hf.vocab_size)  # (1, 2)
-            self._blocks_return_tensors = check_layout(
-                lm, self.layout, lambda z: self.project(0, z), probe)
-        except LayoutError as error:
-            raise ModelLoadError(f"model_type {hf.model_type!r} is not supported: {error}",
-                                 "config.json:model_type") from None
+        self.d_head = int(getattr(text, "head_dim", None) or d_model // n_heads)
+        # what the LM head does after its linear map: Cohere scales, Granite divides, and
+        # Gemma-2/3 cap (c * tanh(logits / c)); checked against the LM's own logits below
+        self.logit_scale = float(getattr(text, "logit_scale", None) or 1.0) \
+            / float(getattr(text, "logits_scaling", None) or 1.0)
+        self.softcap = float(getattr(text, "final_logit_softcapping", None) or 0.0)
         self.max_len = int(config["max_len"])
         self.named = parse_named_positions(config.get("named_positions", {}),
                                            f"{HF_CONFIG_FILE}:named_positions")
@@ -109,10 +103,40 @@ class HFNet(TokenNet):
                                   config["labels"])
         except PlotError as error:
             raise ModelLoadError(error.message, f"{HF_CONFIG_FILE}:{error.where}") from None
-        self.register_buffer("label_ids", torch.tensor(ids), persistent=False)
+        self.register_buffer("label_ids", torch.tensor(ids, device=_device(lm)),
+                             persistent=False)
+        try:
+            self._blocks_return_tensors = self._check_structure(int(text.vocab_size))
+        except LayoutError as error:
+            raise ModelLoadError(f"model_type {hf.model_type!r} is not supported: {error}",
+                                 "config.json:model_type") from None
         self.config = {**config, "model_type": str(hf.model_type), "label_token_ids": ids}
         self._widths = token_widths(len(self.blocks), n_heads, d_model, self.labels,
                                     self.d_head)
+
+    def _check_structure(self, vocab_size: int) -> bool:
+        """Find the blocks, check them and the label logits on a two-token prompt; return
+        whether blocks return a plain tensor (only then is a prefix replayable).
+
+        Raises:
+            LayoutError: with the one-line reason.
+        """
+        self.layout = find_layout(self.lm)
+        self.blocks: list[nn.Module] = list(cast(nn.ModuleList,
+                                                 _submodule(self.lm, self.layout.blocks)))
+        # two tokens, neither the pad token (the label logits would mask it)
+        probe = (self.pad_token_id + torch.arange(1, 3, device=_device(self.lm))
+                 ).unsqueeze(0) % vocab_size  # (1, 2)
+        returns_tensor = check_layout(self.lm, self.layout, lambda z: self.project(0, z),
+                                      probe)
+        with torch.no_grad():
+            full = cast(Any, self.lm)(input_ids=probe, use_cache=False).logits  # (1, 2, V)
+            ours = self._logits(probe, torch.ones(1, dtype=torch.long, device=probe.device))
+        own: Tensor = full[:, -1, self.label_ids].float()
+        if not is_close(ours[:, 0], own, _dtype(self.lm)):
+            raise LayoutError("the label logits are not the LM head's linear map of the "
+                              "last hidden state (with any known scale or soft cap)")
+        return returns_tensor
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -140,22 +164,22 @@ class HFNet(TokenNet):
         return out
 
     def _project_fp32(self, block: int, z: Tensor) -> Tensor:
-        dtype = next(self.lm.parameters()).dtype
-        return self.project(block, z.to(dtype)).float()
+        return self.project(block, z.to(_dtype(self.lm))).float()
 
-    def _logits(self, ids: Tensor, positions: Tensor) -> Tensor:
-        """Run the base model, then the LM head only at the last position: (R, 1, C)."""
+    def _logits(self, ids: Tensor, last: Tensor) -> Tensor:
+        """Run the base model, then the LM head only at the ``last`` (R,) position of each
+        row: the label logits, (R, 1, C) fp32."""
+        rows = torch.arange(ids.shape[0], device=ids.device)
         mask = (ids != self.pad_token_id).long()
-        mask[torch.arange(ids.shape[0]), positions[:, self.labels.index(LAST)]] = 1
+        mask[rows, last] = 1
         hidden = cast(Any, self.lm).base_model(input_ids=ids, attention_mask=mask,
                                                use_cache=False).last_hidden_state
-        rows = torch.arange(ids.shape[0], device=ids.device)
-        last = hidden[rows, positions[:, self.labels.index(LAST)]]  # (R, D)
         lm: Any = self.lm
         head = lm.get_output_embeddings()
         label_ids: Tensor = self.label_ids  # type: ignore[assignment]
         bias = None if head.bias is None else head.bias[label_ids]
-        logits = functional.linear(last, head.weight[label_ids], bias).float()  # (R, C)
+        logits = functional.linear(hidden[rows, last], head.weight[label_ids], bias)  # (R, C)
+        logits = logits.float() * self.logit_scale
         if self.softcap:
             logits = self.softcap * torch.tanh(logits / self.softcap)
         return logits.unsqueeze(1)
@@ -175,7 +199,7 @@ class HFNet(TokenNet):
             hooks.append(Hook(block, keep(resid, i + 1)))
             hooks.append(Hook(self.part(i, "o_proj"), keep(z, i), "input"))
         with hooked(hooks):
-            logits = self._logits(inputs, positions)
+            logits = self._logits(inputs, positions[:, self.labels.index(LAST)])
         rows, length = inputs.shape
         heads = torch.stack([t.reshape(rows, length, self.n_heads, self.d_head)
                              for t in z if t is not None], dim=1)
@@ -208,7 +232,8 @@ class HFNet(TokenNet):
         recorded = [resid[:, i + 1] if i < skip - 1 else tile(resid[:, i + 1], copies)
                     for i in range(skip)]
         with replayed(self.blocks[:skip], recorded), hooked(hooks):
-            return self._logits(tile(trace.inputs, copies), positions)
+            return self._logits(tile(trace.inputs, copies),
+                                positions[:, self.labels.index(LAST)])
 
     @staticmethod
     def _stream_edit(at: Tensor, edit: Edit) -> Callable[[Tensor], Tensor]:
@@ -219,6 +244,14 @@ class HFNet(TokenNet):
             z = t.reshape(*t.shape[:2], self.n_heads, self.d_head)  # (R, T, H, dh)
             return edit_at(z, at, _in_fp32(edit), head).reshape(t.shape)
         return apply
+
+
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
+def _dtype(net: nn.Module) -> torch.dtype:
+    return next(net.parameters()).dtype
 
 
 def _in_fp32(edit: Edit) -> Edit:
@@ -250,13 +283,19 @@ def load_hf_net(directory: Path, device: str | torch.device = "cpu",
         raise ModelLoadError("arch hf needs the transformers package",
                              f"{HF_CONFIG_FILE}:arch") from error
     try:
+        hf = transformers.AutoConfig.from_pretrained(directory, local_files_only=True)
+        if hf.is_encoder_decoder:  # transformers would load the decoder half alone
+            raise ModelLoadError(f"model_type {hf.model_type!r} is an encoder-decoder net; "
+                                 "only decoder-only causal LMs are supported",
+                                 "config.json:model_type")
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
         lm = transformers.AutoModelForCausalLM.from_pretrained(
-            directory, local_files_only=True, dtype=DTYPES[name] if name else "auto")
+            directory, config=hf, local_files_only=True,
+            dtype=DTYPES[name] if name else "auto")
     except (OSError, ValueError, KeyError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ModelLoadError(f"is not a local Hugging Face causal LM: {first}",
-                             str(directory)) from None
+        raise ModelLoadError(f"is not a local Hugging Face causal LM"
+                             f"{_model_type_note(directory)}: {first}", str(directory)) from None
     cast(nn.Module, lm).to(device)
     net = HFNet(lm, tokenizer, {**config, "dtype": _dtype_name(lm.dtype)})
     net.eval()
@@ -284,6 +323,16 @@ def _read_plot_config(directory: Path) -> dict[str, Any]:
     if extra:
         raise ModelLoadError("unexpected field", f"{HF_CONFIG_FILE}:{sorted(extra)[0]}")
     return config
+
+
+def _model_type_note(directory: Path) -> str:
+    """`` (config.json model_type 't5')`` when config.json names one, else ``""``."""
+    try:
+        model_type = json.loads((directory / "config.json").read_text(encoding="utf-8")
+                                ).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f" (config.json model_type {model_type!r})" if isinstance(model_type, str) else ""
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

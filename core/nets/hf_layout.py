@@ -112,7 +112,8 @@ def check_layout(lm: nn.Module, layout: BlockLayout, project: Callable[[Tensor],
 
     def keep(name: str) -> Callable[[Tensor], None]:
         def read(t: Tensor) -> None:
-            seen[name] = t.detach().flatten(0, -2).float()  # (T, width)
+            # a copy: Falcon adds attention into the MLP's output in place
+            seen[name] = t.detach().flatten(0, -2).float().clone()  # (T, width)
         return read
 
     def note(module: nn.Module, args: Any, output: Any) -> None:
@@ -132,18 +133,19 @@ def check_layout(lm: nn.Module, layout: BlockLayout, project: Callable[[Tensor],
     if missing:
         raise LayoutError(f"a forward never reached block 0's {sorted(missing)}")
     dtype = next(lm.parameters()).dtype
-    tol = max(1e-4, 4 * torch.finfo(dtype).eps)
     with torch.no_grad():
         projected = project(seen["z"].to(dtype)).float()
-    if not _close(seen["out"], seen["in"] + seen["attn"] + seen["mlp"], tol):
+    if not is_close(seen["out"], seen["in"] + seen["attn"] + seen["mlp"], dtype):
         raise LayoutError("block output is not input + attention + MLP contributions")
-    if not _close(seen["attn"], projected, tol):
+    if not is_close(seen["attn"], projected, dtype):
         raise LayoutError("the attention contribution is not its output projection of the "
                           "heads")
     return returns_tensor[0]
 
 
-def _close(actual: Tensor, expected: Tensor, tol: float) -> bool:
-    # relative to the larger side: a wrong layout is off by O(1), rounding by O(eps)
+def is_close(actual: Tensor, expected: Tensor, dtype: torch.dtype) -> bool:
+    """Whether two fp32 tensors agree up to a few roundings in ``dtype``, relative to their
+    norm: a wrong layout is off by O(1), rounding by O(eps)."""
+    tol = max(1e-4, 4 * torch.finfo(dtype).eps)
     scale = max(float(actual.norm()), float(expected.norm()), 1e-12)
     return float((actual - expected).norm()) <= tol * scale
