@@ -46,8 +46,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "phi": {},
     "stablelm": {"use_parallel_residual": True},
     "falcon": {},  # parallel attention; blocks return a tuple: no prefix replay
+    "gptj": {"rotary_dim": 4},
+    "cohere": {"logit_scale": 0.5},  # parallel, scaled logits
+    "granite": {"logits_scaling": 4.0},  # divided logits (its residual_multiplier is 1)
+    "olmo": {},
+    "mixtral": {"num_local_experts": 2},  # the MLP is a mixture of experts
+    "starcoder2": {},
 }
-PARALLEL = {"gpt_neox", "phi", "stablelm", "falcon"}
+PARALLEL = {"gpt_neox", "phi", "stablelm", "falcon", "gptj", "cohere"}
 POST_NORM = {"gemma2", "gemma3_text", "olmo2"}
 
 
