@@ -12,9 +12,12 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from core.causal.mcqa import VOCAB, MultipleChoiceColours
 from core.errors import ModelLoadError
+from core.job import JobContext, run_job
 from core.nets import load_net
 from core.nets.hf import HFNet
+from core.spec import parse_job_spec
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -57,17 +60,18 @@ PARALLEL = {"gpt_neox", "phi", "stablelm", "falcon", "gptj", "cohere"}
 POST_NORM = {"gemma2", "gemma3_text", "olmo2"}
 
 
-def word_tokenizer() -> Any:
+def word_tokenizer(words: list[str] = WORDS) -> Any:
+    """A word-level tokenizer over ``words``; ``words[0]`` is the pad token."""
     word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(
-        {word: i for i, word in enumerate(WORDS)}, unk_token="<pad>"))
+        {word: i for i, word in enumerate(words)}, unk_token=words[0]))
     word_level.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
     return transformers.PreTrainedTokenizerFast(tokenizer_object=word_level,
-                                                pad_token="<pad>", unk_token="<pad>")
+                                                pad_token=words[0], unk_token=words[0])
 
 
 def tiny_lm(model_type: str, dtype: torch.dtype = torch.float32, **extra: Any) -> Any:
-    config = transformers.AutoConfig.for_model(model_type, **COMMON,
-                                               **FAMILIES.get(model_type, {}), **extra)
+    config = transformers.AutoConfig.for_model(
+        model_type, **{**COMMON, **FAMILIES.get(model_type, {}), **extra})
     torch.manual_seed(0)
     return transformers.AutoModelForCausalLM.from_config(config).to(dtype)
 
@@ -252,3 +256,37 @@ def test_blocks_that_scale_their_branches_are_refused_in_one_line() -> None:
         wrap(tiny_lm("granite", residual_multiplier=0.5))
     assert error.value.where == "config.json:model_type"
     assert "\n" not in error.value.message
+
+
+@pytest.mark.slow
+def test_a_text_job_runs_on_a_bf16_gemma2(tmp_path: Path) -> None:
+    task = MultipleChoiceColours(num_objects=1)
+    bank = task.sample_bank(60, torch.Generator().manual_seed(4), 0.5)
+    directory = tmp_path / "gemma2"
+    word_tokenizer(VOCAB).save_pretrained(directory)
+    tiny_lm("gemma2", torch.bfloat16, vocab_size=len(VOCAB)).save_pretrained(directory)
+    (directory / "plot.json").write_text(json.dumps({"arch": "hf", "labels": LABELS,
+                                                     "max_len": 24}))
+
+    def text(ids: torch.Tensor) -> str:
+        return " ".join(VOCAB[i] for i in ids.tolist())
+
+    rows = [{"base": text(bank.base[i]), "source": text(bank.source[i]),
+             "base_label": int(bank.base_labels[i, 0]),
+             "counterfactual_labels": {v: int(y[i, 0])
+                                       for v, y in bank.counterfactual_labels.items()}}
+            for i in range(bank.size)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec: dict[str, Any] = {
+        "model": {"path": str(directory)}, "task": {"dataset": "pairs.jsonl"},
+        "pairs": {"fit": 20, "calibration": 20, "test": 20},
+        "levels": [{"granularity": "position", "layer": 1, "keep": 2},
+                   {"granularity": "pca", "band_size": 8, "scope": "per_variable"}],
+        "calibration": {"top_k": [1, 2], "strengths": [1.0, 2.0]},
+        "coupling": {"epsilons": [0.1]},
+    }
+    result = run_job(parse_job_spec(spec), JobContext(tmp_path, tmp_path, tmp_path / "cache",
+                                                      "cpu"))
+    assert [level.granularity for level in result.levels] == ["position", "pca"]
+    assert result.net["config"]["dtype"] == "bf16"
+    assert set(result.handles) == {"answer_pointer", "answer_token"}
