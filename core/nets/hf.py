@@ -128,7 +128,7 @@ class HFNet(TokenNet):
         probe = (self.pad_token_id + torch.arange(1, 3, device=_device(self.lm))
                  ).unsqueeze(0) % vocab_size  # (1, 2)
         returns_tensor = check_layout(self.lm, self.layout, lambda z: self.project(0, z),
-                                      probe)
+                                      probe, self.n_heads * self.d_head)
         with torch.no_grad():
             full = cast(Any, self.lm)(input_ids=probe, use_cache=False).logits  # (1, 2, V)
             ours = self._logits(probe, torch.ones(1, dtype=torch.long, device=probe.device))

@@ -95,16 +95,18 @@ def _child(module: nn.Module, candidates: tuple[str, ...], missing: str) -> str:
 
 
 def check_layout(lm: nn.Module, layout: BlockLayout, project: Callable[[Tensor], Tensor],
-                 ids: Tensor) -> bool:
+                 ids: Tensor, heads_width: int) -> bool:
     """Run ``lm`` on ``ids`` (1, T) and check block 0 against the layout; return whether
     the blocks return a plain tensor (a tuple cannot be replayed from a recorded output).
 
     Args:
         project: block 0's heads (n, H * d_head) -> its attention contribution (n, D).
+        heads_width: H * d_head, what the output projection should take.
 
     Raises:
         LayoutError: block 0's output is not its input plus the attention and MLP
-            contributions, or the attention contribution is not ``project`` of the heads.
+            contributions, the attention contribution is not ``project`` of the heads,
+            or the heads are not ``heads_width`` wide.
     """
     block = lm.get_submodule(layout.blocks)[0]  # type: ignore[index]
     seen: dict[str, Tensor] = {}
@@ -132,6 +134,9 @@ def check_layout(lm: nn.Module, layout: BlockLayout, project: Callable[[Tensor],
     missing = {"in", "out", "attn", "mlp", "z"} - set(seen)
     if missing:
         raise LayoutError(f"a forward never reached block 0's {sorted(missing)}")
+    if seen["z"].shape[-1] != heads_width:
+        raise LayoutError(f"the attention output projection takes {seen['z'].shape[-1]} "
+                          f"features, not heads x head_dim = {heads_width}")
     dtype = next(lm.parameters()).dtype
     with torch.no_grad():
         projected = project(seen["z"].to(dtype)).float()
