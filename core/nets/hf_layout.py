@@ -104,9 +104,9 @@ def check_layout(lm: nn.Module, layout: BlockLayout, project: Callable[[Tensor],
         heads_width: H * d_head, what the output projection should take.
 
     Raises:
-        LayoutError: block 0's output is not its input plus the attention and MLP
-            contributions, the attention contribution is not ``project`` of the heads,
-            or the heads are not ``heads_width`` wide.
+        LayoutError: the forward fails, block 0's output is not its input plus the
+            attention and MLP contributions, the attention contribution is not
+            ``project`` of the heads, or the heads are not ``heads_width`` wide.
     """
     block = lm.get_submodule(layout.blocks)[0]  # type: ignore[index]
     seen: dict[str, Tensor] = {}
@@ -129,6 +129,9 @@ def check_layout(lm: nn.Module, layout: BlockLayout, project: Callable[[Tensor],
     try:
         with hooked(hooks), torch.no_grad():
             cast(Any, lm).base_model(input_ids=ids, use_cache=False)
+    except (RuntimeError, ValueError, IndexError) as error:  # a net that cannot run itself
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise LayoutError(f"a two-token forward failed: {first}") from None
     finally:
         handle.remove()
     missing = {"in", "out", "attn", "mlp", "z"} - set(seen)

@@ -180,25 +180,26 @@ def test_replaying_the_prefix_equals_recomputing_it(family: str,
         assert not torch.allclose(replay, trace.logits.repeat(copies, 1, 1)), edits
 
 
-@pytest.fixture(scope="module")
-def gemma2_bf16() -> HFNet:
-    return wrap(tiny_lm("gemma2", torch.bfloat16))
+@pytest.fixture(scope="module", params=[torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def gemma2_half(request: pytest.FixtureRequest) -> HFNet:
+    return wrap(tiny_lm("gemma2", request.param))
 
 
-def test_a_bf16_net_hands_out_fp32_and_identity_edits_keep_its_logits(gemma2_bf16: HFNet
-                                                                      ) -> None:
-    net = gemma2_bf16
+def test_a_half_precision_net_hands_out_fp32_and_identity_edits_keep_its_logits(
+        gemma2_half: HFNet) -> None:
+    net = gemma2_half
     trace = net.trace(token_ids(3, seed=6))
     assert trace.logits.dtype == torch.float32
     assert trace.activations["mlp:0/pos:last"].dtype == torch.float32
-    assert trace.activations.streams["resid"].dtype == torch.bfloat16  # type: ignore[attr-defined]
+    streams = trace.activations.streams  # type: ignore[attr-defined]
+    assert streams["resid"].dtype == next(net.lm.parameters()).dtype
     for location in ("resid:0/pos:3", "attn:0/pos:last", "mlp:0/pos:2", "head:1.1/pos:last"):
         assert_close(net.resume(trace, {location: lambda h: h}), trace.logits,
                      atol=2e-2, rtol=2e-2, msg=location)
 
 
-def test_a_bf16_net_resumes_like_it_recomputes(gemma2_bf16: HFNet) -> None:
-    net = gemma2_bf16
+def test_a_half_precision_net_resumes_like_it_recomputes(gemma2_half: HFNet) -> None:
+    net = gemma2_half
     base, source = net.trace(token_ids(4, seed=7)), net.trace(token_ids(4, seed=8))
     location = "resid:1/pos:last"
     assert_close(net.resume(base, {location: lambda h: source.activations[location]}),
