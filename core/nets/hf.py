@@ -82,7 +82,8 @@ class HFNet(TokenNet):
         self.lm = lm.eval()  # dropout off: the layout check and every trace are exact
         self.tokenizer = tokenizer
         hf: Any = getattr(lm, "config")  # noqa: B009 (a Module attribute mypy cannot see)
-        text = hf.get_text_config()  # the config itself, or a multimodal net's text part
+        # the config itself, or a multimodal net's text part
+        text = hf.get_text_config() if hasattr(hf, "get_text_config") else hf
         d_model, n_heads = int(text.hidden_size), int(text.num_attention_heads)
         self.n_heads = n_heads
         self.d_head = int(getattr(text, "head_dim", None) or d_model // n_heads)
@@ -289,9 +290,11 @@ def load_hf_net(directory: Path, device: str | torch.device = "cpu",
                                  "only decoder-only causal LMs are supported",
                                  "config.json:model_type")
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        # transformers < 4.56 calls the argument torch_dtype
+        dtype_key = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
         lm = transformers.AutoModelForCausalLM.from_pretrained(
             directory, config=hf, local_files_only=True,
-            dtype=DTYPES[name] if name else "auto")
+            **{dtype_key: DTYPES[name] if name else "auto"})
     except (OSError, ValueError, KeyError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelLoadError(f"is not a local Hugging Face causal LM"
@@ -323,6 +326,12 @@ def _read_plot_config(directory: Path) -> dict[str, Any]:
     if extra:
         raise ModelLoadError("unexpected field", f"{HF_CONFIG_FILE}:{sorted(extra)[0]}")
     return config
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"4.56.1"`` -> (4, 56): the release's major and minor numbers."""
+    return tuple(int("".join(c for c in part if c.isdigit()) or 0)
+                 for part in text.split(".")[:2])
 
 
 def _model_type_note(directory: Path) -> str:
