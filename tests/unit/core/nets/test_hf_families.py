@@ -291,3 +291,35 @@ def test_a_text_job_runs_on_a_bf16_gemma2(tmp_path: Path) -> None:
     assert [level.granularity for level in result.levels] == ["position", "pca"]
     assert result.net["config"]["dtype"] == "bf16"
     assert set(result.handles) == {"answer_pointer", "answer_token"}
+
+
+def value_rows(net: HFNet) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """Block 0's value weights and bias, viewed with output features on dim 0, and the
+    number of key/value heads; for head 0 the value rows are ``[:d_head]`` of the view."""
+    attn, width, d = net.part(0, "attn"), net.n_heads * net.d_head, net.d_head
+    if hasattr(attn, "v_proj"):
+        return attn.v_proj.weight, attn.v_proj.bias, attn.v_proj.weight.shape[0] // d
+    if hasattr(attn, "c_attn"):  # GPT-2: Conv1D (in, 3 D), q | k | v
+        return attn.c_attn.weight.T[2 * width:], attn.c_attn.bias[2 * width:], net.n_heads
+    if hasattr(attn, "qkv_proj"):  # Phi-3: q (H d) | k (KV d) | v (KV d)
+        kv = (attn.qkv_proj.weight.shape[0] - width) // (2 * d)
+        return attn.qkv_proj.weight[width + kv * d:], None, kv
+    # GPT-NeoX: per head q | k | v, head 0's value rows are 2d..3d
+    weight, bias = attn.query_key_value.weight, attn.query_key_value.bias
+    return weight[2 * d:], bias[2 * d:], net.n_heads
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "falcon"])
+def test_a_head_site_is_the_output_of_that_head(family: str) -> None:
+    """With the value rows of key/value head 0 zeroed, exactly the heads that share it
+    output zeros: ``head:i.h`` is head h's slice, in the net's own head order."""
+    net = wrap(tiny_lm(family))
+    weight, bias, groups = value_rows(net)
+    with torch.no_grad():  # a net of this test's own: its weights are ours to change
+        weight[:net.d_head] = 0
+        if bias is not None:
+            bias[:net.d_head] = 0
+    trace = net.trace(token_ids(2, seed=9))
+    zeroed = [bool((trace.activations[f"head:0.{h}/pos:last"] == 0).all())
+              for h in range(net.n_heads)]
+    assert zeroed == [h < net.n_heads // groups for h in range(net.n_heads)]
