@@ -124,7 +124,9 @@ def token_activations(resid: Tensor, z: Tensor, positions: Tensor, labels: list[
         resid: (B, L + 1, T, D) residual stream; index 0 is the embedding, i + 1 after block i.
         z: (B, L, T, H, d_head) head outputs before the output projection.
         positions: (B, P) resolved ``labels``.
-        project: the blocks' output projections, to derive ``attn`` from ``z``.
+        project: the blocks' attention contributions, to derive ``attn`` from ``z``.
+
+    A derived activation is fp32 (the streams may be in the net's half precision).
     """
     column = {label: i for i, label in enumerate(labels)}
 
@@ -136,14 +138,15 @@ def token_activations(resid: Tensor, z: Tensor, positions: Tensor, labels: list[
         at = streams["positions"][:, column[parsed.position]]  # (B,)
         block = parsed.block
         if parsed.component == "resid":
-            return streams["resid"][rows, block + 1, at]
+            return streams["resid"][rows, block + 1, at].float()
         if parsed.component == "head":
-            return streams["z"][rows, block, at, parsed.head]
-        attn = project(block, streams["z"][rows, block, at].flatten(1))  # (B, D)
+            return streams["z"][rows, block, at, parsed.head].float()
+        attn = project(block, streams["z"][rows, block, at].flatten(1)).float()  # (B, D)
         if parsed.component == "attn":
             return attn
-        # a pre-LN block adds attn then mlp to the stream: mlp = Δresid - attn
-        return streams["resid"][rows, block + 1, at] - streams["resid"][rows, block, at] - attn
+        # every block adds attn and mlp to the stream: mlp = Δresid - attn
+        before, after = (streams["resid"][rows, block + i, at].float() for i in (0, 1))
+        return after - before - attn
 
     return DerivedActivations({"resid": resid, "z": z, "positions": positions}, derive)
 
