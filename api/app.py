@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.body_limit import BodyLimitMiddleware, BodyLimits
 from api.errors import (
     AuthError,
     ConfigError,
@@ -124,6 +125,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
 
+    # inside the metrics middleware, so its 413s are counted too
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
+        json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes))
     app.add_middleware(RequestMetricsMiddleware)
     for router in (jobs.router, events.router, datasets.router, nets.router, health.router):
         app.include_router(router)

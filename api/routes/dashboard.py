@@ -1,21 +1,21 @@
 """The dashboard: static files at ``/`` and ``/static``, and the YAML-to-JSON step its spec
-form uses (the browser parses JSON itself; YAML goes through ``yaml.safe_load`` here)."""
+form uses (the browser parses JSON itself; YAML goes through ``api.spec_yaml`` here)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
+import anyio
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from api.deps import CallerDep
-from api.errors import InputError
+from api.deps import CallerDep, SettingsDep
 from api.routes.datasets import read_limited
 from api.routes.responses import errors
+from api.spec_yaml import parse_yaml_spec
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_SPEC_BYTES = 256 * 1024
@@ -40,40 +40,13 @@ class ParsedSpec(BaseModel):
     spec: dict[str, Any] = Field(description="the YAML document as JSON, not yet validated")
 
 
-def parse_yaml_spec(text: str) -> dict[str, Any]:
-    """One YAML mapping, read with ``yaml.safe_load``.
-
-    Raises:
-        InputError: not YAML, not a mapping, or uses aliases (which could expand a small
-            document into a huge one once it is turned into JSON).
-    """
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                mark = event.start_mark
-                raise InputError("anchors and aliases are not supported in a spec",
-                                 f"line {mark.line + 1}" if mark else "body")
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1}" if mark is not None else "body"
-        raise InputError(f"not valid YAML: {error.problem or error}", where) from None
-    except yaml.YAMLError as error:
-        raise InputError(f"not valid YAML: {error}", "body") from None
-    if not isinstance(data, dict):
-        raise InputError(f"a job spec is a mapping, got {type(data).__name__}", "body")
-    return {str(key): value for key, value in data.items()}
-
-
 @router.post("/v1/specs/yaml", openapi_extra=YAML_BODY, responses=errors(413))
-async def parse_spec_yaml(request: Request, _: CallerDep) -> ParsedSpec:
+async def parse_spec_yaml(request: Request, _: CallerDep, settings: SettingsDep) -> ParsedSpec:
     """Turn a YAML spec into JSON for ``POST /v1/jobs`` (which validates it)."""
     data = await read_limited(request, MAX_SPEC_BYTES)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("the spec is not UTF-8 text", "body") from None
-    return ParsedSpec(spec=parse_yaml_spec(text))
+    # the parse is CPU work: in a worker thread, so the event loop keeps answering
+    spec = await anyio.to_thread.run_sync(parse_yaml_spec, data, settings.max_yaml_depth)
+    return ParsedSpec(spec=spec)
 
 
 @router.get("/", include_in_schema=False)

@@ -79,7 +79,7 @@ def check_references(session: Session, caller: Caller, spec: JobSpec) -> None:
         raise SpecError("no such uploaded dataset", "task.dataset") from None
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(429))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 413, 429))
 def submit_job(
     spec: JobSpec, session: SessionDep, caller: CallerDep, settings: SettingsDep,
     bus: BusDep, metrics: MetricsDep,
