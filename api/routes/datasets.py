@@ -22,8 +22,11 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
-        "description": "JSONL rows {variable, base, source, base_label, counterfactual_label}",
+        # the bytes are read as they are, whatever the type: octet-stream lets generic
+        # clients (and schemathesis) send a file
+        "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                    for media in ("application/x-ndjson", "application/octet-stream")},
+        "description": "JSONL rows {base, source, base_label, counterfactual_labels}",
     }
 }
 
