@@ -65,18 +65,24 @@ class RowCounter:
         (``where`` is ``name:line``)."""
         newlines = chunk.count(b"\n")
         if self.lines + newlines > self.max_rows + 1:
-            raise DatasetError(f"more than {self.max_rows} rows (PLOT_MAX_DATASET_ROWS)",
-                               f"{self.name}:{self.max_rows + 1}")
+            self.too_many()
         if not newlines and self.current + len(chunk) <= self.max_row_bytes:
-            self.current += len(chunk)  # the common case of a long chunk: no split
-            return
-        for index, part in enumerate(chunk.split(b"\n")):
-            if index:
-                self.lines, self.current = self.lines + 1, 0
-            self.current += len(part)
-            if self.current > self.max_row_bytes:
-                raise DatasetError(f"row over the {self.max_row_bytes}-byte limit "
-                                   "(PLOT_MAX_DATASET_ROW_BYTES)", f"{self.name}:{self.lines}")
+            self.current += len(chunk)  # the common case of a long row: no split
+        else:
+            for index, part in enumerate(chunk.split(b"\n")):
+                if index:
+                    self.lines, self.current = self.lines + 1, 0
+                self.current += len(part)
+                if self.current > self.max_row_bytes:
+                    raise DatasetError(f"row over the {self.max_row_bytes}-byte limit "
+                                       "(PLOT_MAX_DATASET_ROW_BYTES)",
+                                       f"{self.name}:{self.lines}")
+        if self.lines > self.max_rows and self.current:
+            self.too_many()  # a last row without its newline
+
+    def too_many(self) -> None:
+        raise DatasetError(f"more than {self.max_rows} rows (PLOT_MAX_DATASET_ROWS)",
+                           f"{self.name}:{self.max_rows + 1}")
 
 
 async def read_dataset_body(request: Request, settings: Settings, name: str) -> bytes:
