@@ -43,3 +43,10 @@ def test_malformed_specs_are_refused_naming_where(data: bytes, where: str) -> No
     with pytest.raises(InputError) as refused:
         parse_yaml_spec(data, 32)
     assert refused.value.where == where
+
+
+def test_a_spec_of_too_many_nodes_is_refused_before_objects_are_built() -> None:
+    data = b"task: [" + b"1, " * 60_000 + b"1]\n"
+    with pytest.raises(InputError) as refused:
+        parse_yaml_spec(data, 32)
+    assert "YAML nodes" in refused.value.message and refused.value.where == "line 1"
