@@ -45,6 +45,7 @@ STATUS_BY_ERROR: dict[type[PlotError], int] = {
     UnavailableError: 503,
     ConfigError: 503,
 }
+BODY_PARSER_THREADS = 4  # parses are CPU-bound under the GIL: more threads add nothing
 DEFAULT_PLOT_ERROR_STATUS = 422  # SpecError, DatasetError, ModelLoadError, TaskError, …
 
 
@@ -107,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = services.bus
         app.state.metrics = services.metrics
         app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
+        # YAML and JSONL parses get threads of their own: however many arrive at once,
+        # the default pool stays free for every other route
+        app.state.body_parsers = anyio.CapacityLimiter(BODY_PARSER_THREADS)
         services.metrics.watch_jobs(services.sessions)
         services.start()
         try:

@@ -10,9 +10,10 @@ import yaml
 from api.errors import InputError
 
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when it is built in
-# Building Python objects costs far more than parsing (about 20 µs a node): a spec has a few
-# hundred nodes, so a document past this many is refused after the cheap event pass.
-MAX_SPEC_NODES = 50_000
+# Composing and building the objects costs far more than the event pass (libyaml composes a
+# whole document in one call that holds the GIL): a spec has a few hundred nodes, so a
+# document past this many is refused after the cheap event pass.
+MAX_SPEC_NODES = 20_000
 
 
 def measure_yaml_depth(text: str) -> tuple[int, int]:

@@ -8,11 +8,13 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticSerializationError
 
 from api.deps import CallerDep, SettingsDep
+from api.errors import InputError
 from api.routes.datasets import read_limited
 from api.routes.responses import errors
 from api.spec_yaml import parse_yaml_spec
@@ -40,13 +42,27 @@ class ParsedSpec(BaseModel):
     spec: dict[str, Any] = Field(description="the YAML document as JSON, not yet validated")
 
 
-@router.post("/v1/specs/yaml", openapi_extra=YAML_BODY, responses=errors(413))
-async def parse_spec_yaml(request: Request, _: CallerDep, settings: SettingsDep) -> ParsedSpec:
+def render_yaml_spec(data: bytes, max_depth: int) -> bytes:
+    """The ``ParsedSpec`` JSON of a YAML body (parse and serialisation: blocking CPU work).
+
+    Raises:
+        InputError: see ``parse_yaml_spec``; also a value JSON cannot hold (``!!binary``).
+    """
+    try:
+        return ParsedSpec(spec=parse_yaml_spec(data, max_depth)).model_dump_json().encode()
+    except PydanticSerializationError as error:
+        raise InputError(f"a value JSON cannot hold: {error}", "body") from None
+
+
+@router.post("/v1/specs/yaml", openapi_extra=YAML_BODY, responses=errors(413),
+             response_model=ParsedSpec)
+async def parse_spec_yaml(request: Request, _: CallerDep, settings: SettingsDep) -> Response:
     """Turn a YAML spec into JSON for ``POST /v1/jobs`` (which validates it)."""
     data = await read_limited(request, MAX_SPEC_BYTES)
-    # the parse is CPU work: in a worker thread, so the event loop keeps answering
-    spec = await anyio.to_thread.run_sync(parse_yaml_spec, data, settings.max_yaml_depth)
-    return ParsedSpec(spec=spec)
+    # parsing and serialising are CPU work: in a worker thread, so the loop keeps answering
+    body = await anyio.to_thread.run_sync(render_yaml_spec, data, settings.max_yaml_depth,
+                                          limiter=request.app.state.body_parsers)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/", include_in_schema=False)

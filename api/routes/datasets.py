@@ -117,7 +117,7 @@ async def upload_dataset(
     # validating rows is CPU work: in a worker thread, so the event loop keeps answering
     dataset = await anyio.to_thread.run_sync(
         datasets.store_dataset, session, caller, name, data, settings.dataset_dir,
-        settings.max_stored_bytes_per_owner)
+        settings.max_stored_bytes_per_owner, limiter=request.app.state.body_parsers)
     return to_public(dataset)
 
 
