@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from api.body_limit import BodyLimitMiddleware, BodyLimits
 from api.errors import (
     AuthError,
     ConfigError,
@@ -44,6 +45,7 @@ STATUS_BY_ERROR: dict[type[PlotError], int] = {
     UnavailableError: 503,
     ConfigError: 503,
 }
+BODY_PARSER_THREADS = 4  # parses are CPU-bound under the GIL: more threads add nothing
 DEFAULT_PLOT_ERROR_STATUS = 422  # SpecError, DatasetError, ModelLoadError, TaskError, …
 
 
@@ -106,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.bus = services.bus
         app.state.metrics = services.metrics
         app.state.event_readers = anyio.CapacityLimiter(settings.max_event_streams)
+        # YAML and JSONL parses get threads of their own: however many arrive at once,
+        # the default pool stays free for every other route
+        app.state.body_parsers = anyio.CapacityLimiter(BODY_PARSER_THREADS)
         services.metrics.watch_jobs(services.sessions)
         services.start()
         try:
@@ -124,6 +129,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_error_handlers(app)
 
+    # inside the metrics middleware, so its 413s are counted too
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(
+        json_bytes=settings.max_json_bytes, upload_bytes=settings.max_upload_bytes))
     app.add_middleware(RequestMetricsMiddleware)
     for router in (jobs.router, events.router, datasets.router, nets.router, health.router):
         app.include_router(router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.result import JobResult
 from workers.job_status import JobStatus
@@ -77,8 +77,18 @@ class DatasetPublic(BaseModel):
 class NetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="net directory relative to the server's model root",
+    path: str = Field(description="net directory relative to the server's model root "
+                      "(no control characters; each part at most 255 characters)",
                       min_length=1, max_length=1024)
+
+    @field_validator("path")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise ValueError("control characters (NUL included) are not allowed in a path")
+        if any(len(part.encode()) > 255 for part in value.split("/")):
+            raise ValueError("a part of the path is over 255 bytes")
+        return value
 
 
 class NetPublic(BaseModel):

@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(default=0, ge=0, le=65535, description="`plot scheduler` "
                               "serves Prometheus metrics on PLOT_HOST:this port (0: off)")
+    # Request limits: every body is counted as it streams in (413 past the limit), and
+    # YAML specs and JSONL datasets are parsed in a worker thread within these bounds.
+    max_json_bytes: int = Field(default=2**20, ge=1024, description="a JSON or YAML request "
+                                "body (uploads have PLOT_MAX_UPLOAD_BYTES)")
+    max_yaml_depth: int = Field(default=32, ge=2, le=256, description="nesting of a YAML spec")
+    max_dataset_row_bytes: int = Field(default=64 * 2**10, ge=256, description="one JSONL "
+                                       "row of an uploaded dataset")
+    max_dataset_rows: int = Field(default=200_000, ge=1, description="rows of one uploaded "
+                                  "dataset")
 
     @field_validator("database_url")
     @classmethod

@@ -181,7 +181,8 @@ def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
     if not path.is_relative_to(context.data_root.resolve()):
         raise DatasetError("the dataset path leaves the data root", "task.dataset")
     bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape,
-                        input_dtype=net.input_dtype, tokenize=net.text_encoder())
+                        input_dtype=net.input_dtype, tokenize=net.text_encoder(),
+                        name=spec.task.dataset)  # errors name it as the spec does
     return split_dataset(bank, spec.pairs)
 
 

@@ -50,6 +50,19 @@ def register(commands: Any) -> None:
         handler=run_db_upgrade)
 
 
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+def write_secret(path: Path, secret: str) -> Path:
+    """Write ``secret`` to a new file only its owner can read (0600), replacing any old one."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(secret + "\n")
+    return path
+
+
 def _out(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -90,8 +103,10 @@ def run_serve(args: argparse.Namespace) -> int:
     with sessions() as session:
         if not auth.has_admin_key(session):
             row, token = auth.create_key(session, "admin", role="admin")
-            _out(f"first start: created admin key {row.key_id}; it is shown only once:")
-            _out(f"  {token}")
+            path = write_secret(settings.data_dir / ADMIN_TOKEN_FILE, token)
+            # the token itself never reaches stdout (and so no captured log)
+            _out(f"first start: created admin key {row.key_id}; its token is in {path} "
+                 "(readable by this user only)")
     _out(f"serving on http://{settings.host}:{settings.port} "
          f"(database {settings.database_display})")
     # open SSE streams would hold a graceful shutdown forever: cut them after 10 s;

@@ -1,21 +1,23 @@
 """The dashboard: static files at ``/`` and ``/static``, and the YAML-to-JSON step its spec
-form uses (the browser parses JSON itself; YAML goes through ``yaml.safe_load`` here)."""
+form uses (the browser parses JSON itself; YAML goes through ``api.spec_yaml`` here)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import yaml
+import anyio
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from pydantic_core import PydanticSerializationError
 
-from api.deps import CallerDep
+from api.deps import CallerDep, SettingsDep
 from api.errors import InputError
 from api.routes.datasets import read_limited
 from api.routes.responses import errors
+from api.spec_yaml import parse_yaml_spec
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_SPEC_BYTES = 256 * 1024
@@ -40,40 +42,27 @@ class ParsedSpec(BaseModel):
     spec: dict[str, Any] = Field(description="the YAML document as JSON, not yet validated")
 
 
-def parse_yaml_spec(text: str) -> dict[str, Any]:
-    """One YAML mapping, read with ``yaml.safe_load``.
+def render_yaml_spec(data: bytes, max_depth: int) -> bytes:
+    """The ``ParsedSpec`` JSON of a YAML body (parse and serialisation: blocking CPU work).
 
     Raises:
-        InputError: not YAML, not a mapping, or uses aliases (which could expand a small
-            document into a huge one once it is turned into JSON).
+        InputError: see ``parse_yaml_spec``; also a value JSON cannot hold (``!!binary``).
     """
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                mark = event.start_mark
-                raise InputError("anchors and aliases are not supported in a spec",
-                                 f"line {mark.line + 1}" if mark else "body")
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        where = f"line {mark.line + 1}" if mark is not None else "body"
-        raise InputError(f"not valid YAML: {error.problem or error}", where) from None
-    except yaml.YAMLError as error:
-        raise InputError(f"not valid YAML: {error}", "body") from None
-    if not isinstance(data, dict):
-        raise InputError(f"a job spec is a mapping, got {type(data).__name__}", "body")
-    return {str(key): value for key, value in data.items()}
+        return ParsedSpec(spec=parse_yaml_spec(data, max_depth)).model_dump_json().encode()
+    except PydanticSerializationError as error:
+        raise InputError(f"a value JSON cannot hold: {error}", "body") from None
 
 
-@router.post("/v1/specs/yaml", openapi_extra=YAML_BODY, responses=errors(413))
-async def parse_spec_yaml(request: Request, _: CallerDep) -> ParsedSpec:
+@router.post("/v1/specs/yaml", openapi_extra=YAML_BODY, responses=errors(413),
+             response_model=ParsedSpec)
+async def parse_spec_yaml(request: Request, _: CallerDep, settings: SettingsDep) -> Response:
     """Turn a YAML spec into JSON for ``POST /v1/jobs`` (which validates it)."""
     data = await read_limited(request, MAX_SPEC_BYTES)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("the spec is not UTF-8 text", "body") from None
-    return ParsedSpec(spec=parse_yaml_spec(text))
+    # parsing and serialising are CPU work: in a worker thread, so the loop keeps answering
+    body = await anyio.to_thread.run_sync(render_yaml_spec, data, settings.max_yaml_depth,
+                                          limiter=request.app.state.body_parsers)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/", include_in_schema=False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Query, Request, status
 
 from api.db import datasets
@@ -12,14 +14,19 @@ from api.deps import CallerDep, SessionDep, SettingsDep
 from api.errors import InputError, TooLargeError
 from api.routes.responses import errors
 from api.schemas import DatasetPublic
+from api.settings import Settings
+from core.errors import DatasetError
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
-        "description": "JSONL rows {variable, base, source, base_label, counterfactual_label}",
+        # the bytes are read as they are, whatever the type: octet-stream lets generic
+        # clients (and schemathesis) send a file
+        "content": {media: {"schema": {"type": "string", "format": "binary"}}
+                    for media in ("application/x-ndjson", "application/octet-stream")},
+        "description": "JSONL rows {base, source, base_label, counterfactual_labels}",
     }
 }
 
@@ -42,6 +49,61 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass
+class RowCounter:
+    """Lines and the length of the current line of a JSONL body, fed chunk by chunk, so a
+    huge row or too many rows is refused while the body is still arriving."""
+
+    name: str
+    max_row_bytes: int
+    max_rows: int
+    lines: int = 1  # the line being read, 1-based
+    current: int = 0  # its bytes so far
+
+    def feed(self, chunk: bytes) -> None:
+        """Raises: DatasetError: a row over ``max_row_bytes`` or past ``max_rows`` lines
+        (``where`` is ``name:line``)."""
+        newlines = chunk.count(b"\n")
+        if self.lines + newlines > self.max_rows + 1:
+            self.too_many()
+        if not newlines and self.current + len(chunk) <= self.max_row_bytes:
+            self.current += len(chunk)  # the common case of a long row: no split
+        else:
+            for index, part in enumerate(chunk.split(b"\n")):
+                if index:
+                    self.lines, self.current = self.lines + 1, 0
+                self.current += len(part)
+                if self.current > self.max_row_bytes:
+                    raise DatasetError(f"row over the {self.max_row_bytes}-byte limit "
+                                       "(PLOT_MAX_DATASET_ROW_BYTES)",
+                                       f"{self.name}:{self.lines}")
+        if self.lines > self.max_rows and self.current:
+            self.too_many()  # a last row without its newline
+
+    def too_many(self) -> None:
+        raise DatasetError(f"more than {self.max_rows} rows (PLOT_MAX_DATASET_ROWS)",
+                           f"{self.name}:{self.max_rows + 1}")
+
+
+async def read_dataset_body(request: Request, settings: Settings, name: str) -> bytes:
+    """The JSONL body, counted by bytes, rows and row length as it streams in.
+
+    Raises:
+        TooLargeError: over ``max_upload_bytes``.
+        DatasetError: a row too long or too many rows, naming its line.
+    """
+    counter = RowCounter(name, settings.max_dataset_row_bytes, settings.max_dataset_rows)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > settings.max_upload_bytes:
+            raise TooLargeError(f"over the {settings.max_upload_bytes}-byte limit "
+                                "(PLOT_MAX_UPLOAD_BYTES)", "body")
+        counter.feed(chunk)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=UPLOAD_BODY,
              responses=errors(413, 429))
 async def upload_dataset(
@@ -49,11 +111,13 @@ async def upload_dataset(
     name: Annotated[str, Query(min_length=1, max_length=255, pattern=r"^[\w.\-]+$")],
 ) -> DatasetPublic:
     """Upload a counterfactual dataset; every row is validated (errors name ``name:line``)."""
-    data = await read_limited(request, settings.max_upload_bytes)
+    data = await read_dataset_body(request, settings, name)
     if not data.strip():
         raise InputError("the dataset is empty", "body")
-    dataset = datasets.store_dataset(session, caller, name, data, settings.dataset_dir,
-                                     settings.max_stored_bytes_per_owner)
+    # validating rows is CPU work: in a worker thread, so the event loop keeps answering
+    dataset = await anyio.to_thread.run_sync(
+        datasets.store_dataset, session, caller, name, data, settings.dataset_dir,
+        settings.max_stored_bytes_per_owner, limiter=request.app.state.body_parsers)
     return to_public(dataset)
 
 

@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> HealthPublic:
+async def healthz() -> HealthPublic:  # on the loop: it needs no thread to answer
     return HealthPublic(status="ok")
 
 

@@ -91,7 +91,7 @@ def admission_info(session: Session, caller: Caller, spec: JobSpec) -> NetInfo:
     return describe_job(spec, config, variables)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(429))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 413, 429))
 def submit_job(
     spec: JobSpec, session: SessionDep, caller: CallerDep, settings: SettingsDep,
     bus: BusDep, metrics: MetricsDep,

@@ -13,7 +13,7 @@ from api.schemas import NetCreate, NetPublic
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=errors())
+@router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 413))
 def register_net(
     body: NetCreate, session: SessionDep, caller: CallerDep, settings: SettingsDep
 ) -> NetPublic:

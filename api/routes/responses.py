@@ -7,6 +7,7 @@ from typing import Any
 from api.schemas import ErrorPublic
 
 _DESCRIPTIONS = {
+    400: "the body is not a JSON document (not UTF-8, nested too deep to parse)",
     401: "missing, unknown or revoked API key",
     404: "no such resource for this owner",
     409: "the resource's state does not allow this",

@@ -48,7 +48,7 @@ def read_dataset(
     path_or_lines: str | Path | Iterable[str],
     input_shape: tuple[int, ...] | None = None,
     output_shape: tuple[int, int] | None = None,
-    name: str = "dataset",
+    name: str | None = None,
     input_dtype: torch.dtype = torch.float32,
     tokenize: Tokenize | None = None,
 ) -> PairBank:
@@ -60,7 +60,8 @@ def read_dataset(
             every row must match the first.
         output_shape: (O heads, C classes) of the net; labels must have O heads and lie in
             [0, C). When omitted, every row must have the first row's head count.
-        name: what ``where`` calls the lines when they are not read from a path.
+        name: what ``where`` calls the lines (default: the path, else ``dataset``); a
+            service passes the dataset's name relative to its data root.
         input_dtype: dtype of the inputs; an integer dtype (token ids) refuses fractions.
         tokenize: the net's text encoder; with it a row's base and source may be text.
 
@@ -77,10 +78,12 @@ def read_dataset(
         try:
             data = path.read_bytes()
         except OSError as error:
-            raise DatasetError(f"cannot read the dataset: {error.strerror}", str(path)) from None
-        return parse_dataset_bytes(data, str(path), input_shape, output_shape, input_dtype,
-                                   tokenize)
-    return _parse_lines(path_or_lines, name, input_shape, output_shape, input_dtype, tokenize)
+            raise DatasetError(f"cannot read the dataset: {error.strerror}",
+                               name or str(path)) from None
+        return parse_dataset_bytes(data, name or str(path), input_shape, output_shape,
+                                   input_dtype, tokenize)
+    return _parse_lines(path_or_lines, name or "dataset", input_shape, output_shape,
+                        input_dtype, tokenize)
 
 
 def parse_dataset_bytes(

@@ -63,7 +63,7 @@ def _net_file(directory: Path, name: str, root: Path | None) -> Path:
     """``directory / name``, checked to exist and (with a root) not to be a link out of it."""
     path = directory / name
     if not path.is_file():
-        raise ModelLoadError(f"missing from net directory {directory}", where=name)
+        raise ModelLoadError("missing from the net directory", where=name)
     if root is not None and not path.resolve().is_relative_to(root.resolve()):
         raise ModelLoadError("links outside the allowed model root", where=name)
     return path

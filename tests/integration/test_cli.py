@@ -77,7 +77,7 @@ def test_submit_with_a_bad_key_fails_with_the_error_record(
     assert "AuthError (401)" in capsys.readouterr().err
 
 
-def test_serve_prints_an_admin_key_on_first_start_only(tmp_path: Path) -> None:
+def test_serve_writes_an_admin_key_to_a_private_file_on_first_start_only(tmp_path: Path) -> None:
     env = {**os.environ, "PLOT_DATA_DIR": str(tmp_path / "data"), "PLOT_RUN_JOBS": "false"}
     env.pop("PLOT_DATABASE_URL", None)
     env.pop("PLOT_REDIS_URL", None)
@@ -105,7 +105,11 @@ def test_serve_prints_an_admin_key_on_first_start_only(tmp_path: Path) -> None:
                         time.sleep(0.1)
                 assert ready.json() == {"status": "ready", "database": "ok", "events": "ok"}
                 if lines[0].startswith("first start"):
-                    token = lines[1]
+                    token_file = tmp_path / "data" / "admin-token"
+                    assert str(token_file) in lines[0]
+                    assert token_file.stat().st_mode & 0o777 == 0o600
+                    token = token_file.read_text().strip()
+                    assert not any(token in line for line in lines)
                     jobs = httpx.get(f"http://127.0.0.1:{port}/v1/jobs",
                                      headers={"Authorization": f"Bearer {token}"})
                     assert jobs.status_code == 200

@@ -56,6 +56,48 @@ def test_a_broken_net_directory_is_refused_naming_the_file(api_only: Service) ->
     assert response.json()["type"] == "ModelLoadError"
 
 
+def test_a_directory_of_links_out_of_the_root_is_refused_naming_the_file(
+    api_only: Service, tmp_path: Path
+) -> None:
+    root = api_only.settings.resolved_model_root
+    outside = save_heq_net(tmp_path, "elsewhere")
+    linked = root / "linked"
+    linked.mkdir(parents=True)
+    for name in ("plot.json", "config.json", "model.safetensors", "tokenizer.json"):
+        (outside / name).touch()
+        (linked / name).symlink_to(outside / name)
+    with api_only.client() as client:
+        response = client.post("/v1/models", json={"path": "linked"})
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert error["message"] == "links outside the model root"
+    assert error["where"] in {"plot.json", "config.json", "model.safetensors",
+                              "tokenizer.json"}
+    assert str(tmp_path) not in response.text
+
+
+@pytest.mark.parametrize("path", ["nets/\x00heq", "a" * 1000, "a/" * 500 + "b",
+                                  "x" * 2000])
+def test_nul_bytes_and_over_long_paths_are_refused_naming_the_field(
+    api_only: Service, path: str
+) -> None:
+    with api_only.client() as client:
+        response = client.post("/v1/models", json={"path": path})
+    assert response.status_code == 422, response.text
+    assert response.json()["where"] == "path"
+
+
+def test_errors_name_paths_relative_to_the_model_root(api_only: Service) -> None:
+    root = api_only.settings.resolved_model_root
+    directory = save_heq_net(root, "nets/no-weights")
+    (directory / "model.safetensors").unlink()
+    with api_only.client() as client:
+        response = client.post("/v1/models", json={"path": "nets/no-weights"})
+    assert response.status_code == 422
+    assert response.json()["where"] == "model.safetensors"
+    assert str(root) not in response.text
+
+
 @pytest.mark.slow
 def test_a_job_over_a_registered_net_and_an_uploaded_dataset_succeeds(
     service: Service, tmp_path: Path
