@@ -13,6 +13,7 @@ from api.db.owned import get_owned
 from api.db.tables import RegisteredNet
 from core.errors import ModelLoadError
 from core.nets.io import load_net, net_digest
+from core.nets.size import DEFAULT_NET_LIMITS, NetLimits, check_net_size
 
 MAX_NET_FILES = 10_000  # a net directory with more entries is refused, not walked on
 
@@ -71,12 +72,25 @@ def hide_root(error: ModelLoadError, root: Path) -> ModelLoadError:
     return ModelLoadError(relative(error.message), where)
 
 
-def register_net(session: Session, caller: Caller, relative: str, root: Path) -> RegisteredNet:
+def check_config_size(directory: Path, limits: NetLimits) -> None:
+    """Refuse a net whose config.json describes a net over the deployment's ``limits``,
+    before any weight is read (a config that does not parse is left to ``load_net``)."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(config, dict):
+        check_net_size(config, limits)
+
+
+def register_net(session: Session, caller: Caller, relative: str, root: Path,
+                 limits: NetLimits = DEFAULT_NET_LIMITS) -> RegisteredNet:
     """Load the net once (so a broken directory is refused now) and record it.
 
     Raises:
         ModelLoadError: outside the root (itself or any of its files), missing or malformed
-            files; paths in the message are relative to the model root.
+            files, or a net over ``limits`` (``PLOT_MAX_NET_PARAMETERS``); paths in the
+            message are relative to the model root.
     """
     directory = resolve_under(root, relative)
     if not directory.is_dir():
@@ -84,6 +98,7 @@ def register_net(session: Session, caller: Caller, relative: str, root: Path) ->
     check_files_under(root, directory)
     inside = directory.relative_to(root)
     try:
+        check_config_size(directory, limits)
         load_net(inside, root)
     except ModelLoadError as error:
         raise hide_root(error, root) from None

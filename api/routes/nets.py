@@ -9,6 +9,7 @@ from api.db import nets
 from api.deps import CallerDep, SessionDep, SettingsDep
 from api.routes.responses import errors
 from api.schemas import NetCreate, NetPublic
+from core.nets.size import NetLimits
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -18,7 +19,8 @@ def register_net(
     body: NetCreate, session: SessionDep, caller: CallerDep, settings: SettingsDep
 ) -> NetPublic:
     """Register a net directory (config.json + model.safetensors) under the model root."""
-    net = nets.register_net(session, caller, body.path, settings.resolved_model_root)
+    net = nets.register_net(session, caller, body.path, settings.resolved_model_root,
+                             NetLimits(max_parameters=settings.max_net_parameters))
     return NetPublic.model_validate(net)
 
 
