@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     max_coupling_iterations: int = Field(default=DEFAULT_LIMITS.max_coupling_iterations,
                                          ge=1)
     max_net_parameters: int = Field(default=DEFAULT_LIMITS.max_net_parameters, ge=1)
+    owner_limits: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="per-owner budgets, JSON: {\"alice\": "
+        "{\"max_forward_passes\": 100000000}}; an owner's job must fit both the deployment's "
+        "budgets and its own")
     events_maxlen: int = Field(default=10_000, ge=100, description="events kept per job "
                                "stream (older ones are trimmed)")
     events_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, description="a job's Redis "
@@ -113,6 +118,19 @@ class Settings(BaseSettings):
                                        "row of an uploaded dataset")
     max_dataset_rows: int = Field(default=200_000, ge=1, description="rows of one uploaded "
                                   "dataset")
+
+    @field_validator("owner_limits")
+    @classmethod
+    def _known_budgets(cls, value: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        known = set(AdmissionLimits.__dataclass_fields__)
+        for owner, budgets in value.items():
+            unknown = sorted(set(budgets) - known)
+            if unknown:
+                raise ValueError(f"{owner}: no budget named {', '.join(unknown)} (known: "
+                                 f"{', '.join(sorted(known))})")
+            if any(v < 0 for v in budgets.values()):
+                raise ValueError(f"{owner}: budgets are counts (>= 0)")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -165,6 +183,13 @@ class Settings(BaseSettings):
         """The budgets ``POST /v1/jobs`` admits a job under (the ``max_*`` of its block)."""
         return AdmissionLimits(**{name: getattr(self, name)
                                   for name in AdmissionLimits.__dataclass_fields__})
+
+    def admission_limits_for(self, owner: str) -> AdmissionLimits:
+        """The deployment's budgets, each lowered to the owner's own where it has one."""
+        limits = self.admission_limits
+        own = self.owner_limits.get(owner, {})
+        return replace(limits, **{name: min(value, getattr(limits, name))
+                                  for name, value in own.items()})
 
     @property
     def resolved_database_url(self) -> str:

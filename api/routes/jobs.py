@@ -100,7 +100,8 @@ def submit_job(
     field, its value and the limit, and nothing is stored), then the row is written and the
     id returned; a runner picks it up."""
     check_references(session, caller, spec)
-    admit(spec, settings.admission_limits, admission_info(session, caller, spec))
+    admit(spec, settings.admission_limits_for(caller.owner),
+          admission_info(session, caller, spec))
     job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
     metrics.jobs_submitted.inc()
     log.info("job queued for %s", caller.owner, extra={"job_id": job.id})

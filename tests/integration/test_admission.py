@@ -31,3 +31,18 @@ def test_a_deployment_budget_is_the_services_setting(api_only: Service) -> None:
         assert "max_pairs_per_bank" in response.json()["message"]
         assert client.post("/v1/jobs", json=TINY_SPEC).status_code == 201
         assert client.get("/v1/jobs").json()["total"] == 1
+
+
+def test_an_owners_budget_lowers_the_deployments_for_that_owner_only(
+        api_only: Service) -> None:
+    # PLOT_OWNER_LIMITS='{"alice": {"max_pairs_per_bank": 150}}' (the fixture's settings
+    # object is the app's own: the route reads it per request)
+    api_only.settings.owner_limits = {"alice": {"max_pairs_per_bank": 150}}
+    with api_only.client("alice") as alice:
+        refused = alice.post("/v1/jobs", json=TINY_SPEC)  # 200 pairs per bank
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["where"] == "pairs.fit"
+        assert "150" in refused.json()["message"]
+        assert alice.get("/v1/jobs").json()["total"] == 0
+    with api_only.client("bob") as bob:
+        assert bob.post("/v1/jobs", json=TINY_SPEC).status_code == 201
