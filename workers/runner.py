@@ -28,7 +28,15 @@ from core.errors import JobCancelled, PlotError
 from core.events import EngineEvent
 from workers.job_status import JobStatus
 from workers.logcontext import bound_job
-from workers.ports import ClaimedJob, EventBus, JobEngine, JobStore, NoMetrics, RunnerMetrics
+from workers.ports import (
+    BusUnavailable,
+    ClaimedJob,
+    EventBus,
+    JobEngine,
+    JobStore,
+    NoMetrics,
+    RunnerMetrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +212,9 @@ class JobRunner:
         a bus outage (Redis down) costs the live stream, never the job."""
         try:
             self._bus.publish(job_id, kind, data)
+        except BusUnavailable as error:  # an outage: one line, no traceback
+            log.warning("job %s: event %s not published: %s", job_id, kind, error)
+            return
         except Exception:
             log.warning("job %s: event %s not published (bus unavailable)", job_id, kind,
                         exc_info=True)
