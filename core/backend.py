@@ -57,9 +57,11 @@ class ComputeBackend(Protocol):
         ...
 
     def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
-                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+                  seed: int, done: Callable[[int], None],
+                  checkpoint: Callable[[], None] | None = None) -> list[tuple[DasRun, int]]:
         """Every training's run and forward passes, in ``trainings`` order; ``done(n)`` after
-        each completion with the number finished so far."""
+        each completion with the number finished so far; ``checkpoint`` (it raises
+        ``JobCancelled`` for a cancelled job) before each training batch run here."""
         ...
 
 
@@ -93,10 +95,12 @@ class LocalBackend:
         return solve_grid(problem)
 
     def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
-                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+                  seed: int, done: Callable[[int], None],
+                  checkpoint: Callable[[], None] | None = None) -> list[tuple[DasRun, int]]:
         """The trainings one after another in this process."""
         out = []
         for training in trainings:
-            out.append(train_target(training.target, training.k, inputs, spec, seed))
+            out.append(train_target(training.target, training.k, inputs, spec, seed,
+                                    checkpoint))
             done(len(out))
         return out

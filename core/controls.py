@@ -98,10 +98,13 @@ def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
     job's level counters are not disturbed).
     """
     started = time.perf_counter()
+    control.check("cancelled before the random-net control ran", "controls.random_net")
     net = randomized_net(inputs.net, weights, seed)
     banks = inputs.banks
-    traces = {split: trace_bank(net, getattr(banks, split), inputs.max_rows)
-              for split in ("fit", "calibration", "test")}
+    traces = {}
+    for split in ("fit", "calibration", "test"):
+        control.check("cancelled while tracing the random-net control", "controls.random_net")
+        traces[split] = trace_bank(net, getattr(banks, split), inputs.max_rows)
     random = LevelInputs.local(net, banks, traces, inputs.coupling, inputs.calibration,
                                inputs.max_rows)
 
@@ -145,10 +148,10 @@ def later_locations(widths: Mapping[str, int], locations: Sequence[str]) -> list
     return sorted(out, key=order.index)
 
 
-def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult]
-                    ) -> tuple[dict[str, list[DepthPoint]], int]:
+def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
+                    control: JobControl = NO_CONTROL) -> tuple[dict[str, list[DepthPoint]], int]:
     """Per variable, the test IIA of the whole-location interchange at its handle's
-    locations and every location after them.
+    locations and every location after them; the cancel check is polled per location.
 
     Returns:
         The profiles and the number of (pair) partial forwards spent.
@@ -162,6 +165,7 @@ def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult]
         own = list(dict.fromkeys(parse_site(s, widths).location for s in handle.sites))
         points = []
         for location in later_locations(widths, own):
+            control.check("cancelled during the depth check", "controls.depth_check")
             whole = Interventions({location: torch.ones(1, widths[location], device=device)},
                                   {})
             hits = inputs.backend.matches("test", whole, test.counterfactual_labels[variable])
@@ -234,7 +238,7 @@ def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
     depth: dict[str, list[DepthPoint]] = {}
     if spec.depth_check:
         started = time.perf_counter()
-        depth, spent = run_depth_check(inputs, handles)
+        depth, spent = run_depth_check(inputs, handles, control)
         timing["depth_check_s"], passes = time.perf_counter() - started, passes + spent
     permutation = handle_permutations(levels, handles)
     test = inputs.traces["test"].base.logits

@@ -12,6 +12,7 @@ with respect to the basis parameters only.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import cast
@@ -142,7 +143,8 @@ def interchange_loss(net: InterventableNet, traces: BankTraces, index: Tensor, l
 
 
 def train_das(net: InterventableNet, traces: BankTraces, targets: Tensor, location: str,
-              k: int, config: DasConfig = DasConfig(), init: Tensor | None = None) -> DasFit:
+              k: int, config: DasConfig = DasConfig(), init: Tensor | None = None,
+              checkpoint: Callable[[], None] | None = None) -> DasFit:
     """Fit a K-dim DAS subspace at ``location`` to one variable's counterfactual labels.
 
     Args:
@@ -151,12 +153,14 @@ def train_das(net: InterventableNet, traces: BankTraces, targets: Tensor, locati
         targets: (P, O) counterfactual labels of the variable on that bank.
         location: a net location (``layer:1``); k: subspace rank, 1 <= k <= D.
         init: (D, K0) orthonormal frame the basis starts from (e.g. PCA directions).
+        checkpoint: called before each batch; a cancelled job's raises ``JobCancelled``.
 
     Returns:
         The trained basis (D, K) with its epochs, final loss and runtime.
 
     Raises:
         SiteError: unknown location, or k outside [1, D].
+        JobCancelled: raised by ``checkpoint``.
     """
     started = time.perf_counter()
     if location not in net.widths:
@@ -179,6 +183,8 @@ def train_das(net: InterventableNet, traces: BankTraces, targets: Tensor, locati
         order = torch.randperm(pairs, generator=generator).to(device)
         total = 0.0
         for b0 in range(0, pairs, config.batch_size):
+            if checkpoint is not None:
+                checkpoint()
             index = order[b0:b0 + config.batch_size]
             batch_loss = interchange_loss(net, traces, index, location,
                                           current_basis(rotation, k), targets)

@@ -30,7 +30,7 @@ from a random rotation.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -160,13 +160,14 @@ def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, D
 
 
 def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs,
-                    spec: DasSpec, seed: int = 0, progress: ProgressFn | None = None
-                    ) -> DasResult:
+                    spec: DasSpec, seed: int = 0, progress: ProgressFn | None = None,
+                    checkpoint: Callable[[], None] | None = None) -> DasResult:
     """Train every (target, k) on the job's backend, choose each variable's best run on the
     calibration bank.
 
     Args:
         progress: called with (trainings done, trainings total) after each (target, k).
+        checkpoint: called before each training batch (it raises ``JobCancelled``).
     """
     started = time.perf_counter()
     total = sum(len(t.dims) for t in targets) * spec.restarts
@@ -178,7 +179,7 @@ def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs
         if progress is not None:
             progress(count * spec.restarts, total)
 
-    trained = inputs.backend.train_das(trainings, inputs, spec, seed, done)
+    trained = inputs.backend.train_das(trainings, inputs, spec, seed, done, checkpoint)
     runs = [run for run, _ in trained]
     passes = sum(spent for _, spent in trained)
     return DasResult(mode=mode, runs=runs, best=select_runs(runs, list(inputs.net.widths)),
@@ -187,7 +188,8 @@ def run_das_targets(mode: str, targets: Sequence[DasTarget], inputs: LevelInputs
 
 
 def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], seed: int = 0,
-            progress: ProgressFn | None = None) -> DasResult:
+            progress: ProgressFn | None = None, checkpoint: Callable[[], None] | None = None
+            ) -> DasResult:
     """Full or PLOT-guided DAS, as ``spec.mode`` says.
 
     Args:
@@ -207,6 +209,6 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
         targets = guided_targets(last, inputs.net, spec.dims, frames)
     else:
         raise SpecError("DAS is off", "das.mode")
-    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress)
+    result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, checkpoint)
     # the runtime counts the PCA frames too
     return result.model_copy(update={"runtime_s": time.perf_counter() - started})

@@ -4,6 +4,7 @@ best on the calibration bank, then tested. The unit of work a compute backend tr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -47,8 +48,8 @@ def das_config(spec: DasSpec, seed: int) -> DasConfig:
                      low_rank_above=spec.low_rank_above, seed=seed)
 
 
-def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, seed: int
-                 ) -> tuple[DasRun, int]:
+def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, seed: int,
+                 checkpoint: Callable[[], None] | None = None) -> tuple[DasRun, int]:
     """Train ``spec.restarts`` fits of one (location, k, variable); keep the best on the
     calibration bank and test it.
 
@@ -65,7 +66,8 @@ def train_target(target: DasTarget, k: int, inputs: LevelInputs, spec: DasSpec, 
     for restart in range(spec.restarts):
         init = target.init if restart == 0 else None
         config = replace(das_config(spec, seed), seed=seed + restart)
-        fit = train_das(net, traces["fit"], targets, target.location, k, config, init)
+        fit = train_das(net, traces["fit"], targets, target.location, k, config, init,
+                        checkpoint)
         score = das_iia(net, traces["calibration"], calibration, target.variable, fit,
                         inputs.max_rows).overall
         passes += fit.forward_passes + calibration.size

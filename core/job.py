@@ -31,7 +31,7 @@ from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
-from core.nets.train import TrainConfig, TrainProgress, train_net
+from core.nets.train import TrainConfig, train_net
 from core.nets.transformer import TransformerNet
 from core.progressive import best_handles, run_levels
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
@@ -113,11 +113,11 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
     """Train ``task``'s default net and save it with its task parameters and report.
 
     Raises:
-        JobCancelled: the job was cancelled at a held-out evaluation (every
-            ``eval_every`` steps); nothing is written.
+        JobCancelled: the job was cancelled (polled before each training batch);
+            nothing is written.
     """
 
-    def poll_cancel(_: TrainProgress) -> None:
+    def poll_cancel() -> None:
         control.check("cancelled while training the default net", "model")
 
     torch.manual_seed(seed)
@@ -126,7 +126,7 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
         net.tokenizer = getattr(task, "tokenizer", None)
     control.emit("progress", {"stage": "training", "done": 0, "total": 1})
     report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name),
-                       progress=poll_cancel, held_out=task.sample_evaluation_examples)
+                       held_out=task.sample_evaluation_examples, checkpoint=poll_cancel)
     save_net(net, directory)
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -205,7 +205,8 @@ def run_job_das(spec: JobSpec, inputs: LevelInputs, levels: Sequence[LevelResult
         return None
     report = control.progress("das", {"mode": spec.das.mode}, "cancelled while training DAS",
                               "das")
-    return run_das(spec.das, inputs, levels, spec.seed, report)
+    return run_das(spec.das, inputs, levels, spec.seed, report,
+                   lambda: control.check("cancelled while training DAS", "das"))
 
 
 def control_timing(controls: ControlsResult | None) -> dict[str, float]:

@@ -10,13 +10,14 @@ real coupling's should not.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from core.control import NO_CONTROL, JobControl
 from core.cost import cost_matrix
 from core.coupling import marginals, solve_coupling
 from core.spec import ControlsSpec, CouplingSpec
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # core.result stores PermutationControl, and the level steps 
 
 Knobs = tuple[float | None, float | None]  # (epsilon, beta) of a plan
 SEPARATION = 0.25  # share of the above-uniform range the real row must clear the control by
+PERMUTATION_CHUNK = 8  # permutations drawn and coupled per micro-batch (memory: N-independent)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,15 @@ def permuted_signatures(signatures: Tensor, count: int, generator: torch.Generat
     return torch.gather(expanded, 2, index[..., None].expand(*index.shape, signatures.shape[-1]))
 
 
+def iter_permuted_signatures(signatures: Tensor, count: int, generator: torch.Generator,
+                             chunk: int = PERMUTATION_CHUNK) -> Iterator[Tensor]:
+    """``permuted_signatures(signatures, count, generator)`` in (n, V, P, Y) chunks of at
+    most ``chunk`` copies, drawn as they are consumed: the same permutations in the same
+    order, with memory bounded by ``chunk`` whatever ``count`` is."""
+    for start in range(0, count, chunk):
+        yield permuted_signatures(signatures, min(chunk, count - start), generator)
+
+
 def row_mass(row: Tensor, columns: Sequence[int]) -> float:
     """Mass of a (S,) normalised row on ``columns``."""
     return float(row[list(columns)].sum()) if columns else 0.0
@@ -90,9 +101,19 @@ def permutation_controls(permuted: Tensor, site_signatures: Tensor, spec: Coupli
         real_rows: per variable, its (S,) normalised row of that plan.
         site_ids: the S site ids.
     """
-    a, b = marginals(permuted.shape[1], site_signatures, spec.site_marginal, spec.null_row)
     masses = permutation_masses(permuted, site_signatures, spec, base_probs, num_classes,
                                 knobs, kept)
+    return build_controls(masses, int(permuted.shape[0]), site_signatures, spec, kept,
+                          real_rows, site_ids)
+
+
+def build_controls(masses: Sequence[float], count: int, site_signatures: Tensor,
+                   spec: CouplingSpec, kept: Sequence[Sequence[int]],
+                   real_rows: Sequence[Tensor], site_ids: Sequence[str]
+                   ) -> list[PermutationControl]:
+    """Per variable of a coupling group, its control from the mean ``masses`` over
+    ``count`` permutations (other arguments as ``permutation_controls``)."""
+    a, b = marginals(len(kept), site_signatures, spec.site_marginal, spec.null_row)
     out = []
     for j, columns in enumerate(kept):
         most = 1.0 if spec.solver == "unbalanced" else min(
@@ -100,7 +121,7 @@ def permutation_controls(permuted: Tensor, site_signatures: Tensor, spec: Coupli
         out.append(PermutationControl(
             kept=[site_ids[c] for c in columns], real_mass=row_mass(real_rows[j], columns),
             control_mass=masses[j], uniform_mass=len(columns) / len(site_ids),
-            max_mass=most, permutations=int(permuted.shape[0])))
+            max_mass=most, permutations=count))
     return out
 
 
@@ -115,6 +136,17 @@ def permutation_masses(permuted: Tensor, site_signatures: Tensor, spec: Coupling
         V masses, each the mean over the N permutations of the variable's normalised row
         mass on its kept sites.
     """
+    count = int(permuted.shape[0])
+    sums = permutation_mass_sums(permuted, site_signatures, spec, base_probs, num_classes,
+                                 knobs, kept)
+    return [total / count for total in sums]
+
+
+def permutation_mass_sums(permuted: Tensor, site_signatures: Tensor, spec: CouplingSpec,
+                          base_probs: Tensor, num_classes: int, knobs: Sequence[Knobs],
+                          kept: Sequence[Sequence[int]]) -> list[float]:
+    """``permutation_masses`` before the mean: per variable, the sum over the N
+    permutations (chunks of permutations add up)."""
     count, variables = permuted.shape[:2]
     a, b = marginals(variables, site_signatures, spec.site_marginal, spec.null_row)
     totals = [0.0] * variables
@@ -130,36 +162,52 @@ def permutation_masses(permuted: Tensor, site_signatures: Tensor, spec: Coupling
                                       spec.tol)
                 solved[(epsilon, beta)] = plan.variable_rows(variables)
             totals[j] += row_mass(solved[(epsilon, beta)][j], kept[j])
-    return [total / count for total in totals]
+    return totals
 
 
 def level_permutation_controls(spec: ControlsSpec | None, coupling: CouplingSpec,
                                signatures: LevelSignatures, num_classes: int,
-                               site_ids: Sequence[str], handles: LevelHandles
+                               site_ids: Sequence[str], handles: LevelHandles,
+                               control: JobControl = NO_CONTROL
                                ) -> dict[str, PermutationControl] | None:
     """A level's label-permutation control, from its results: per variable, the mass of
     its chosen row on its kept sites against permuted-label couplings of its group with
     the knobs its handle chose. None when the control is off.
 
-    The same seed gives the same permutations at every level.
+    The same seed gives the same permutations at every level. They are drawn and coupled
+    ``PERMUTATION_CHUNK`` at a time (memory does not grow with ``permutations``), and the
+    cancel check is polled before each chunk.
 
     Args:
         signatures: the level's signatures (the site ones are reused: no new forward).
         site_ids: the level's S site ids.
         handles: the level's handles, per coupling group.
+        control: its cancel check is polled per chunk.
+
+    Raises:
+        JobCancelled: the job was cancelled meanwhile.
     """
     if spec is None or not spec.label_permutation:
         return None
     generator = torch.Generator().manual_seed(spec.seed or 0)
-    permuted = permuted_signatures(signatures.variables, spec.permutations, generator)
+    groups = [(group, list(group.plans.columns), list(group.variables.values()))
+              for group in handles.groups]
+    sums = [[0.0] * len(outcomes) for _, _, outcomes in groups]
+    for chunk in iter_permuted_signatures(signatures.variables, spec.permutations, generator):
+        control.check("cancelled during the label-permutation control",
+                      "controls.permutations")
+        for totals, (group, columns, outcomes) in zip(sums, groups, strict=True):
+            found = permutation_mass_sums(
+                chunk[:, list(group.plans.rows)], signatures.sites[columns], coupling,
+                signatures.base_probs, num_classes,
+                [(o.handle.epsilon, o.handle.beta) for o in outcomes], [o.kept for o in outcomes])
+            for j, total in enumerate(found):
+                totals[j] += total
     out: dict[str, PermutationControl] = {}
-    for group in handles.groups:
-        columns = list(group.plans.columns)
-        outcomes = list(group.variables.values())
-        controls = permutation_controls(
-            permuted[:, list(group.plans.rows)], signatures.sites[columns], coupling,
-            signatures.base_probs, num_classes,
-            [(o.handle.epsilon, o.handle.beta) for o in outcomes], [o.kept for o in outcomes],
+    for totals, (group, columns, outcomes) in zip(sums, groups, strict=True):
+        controls = build_controls(
+            [total / spec.permutations for total in totals], spec.permutations,
+            signatures.sites[columns], coupling, [o.kept for o in outcomes],
             [o.row for o in outcomes], [site_ids[c] for c in columns])
         out.update(zip(group.variables, controls, strict=True))
     return out

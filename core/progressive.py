@@ -73,7 +73,7 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
     marks.append(time.perf_counter())
     permutation = level_permutation_controls(inputs.controls, inputs.coupling, signatures,
                                              inputs.num_classes, [s.id for s in found.sites],
-                                             handles)
+                                             handles, control)
     marks.append(time.perf_counter() if permutation is not None else marks[-1])
     stages = ("signatures_s", "coupling_s", "calibration_s", "label_permutation_s")
     spans = [end - start for start, end in itertools.pairwise(marks)]

@@ -9,11 +9,13 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
 
-from workers.ports import ProgressEvent
+from workers.ports import BusUnavailable, ProgressEvent
 
 
 def job_events_key(job_id: str, prefix: str = "plot") -> str:
@@ -89,6 +91,17 @@ class InProcessBus:
         return None
 
 
+@contextmanager
+def translated_outage(url: str) -> Iterator[None]:
+    """Redis's connection errors (down, restarting, loading, timed out) as ``BusUnavailable``:
+    the one place they are translated."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        host = url.rsplit("@", 1)[-1]  # never the password of redis://:secret@host
+        raise BusUnavailable(f"event bus {host} unavailable: {error}") from error
+
+
 class RedisStreamBus:
     """EventBus over one Redis Stream per job (XADD MAXLEN ~ bounds it; ids are stream ids).
 
@@ -100,6 +113,7 @@ class RedisStreamBus:
         self, url: str, prefix: str = "plot", maxlen: int = 10_000, ttl_s: int = 7 * 24 * 3600
     ) -> None:
         self._client = redis.Redis.from_url(url, decode_responses=True)
+        self._url = url
         self._prefix = prefix
         self._maxlen = maxlen
         self._ttl_s = ttl_s
@@ -107,7 +121,7 @@ class RedisStreamBus:
     def publish(self, job_id: str, kind: str, data: dict[str, Any]) -> str:
         key = job_events_key(job_id, self._prefix)
         fields = {"kind": kind, "data": json.dumps(data)}
-        with self._client.pipeline() as pipe:
+        with translated_outage(self._url), self._client.pipeline() as pipe:
             pipe.xadd(key, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
             pipe.expire(key, self._ttl_s)  # progress is transient; Postgres keeps the result
             event_id, _ = pipe.execute()
@@ -121,9 +135,10 @@ class RedisStreamBus:
         parse_event_id(start)
         block = int(block_s * 1000) if block_s > 0 else None
         # reply: [[key, [(id, {"kind": …, "data": …}), …]]] (decoded), or None on timeout
-        reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] | None = self._client.xread(
-            {key: start}, count=count, block=block
-        )  # type: ignore[assignment]
+        with translated_outage(self._url):
+            reply: list[tuple[str, list[tuple[str, dict[str, str]]]]] | None = (
+                self._client.xread({key: start}, count=count, block=block)  # type: ignore[assignment]
+            )
         return [
             ProgressEvent(str(event_id), fields["kind"], json.loads(fields["data"]))
             for _, entries in reply or []
@@ -132,7 +147,8 @@ class RedisStreamBus:
 
     def discard(self, job_id: str) -> bool:
         """Delete a job's stream (a purged job); False when there was none."""
-        return bool(self._client.delete(job_events_key(job_id, self._prefix)))
+        with translated_outage(self._url):
+            return bool(self._client.delete(job_events_key(job_id, self._prefix)))
 
     def delete_prefix(self) -> int:
         """Remove every job stream under this bus's prefix (test and admin clean-up)."""
@@ -140,7 +156,8 @@ class RedisStreamBus:
         return int(self._client.delete(*keys)) if keys else 0
 
     def ping(self) -> None:
-        self._client.ping()
+        with translated_outage(self._url):
+            self._client.ping()
 
     def close(self) -> None:
         self._client.close()

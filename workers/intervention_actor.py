@@ -214,7 +214,7 @@ class InterventionActor:
                   coupling: CouplingSpec, calibration: CalibrationSpec, spec: DasSpec,
                   seed: int) -> tuple[DasRun, int]:
         """One DAS training of the job (``core.das_training.train_target``) on its net and
-        traced banks. A cancel takes effect before a training, not inside one.
+        traced banks. A cancel (``cancel_job``) stops it at its next batch.
 
         Returns:
             The run and the (pair) partial forwards it spent.
@@ -226,6 +226,7 @@ class InterventionActor:
             target = replace(target, init=target.init.to(self.device))
         inputs = LevelInputs.local(job.net, banks, job.traces, coupling, calibration,
                                    job.max_rows)
-        trained = train_target(target, training.k, inputs, spec, seed)
+        trained = train_target(target, training.k, inputs, spec, seed,
+                               lambda: self._checkpoint(job_key))
         self.das_trainings += 1
         return trained

@@ -29,6 +29,11 @@ from workers.job_status import JobStatus
 TERMINAL_KINDS = frozenset({"finished", "failed", "cancelled"})
 
 
+class BusUnavailable(Exception):
+    """The event bus cannot be reached (Redis down or restarting): progress is transient, so
+    callers log one line and carry on from the database."""
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """One event of a job's progress stream.
@@ -51,7 +56,8 @@ class ProgressEvent:
 
 
 class EventBus(Protocol):
-    """A bounded, ordered, resumable stream of progress events per job."""
+    """A bounded, ordered, resumable stream of progress events per job. Its methods raise
+    ``BusUnavailable`` when the bus cannot be reached."""
 
     def publish(self, job_id: str, kind: str, data: dict[str, Any]) -> str:
         """Append one event; return its id."""

@@ -143,9 +143,11 @@ class RayBackend:
         return solve_grid_on_ray(problem, self.coupling_tasks, should_stop=self.should_cancel)
 
     def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
-                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+                  seed: int, done: Callable[[int], None],
+                  checkpoint: Callable[[], None] | None = None) -> list[tuple[DasRun, int]]:
         """Every DAS training on some actor (one call each, completion order, in-flight
-        bounded by the pool); results in ``trainings`` order."""
+        bounded by the pool); results in ``trainings`` order. ``checkpoint`` stays here: the
+        actors stop a cancelled job's training at their own next batch."""
         banks_ref = ray.put(Banks(*(cpu_bank(getattr(inputs.banks, split))
                                     for split in ("fit", "calibration", "test"))))
         calls = [Call("train_das", (self.job_key, cpu_training(training), banks_ref,

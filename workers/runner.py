@@ -21,14 +21,70 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from core.control import JobControl
 from core.errors import JobCancelled, PlotError
 from core.events import EngineEvent
 from workers.job_status import JobStatus
 from workers.logcontext import bound_job
-from workers.ports import ClaimedJob, EventBus, JobEngine, JobStore, NoMetrics, RunnerMetrics
+from workers.ports import (
+    BusUnavailable,
+    ClaimedJob,
+    EventBus,
+    JobEngine,
+    JobStore,
+    NoMetrics,
+    RunnerMetrics,
+)
 
 log = logging.getLogger(__name__)
+
+# a lost Ray actor or worker: infrastructure, matched by name so this module needs no ray
+INFRASTRUCTURE_ERRORS = frozenset({"RayActorError", "ActorDiedError", "ActorUnavailableError",
+                                   "WorkerCrashedError", "ObjectLostError", "NodeDiedError",
+                                   "OwnerDiedError", "ObjectReconstructionFailedError"})
+# what torch raises for a size it cannot allocate or index: the same spec hits it again
+IMPOSSIBLE_SIZE = ("numel", "overflow", "negative dimension", "not enough memory",
+                   "out of memory", "can't allocate memory", "cannot allocate memory",
+                   "invalid shape", "too large", "must be non-negative")
+SIZE_HINT = "the job's sizes (pairs, permutations, restarts, net dimensions) are the likely cause"
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """Whether the same job would hit ``error`` again, so retrying it is pointless: a
+    ``PlotError`` (the spec's, data's or net's fault), running out of memory (host or CUDA),
+    an overflow, or a ``ValueError``/``RuntimeError`` torch raises for an impossible size.
+    A lost Ray actor or worker, a DB or Redis connection error, an ``OSError`` and anything
+    unrecognised are infrastructure: retried.
+
+    A ``RayTaskError`` is judged by the error it wraps (its ``cause``).
+    """
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & INFRASTRUCTURE_ERRORS:
+        return False
+    cause = getattr(error, "cause", None)
+    if "RayTaskError" in names and isinstance(cause, BaseException) and cause is not error:
+        return is_deterministic(cause)
+    if isinstance(error, (PlotError, MemoryError, OverflowError, torch.OutOfMemoryError)):
+        return True
+    if isinstance(error, OSError):  # I/O, connections (before RuntimeError: none is both)
+        return False
+    if isinstance(error, (ValueError, RuntimeError)):
+        message = str(error).lower()
+        return any(marker in message for marker in IMPOSSIBLE_SIZE)
+    return False
+
+
+def failure_record(error: BaseException) -> dict[str, Any]:
+    """The ``{type, message, where}`` record of an error that ends a job: a ``PlotError``'s
+    own; for the others, their type and message (a size error says the sizes are to blame)."""
+    if isinstance(error, PlotError):
+        return dict(error.to_record())
+    message = str(error) or type(error).__name__
+    if is_deterministic(error):
+        message = f"{message} ({SIZE_HINT})"
+    return {"type": type(error).__name__, "message": message, "where": None}
 
 HEARTBEAT_S = 0.5  # how often a running job's cancel flag is read (the lease: lease_s / 4)
 PROGRESS_WRITE_S = 0.25  # the polling view is written at most this often (besides the last)
@@ -123,14 +179,16 @@ class JobRunner:
                                   completed)
         except JobCancelled:
             self._cancelled(job.id)
-        except PlotError as error:  # the spec's, the data's or the net's fault: final
-            record = error.to_record()
-            self._end(job.id, "failed", record,
-                      lambda: self.store.fail(job.id, self.worker_id, record))
-        except Exception as error:  # infrastructure (a lost actor, a DB hiccup): retry
-            log.exception("job %s crashed", job.id)
-            self._retry(job.id, {"type": type(error).__name__, "message": str(error),
-                                 "where": None})
+        except Exception as error:
+            record = failure_record(error)
+            if is_deterministic(error):  # the spec's, data's or net's fault, or its sizes
+                if not isinstance(error, PlotError):
+                    log.error("job failed for good: %s: %s", record["type"], record["message"])
+                self._end(job.id, "failed", record,
+                          lambda: self.store.fail(job.id, self.worker_id, record))
+            else:  # infrastructure (a lost actor, a DB or Redis hiccup): retry
+                log.exception("job %s crashed", job.id)
+                self._retry(job.id, record)
         else:
             # a cancel asked for before the result is committed wins, even when the engine
             # finished before it next looked at the flag
@@ -154,6 +212,9 @@ class JobRunner:
         a bus outage (Redis down) costs the live stream, never the job."""
         try:
             self._bus.publish(job_id, kind, data)
+        except BusUnavailable as error:  # an outage: one line, no traceback
+            log.warning("job %s: event %s not published: %s", job_id, kind, error)
+            return
         except Exception:
             log.warning("job %s: event %s not published (bus unavailable)", job_id, kind,
                         exc_info=True)

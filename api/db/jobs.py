@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
@@ -73,8 +73,35 @@ def find_nul(value: Any, path: str = "") -> str | None:
     return None
 
 
+OWNER_LOCK_SPACE = 0x51554F54  # "QUOT": the first key of the per-owner quota locks
+
+
+def lock_owner_quota(session: Session, owner: str) -> None:
+    """Serialise ``owner``'s quota checks until the session's transaction ends, so a count
+    and the insert it allows are one step (parallel submissions cannot all pass at the edge).
+
+    Postgres: a transaction-scoped advisory lock keyed by (``OWNER_LOCK_SPACE``, the owner's
+    hash); the two-key form never meets the scheduler's one-key election lock. SQLite: the
+    transaction becomes ``BEGIN IMMEDIATE``, the database's write lock (SQLite has one
+    writer anyway; pysqlite would otherwise read the count outside any transaction and only
+    begin at the insert).
+    """
+    connection = session.connection()
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:owner))"),
+                           {"space": OWNER_LOCK_SPACE, "owner": owner})
+    elif dialect == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is not None and dbapi.in_transaction:  # a write of this request: keep it
+            session.commit()
+            connection = session.connection()
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> Job:
-    """Write a queued job for ``owner``.
+    """Write a queued job for ``owner``; the count and the insert are atomic per owner
+    (``lock_owner_quota``).
 
     Raises:
         SpecError: a string of the spec holds a NUL character.
@@ -84,11 +111,13 @@ def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> 
     nul_at = find_nul(document)
     if nul_at is not None:
         raise SpecError("NUL characters are not allowed", nul_at)
+    lock_owner_quota(session, owner)
     queued = session.scalar(
         select(func.count()).select_from(Job)
         .where(Job.owner == owner, Job.status == JobStatus.QUEUED)
     )
     if (queued or 0) >= max_queued:
+        session.rollback()  # end the transaction: it holds the owner's lock
         raise QuotaError(f"{queued} jobs already queued (limit {max_queued})", "owner")
     job = Job(owner=owner, status=JobStatus.QUEUED, spec=document, priority=spec.priority)
     session.add(job)

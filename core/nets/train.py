@@ -179,6 +179,7 @@ def train_net(
     config: TrainConfig | None = None,
     progress: Callable[[TrainProgress], None] | None = None,
     held_out: ExampleSampler | None = None,
+    checkpoint: Callable[[], None] | None = None,
 ) -> TrainReport:
     """Train ``net`` in place with Adam on fresh examples until the held-out target is met.
 
@@ -192,6 +193,7 @@ def train_net(
         progress: called after each held-out evaluation.
         held_out: draws the held-out sample the stopping rule is judged on, when it
             should come from another distribution than training (``sample_examples``).
+        checkpoint: called before each training batch; a cancelled job's raises there.
 
     Returns:
         The report; ``reached_target`` is False when ``max_steps`` ran out first.
@@ -217,6 +219,8 @@ def train_net(
     net.requires_grad_(True)
     step, loss, accuracy, held_out_loss = 0, float("nan"), 0.0, float("inf")
     while step < config.max_steps:
+        if checkpoint is not None:
+            checkpoint()
         net.train()
         inputs, labels = sample_examples(config.batch_size, generator)
         batch_loss = summed_head_loss(net(inputs.to(device)), labels.to(device))

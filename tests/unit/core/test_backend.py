@@ -53,9 +53,10 @@ class CountingBackend:
         return self.inner.solve_grid(problem)
 
     def train_das(self, trainings: Sequence[DasTraining], inputs: LevelInputs, spec: DasSpec,
-                  seed: int, done: Callable[[int], None]) -> list[tuple[DasRun, int]]:
+                  seed: int, done: Callable[[int], None],
+                  checkpoint: Callable[[], None] | None = None) -> list[tuple[DasRun, int]]:
         self._count("train_das")
-        return self.inner.train_das(trainings, inputs, spec, seed, done)
+        return self.inner.train_das(trainings, inputs, spec, seed, done, checkpoint)
 
 
 def counting(inputs: LevelInputs) -> tuple[LevelInputs, CountingBackend]:

@@ -12,7 +12,7 @@ from core.calibrate import IIA, exact_matches
 from core.causal.bank import Banks
 from core.das import DasConfig, DasFit, das_iia, initial_rotation, train_das
 from core.engine import BankTraces, trace_bank
-from core.errors import SiteError
+from core.errors import JobCancelled, SiteError
 from core.nets.mlp import MLP
 from tests.unit.core.planted_rotated import (
     planted_rotated_bank,
@@ -127,3 +127,19 @@ def test_bad_location_or_rank_raises_a_site_error(setup: Setup, location: str,
     with pytest.raises(SiteError) as error:
         _fit(setup, "P", location, k)
     assert error.value.where is not None and error.value.where.startswith(location)
+
+
+def test_a_cancel_stops_das_training_at_the_next_batch(setup: Setup) -> None:
+    calls: list[int] = []
+
+    def cancel_at_third() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise JobCancelled("cancelled while training DAS", "das")
+
+    net, banks, traces = setup
+    long = replace(CONFIG, max_epochs=10_000, min_epochs=10_000)  # 4 batches an epoch
+    with pytest.raises(JobCancelled):
+        train_das(net, traces["fit"], banks.fit.counterfactual_labels["P"], "layer:1", 2, long,
+                  checkpoint=cancel_at_third)
+    assert len(calls) == 3  # two batches trained, the third never started

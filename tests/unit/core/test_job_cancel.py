@@ -27,5 +27,5 @@ def test_a_cancel_during_default_net_training_stops_it_and_caches_nothing(
     with pytest.raises(JobCancelled) as error:
         run_job(spec, context, JobControl(should_cancel=cancel_on_third_poll))
     assert error.value.where == "model"
-    assert len(polls) == 3  # polled at each held-out evaluation, stopped at the first true
+    assert len(polls) == 3  # polled before each training batch, stopped at the first true
     assert not list((tmp_path / "cache").rglob("model.safetensors"))

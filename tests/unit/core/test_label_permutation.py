@@ -7,9 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from core.label_permutation import PermutationControl, permuted_signatures
+from core.control import NO_CONTROL, JobControl
+from core.errors import JobCancelled
+from core.label_permutation import (
+    PermutationControl,
+    iter_permuted_signatures,
+    level_permutation_controls,
+    permuted_signatures,
+)
 from core.level_inputs import LevelInputs
-from core.progressive import run_levels
+from core.progressive import run_level_steps, run_levels
 from core.result import LevelResult
 from core.spec import ControlsSpec, LevelSpec
 from tests.unit.core.planted import (
@@ -94,3 +101,38 @@ def test_the_same_seed_gives_the_same_control(inputs: LevelInputs, level: LevelR
         inputs, controls=ControlsSpec(permutations=16, seed=5)))[0]
     assert other.label_permutation is not None and level.label_permutation is not None
     assert other.label_permutation["P"].control_mass != level.label_permutation["P"].control_mass
+
+
+def test_chunks_are_the_same_permutations_drawn_as_they_are_used() -> None:
+    signatures = torch.arange(2 * 50 * 3, dtype=torch.float32).view(2, 50, 3)
+    whole = permuted_signatures(signatures, 20, torch.Generator().manual_seed(0))
+    chunks = list(iter_permuted_signatures(signatures, 20, torch.Generator().manual_seed(0),
+                                           chunk=8))
+    assert [c.shape[0] for c in chunks] == [8, 8, 4]
+    assert torch.equal(torch.cat(chunks), whole)
+
+
+class CancelAfter:
+    """A cancel check that turns true on its ``calls``-th poll; counts the polls."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+        self.polls = 0
+
+    def __call__(self) -> bool:
+        self.polls += 1
+        return self.polls >= self.calls
+
+
+def test_a_cancel_stops_a_huge_permutation_control_within_one_chunk(
+        inputs: LevelInputs) -> None:
+    outcome = run_level_steps(0, LevelSpec(granularity="neuron", keep=1),
+                              dataclasses.replace(inputs, controls=None), None, NO_CONTROL)
+    huge = ControlsSpec().model_copy(update={"permutations": 1_000_000})  # past any limit
+    cancel = CancelAfter(3)
+    with pytest.raises(JobCancelled) as raised:
+        level_permutation_controls(huge, inputs.coupling, outcome.signatures,
+                                   inputs.num_classes, [s.id for s in outcome.found.sites],
+                                   outcome.handles, JobControl(should_cancel=cancel))
+    assert cancel.polls == 3  # two chunks coupled, the third never started
+    assert raised.value.where == "controls.permutations"

@@ -231,3 +231,21 @@ def test_a_cancel_between_levels_names_the_next_level(inputs: LevelInputs) -> No
         run_levels(SCHEDULE, inputs, control)
     assert error.value.where == "levels.1"
     assert [e.kind for e in finished].count("level_finished") == 1
+
+
+def test_a_cancel_during_calibration_stops_it_at_the_next_micro_batch() -> None:
+    """With 8-row micro-batches, calibration reports (and polls) many times a variable; a
+    cancel raised at its first report lets no further calibration batch report."""
+    full = planted_level_inputs(PAIRS, top_k=[1, 2], strengths=[1.0, 2.0])
+    small = LevelInputs.local(full.net, full.banks, full.traces, full.coupling,
+                              full.calibration, 8)
+    events: list[EngineEvent] = []
+
+    def in_calibration() -> bool:
+        return any(e.data.get("stage") == "calibration" for e in events)
+
+    with pytest.raises(JobCancelled) as error:
+        run_levels(SCHEDULE, small, JobControl(events.append, in_calibration))
+    assert error.value.where == "levels.0"
+    assert [e.data.get("stage") for e in events].count("calibration") == 1
+    assert not [e for e in events if e.kind == "calibration"]  # no variable finished

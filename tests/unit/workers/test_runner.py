@@ -9,6 +9,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+import redis
+import sqlalchemy.exc
+import torch
 
 from core.control import JobControl
 from core.errors import DatasetError, JobCancelled
@@ -16,7 +19,7 @@ from core.spec import JobSpec
 from workers.claim_loop import ClaimLimits, ClaimLoop
 from workers.events import InProcessBus
 from workers.memory_store import InMemoryJobStore
-from workers.runner import JobRunner, RunnerConfig
+from workers.runner import JobRunner, RunnerConfig, is_deterministic
 
 SPEC: dict[str, Any] = {"task": {"builtin": "hierarchical_equality"},
                         "levels": [{"granularity": "layer"}, {"granularity": "neuron"}]}
@@ -274,3 +277,77 @@ def test_a_crash_after_a_cancel_request_ends_the_job_cancelled_not_retried() -> 
     runner.run_one(claimed)
     assert store.get(job_id).status == "cancelled"
     assert kinds(bus, job_id) == ["cancelled"]
+
+
+class RayActorError(Exception):
+    """Named like ``ray.exceptions.RayActorError`` (matched by name: the runner needs no ray)."""
+
+
+class ActorDiedError(RayActorError):
+    pass
+
+
+class WorkerCrashedError(Exception):
+    pass
+
+
+class ObjectLostError(Exception):
+    pass
+
+
+class RayTaskError(Exception):
+    """Named like Ray's wrapper of a remote task's error, which it keeps as ``cause``."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@pytest.mark.parametrize("error", [
+    DatasetError("row 3 has no label", "pairs.jsonl:3"),
+    MemoryError(),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB"),
+    OverflowError("int too large to convert"),
+    ValueError("Overflow when unpacking long long"),
+    RuntimeError("Trying to create tensor with negative dimension -3: [-3]"),
+    RuntimeError("numel: integer multiplication overflow"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] not enough memory: you tried to "
+                 "allocate 40000000000 bytes"),
+    RayTaskError(MemoryError()),
+], ids=lambda error: type(error).__name__)
+def test_an_error_the_same_input_hits_again_is_deterministic(error: Exception) -> None:
+    assert is_deterministic(error)
+
+
+@pytest.mark.parametrize("error", [
+    RayActorError("the actor died unexpectedly"),
+    ActorDiedError("the actor died"),
+    WorkerCrashedError("the worker died"),
+    ObjectLostError("an object was lost"),
+    RayTaskError(ConnectionError("peer reset")),
+    ConnectionError("connection refused"),
+    redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379"),
+    sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")),
+    OSError(5, "Input/output error"),
+    RuntimeError("the actor's node went away"),
+    ValueError("an unexpected reply"),
+], ids=lambda error: type(error).__name__)
+def test_an_infrastructure_fault_is_not_deterministic(error: Exception) -> None:
+    assert not is_deterministic(error)
+
+
+@pytest.mark.parametrize("error", [
+    MemoryError(), torch.OutOfMemoryError("CUDA out of memory"),
+    RuntimeError("Trying to create tensor with negative dimension -1: [-1]"),
+], ids=lambda error: type(error).__name__)
+def test_a_size_error_fails_at_once_saying_the_sizes_are_the_cause(error: Exception) -> None:
+    store, bus = InMemoryJobStore(), InProcessBus()
+    engine = ScriptedEngine(fail_with=error)
+    runner = JobRunner(store, bus, engine, RunnerConfig(max_attempts=3))
+    job_id, thread = start_job(store, runner)
+    thread.join(10)
+    job = store.get(job_id)
+    assert job.status == "failed" and job.attempt == 1 and len(engine.calls) == 1
+    assert job.error is not None and job.error["type"] == type(error).__name__
+    assert "sizes" in job.error["message"]
+    assert kinds(bus, job_id) == ["failed"]

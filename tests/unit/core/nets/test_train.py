@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.nn import functional
 from torch.testing import assert_close
 
-from core.errors import SpecError, TaskError
+from core.errors import JobCancelled, SpecError, TaskError
 from core.nets import (
     ExampleSampler,
     InterventableNet,
@@ -158,3 +158,17 @@ def test_bad_train_config_names_the_field(changes: dict[str, float], where: str)
     with pytest.raises(SpecError) as caught:
         TrainConfig(**changes)  # type: ignore[arg-type]
     assert caught.value.where == where
+
+
+def test_the_checkpoint_runs_before_every_batch_and_can_stop_training() -> None:
+    calls: list[int] = []
+
+    def stop_at_fifth() -> None:
+        calls.append(1)
+        if len(calls) == 5:
+            raise JobCancelled("cancelled", "model")
+
+    with pytest.raises(JobCancelled):
+        train_net(build_net(SIGN_MLP), sample_sign, seed=0, config=FAST,
+                  checkpoint=stop_at_fifth)
+    assert len(calls) == 5  # four batches trained, the fifth never started
