@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db.owned import get_owned
+from api.db.quota_lock import lock_owner_quota
 from api.db.tables import Dataset
 from api.errors import QuotaError
 from core.causal.dataset import parse_dataset_bytes
@@ -24,16 +25,19 @@ def store_dataset(
     """Validate ``data`` row by row, write it under its digest, and record it.
 
     Raises:
-        QuotaError: the owner's datasets would pass ``max_stored_bytes`` in all.
+        QuotaError: the owner's datasets would pass ``max_stored_bytes`` in all (checked
+            under the owner's quota lock, so parallel uploads cannot all pass).
         DatasetError: a malformed row, naming ``name:line``. Nothing is written then.
     """
+    bank = parse_dataset_bytes(data, name)  # before the lock: parsing may take seconds
+    lock_owner_quota(session, caller.owner)  # the sum and the insert are one step
     stored = session.scalar(
         select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner == caller.owner)
     ) or 0
     if stored + len(data) > max_stored_bytes:
+        session.rollback()  # releases the lock
         raise QuotaError(f"datasets would total {stored + len(data)} bytes "
                          f"(limit {max_stored_bytes})", "owner")
-    bank = parse_dataset_bytes(data, name)
     digest = hashlib.sha256(data).hexdigest()
     target = dataset_dir / f"{digest}.jsonl"
     if not target.exists():  # content-addressed: the same bytes are stored once

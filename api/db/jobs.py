@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, text, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db.owned import get_owned
+from api.db.quota_lock import lock_owner_quota
 from api.db.results import without_levels
 from api.db.tables import Job, JobLevel, utcnow
 from api.errors import ConflictError, QuotaError
@@ -71,32 +72,6 @@ def find_nul(value: Any, path: str = "") -> str | None:
         if found:
             return found
     return None
-
-
-OWNER_LOCK_SPACE = 0x51554F54  # "QUOT": the first key of the per-owner quota locks
-
-
-def lock_owner_quota(session: Session, owner: str) -> None:
-    """Serialise ``owner``'s quota checks until the session's transaction ends, so a count
-    and the insert it allows are one step (parallel submissions cannot all pass at the edge).
-
-    Postgres: a transaction-scoped advisory lock keyed by (``OWNER_LOCK_SPACE``, the owner's
-    hash); the two-key form never meets the scheduler's one-key election lock. SQLite: the
-    transaction becomes ``BEGIN IMMEDIATE``, the database's write lock (SQLite has one
-    writer anyway; pysqlite would otherwise read the count outside any transaction and only
-    begin at the insert).
-    """
-    connection = session.connection()
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:space, hashtext(:owner))"),
-                           {"space": OWNER_LOCK_SPACE, "owner": owner})
-    elif dialect == "sqlite":
-        dbapi = connection.connection.dbapi_connection
-        if dbapi is not None and dbapi.in_transaction:  # a write of this request: keep it
-            session.commit()
-            connection = session.connection()
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> Job:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from core.admission import NetInfo, admit, describe_job
 from core.errors import SpecError
 from core.spec import JobSpec
 from workers.job_status import JobStatus
+from workers.ports import BusUnavailable, EventBus
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -91,6 +92,15 @@ def admission_info(session: Session, caller: Caller, spec: JobSpec) -> NetInfo:
     return describe_job(spec, config, variables)
 
 
+def publish_best_effort(bus: EventBus, job_id: str, kind: str, data: dict[str, Any]) -> None:
+    """Progress is transient and the job row is the truth: with the bus down (Redis
+    restarting) the request still succeeds, and one line says what was not published."""
+    try:
+        bus.publish(job_id, kind, data)
+    except BusUnavailable as error:
+        log.warning("event %s not published: %s", kind, error, extra={"job_id": job_id})
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 413, 429))
 def submit_job(
     spec: JobSpec, session: SessionDep, caller: CallerDep, settings: SettingsDep,
@@ -105,11 +115,7 @@ def submit_job(
     job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
     metrics.jobs_submitted.inc()
     log.info("job queued for %s", caller.owner, extra={"job_id": job.id})
-    try:
-        bus.publish(job.id, "queued", {"priority": job.priority})
-    except Exception:  # progress is transient; the job row is the truth
-        log.warning("could not publish queued event for %s", job.id, exc_info=True,
-                    extra={"job_id": job.id})
+    publish_best_effort(bus, job.id, "queued", {"priority": job.priority})
     return to_public_job(session, job)
 
 
@@ -148,5 +154,5 @@ def cancel_job(
     log.info("cancel requested by %s", caller.owner, extra={"job_id": job.id})
     if ended_now:
         metrics.jobs_finished.labels(JobStatus.CANCELLED).inc()
-        bus.publish(job.id, "cancelled", {"reason": "cancelled before it started"})
+        publish_best_effort(bus, job.id, "cancelled", {"reason": "cancelled before it started"})
     return to_public_job(session, job)

@@ -114,3 +114,42 @@ def test_one_owners_lock_does_not_hold_up_another_owner(
     for thread in threads:
         thread.join(180)
     assert seen["ada"]["accepted"] == 2 and seen["bob"]["accepted"] == 10, seen
+
+
+def test_parallel_uploads_at_the_stored_bytes_edge_never_pass_it(
+        sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    from api.auth import Caller
+    from api.db.datasets import store_dataset
+    from api.db.tables import Dataset
+    from core.causal.dataset import write_dataset
+    from core.causal.registry import build_task, make_banks
+    from core.spec import PairsSpec
+
+    banks = make_banks(build_task("hierarchical_equality"),
+                       PairsSpec.model_validate({"fit": 4, "calibration": 2, "test": 2}))
+    write_dataset(tmp_path / "rows.jsonl", banks.fit)
+    data = (tmp_path / "rows.jsonl").read_bytes()
+    limit = 5 * len(data)  # room for 5 of the 40 uploads
+    start = threading.Barrier(SUBMISSIONS)
+    outcomes: list[str] = []
+
+    def upload() -> None:
+        start.wait()
+        with sessions() as session:
+            try:
+                store_dataset(session, Caller("ada", False, "k"), "rows.jsonl", data, tmp_path,
+                              limit)
+                outcomes.append("accepted")
+            except QuotaError:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=upload) for _ in range(SUBMISSIONS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with sessions() as session:
+        stored = session.scalar(select(func.sum(Dataset.size_bytes)).where(
+            Dataset.owner == "ada"))
+    assert outcomes.count("accepted") == 5 and outcomes.count("refused") == 35
+    assert stored == limit
