@@ -117,22 +117,30 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
             ``eval_every`` steps); nothing is written.
     """
 
-    def poll_cancel(_: TrainProgress) -> None:
+    config = TRAIN_CONFIGS.get(task.name, TrainConfig())
+
+    def poll_cancel(progress: TrainProgress) -> None:
         control.check("cancelled while training the default net", "model")
+        control.emit("progress", {"stage": "training", "done": progress.step,
+                                  "total": config.max_steps, "accuracy": progress.accuracy,
+                                  "held_out_loss": progress.held_out_loss})
 
     torch.manual_seed(seed)
     net = build_net(task.default_net_config())
     if isinstance(net, TransformerNet):  # its word tokenizer is saved with it
         net.tokenizer = getattr(task, "tokenizer", None)
-    control.emit("progress", {"stage": "training", "done": 0, "total": 1})
-    report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name),
+    control.emit("progress", {"stage": "training", "done": 0, "total": config.max_steps})
+    report = train_net(net, task.sample_examples, seed=seed, config=config,
                        progress=poll_cancel, held_out=task.sample_evaluation_examples)
     save_net(net, directory)
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     summary = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | bool)}
     (directory / "train.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    control.emit("progress", {"stage": "training", "done": 1, "total": 1})
+    # done == total closes the stage even when the net stopped early at its target
+    control.emit("progress", {"stage": "training", "done": report.steps, "total": report.steps,
+                              "accuracy": report.accuracy, "held_out_loss": report.held_out_loss,
+                              "reached_target": report.reached_target})
     return summary
 
 
