@@ -158,8 +158,9 @@ class RichBars:
             self._update((f"{prefix}{data['level']}", data["stage"]), stage_name(event.kind, data),
                          data)
         elif event.kind == "progress" and data.get("stage") == "training":
-            note = describe_training(data, self.rate.seconds_left(data["done"], data["total"]))
-            self._update(("", "training"), stage_name(event.kind, data), data, note)
+            seconds_left = self.rate.seconds_left(data["done"], data["total"])
+            self._update(("", "training"), "training the net", data,
+                         describe_training(data, seconds_left, compact=True))
         elif event.kind == "level_finished":
             note = ", ".join(f"{v}: {h['iia_test']:.3f}" for v, h in data["handles"].items())
             for (level, _), bar in self.bars.items():

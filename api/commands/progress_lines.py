@@ -54,20 +54,23 @@ class StepRate:
         return (total - done) * elapsed / steps
 
 
-def describe_training(data: dict[str, Any], seconds_left: float | None) -> str:
+def describe_training(data: dict[str, Any], seconds_left: float | None,
+                      compact: bool = False) -> str:
     """The figures of one training report: held-out accuracy and loss, and the ETA (an upper
-    bound: training stops at its target, or at ``total`` steps)."""
+    bound: training stops at its target, or at ``total`` steps); ``compact`` for a bar's note.
+    """
+    words = ("acc", "loss", "ETA ≤") if compact else ("held-out accuracy", "loss", "ETA at most")
     parts = []
     if "accuracy" in data:
-        parts.append(f"held-out accuracy {data['accuracy']:.4f}")
+        parts.append(f"{words[0]} {data['accuracy']:.4f}")
     if "held_out_loss" in data:
-        parts.append(f"loss {data['held_out_loss']:.4f}")
+        parts.append(f"{words[1]} {data['held_out_loss']:.4f}")
     if data.get("reached_target") is False:
         parts.append("target NOT reached")
     elif data.get("reached_target"):
         parts.append("target reached")
     elif seconds_left is not None:
-        parts.append(f"ETA at most {format_duration(seconds_left)}")
+        parts.append(f"{words[2]} {format_duration(seconds_left)}")
     return ", ".join(parts)
 
 
@@ -132,8 +135,9 @@ class ProgressLines:
         seconds_left = self._rates.setdefault(name, StepRate(self.clock)).seconds_left(done,
                                                                                        total)
         training = data.get("stage") == "training"
-        # training's last held-out report is followed by its verdict: that one ends the stage
-        final = done >= total and (not training or "reached_target" in data)
+        if training and done >= total and "reached_target" not in data:
+            return  # training's last held-out report: its verdict follows at once
+        final = done >= total
         figures = describe_training(data, seconds_left) if training else ""
         count = f"{'step ' if training else ''}{done}/{total}"
         percent = f" ({100 * done // total} %)" if total > 0 else ""
