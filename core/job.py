@@ -112,6 +112,9 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
                       control: JobControl = NO_CONTROL) -> dict[str, Any]:
     """Train ``task``'s default net and save it with its task parameters and report.
 
+    ``control`` receives a ``progress`` event of stage ``training`` at each held-out
+    evaluation (step of max steps, held-out accuracy and loss) and its verdict at the end.
+
     Raises:
         JobCancelled: the job was cancelled at a held-out evaluation (every
             ``eval_every`` steps); nothing is written.
@@ -119,7 +122,7 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
 
     config = TRAIN_CONFIGS.get(task.name, TrainConfig())
 
-    def poll_cancel(progress: TrainProgress) -> None:
+    def report_progress(progress: TrainProgress) -> None:
         control.check("cancelled while training the default net", "model")
         control.emit("progress", {"stage": "training", "done": progress.step,
                                   "total": config.max_steps, "accuracy": progress.accuracy,
@@ -131,7 +134,7 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
         net.tokenizer = getattr(task, "tokenizer", None)
     control.emit("progress", {"stage": "training", "done": 0, "total": config.max_steps})
     report = train_net(net, task.sample_examples, seed=seed, config=config,
-                       progress=poll_cancel, held_out=task.sample_evaluation_examples)
+                       progress=report_progress, held_out=task.sample_evaluation_examples)
     save_net(net, directory)
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
