@@ -9,7 +9,9 @@ from typing import Any, Literal
 EventKind = Literal[
     "started",  # the job's banks are built; data: {variables, pairs: {fit, calibration, test}}
     "level_started",  # data: {level, granularity, sites}
-    "progress",  # data: {level, stage, done, total}  (stage: signatures | calibration)
+    "progress",  # data: {level, stage, done, total}  (stage: signatures | calibration);
+    # default-net training: {stage: training, done: step, total: max steps, accuracy,
+    # held_out_loss}, and last {done = total = steps, ..., reached_target}
     "calibration",  # data: {level, variable, iia_calibration, k, strength, epsilon}
     "level_finished",  # data: the level's summary (LevelResult.summary())
     "das",  # data: {mode, done, total}: DAS trainings done (after the levels)

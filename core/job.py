@@ -31,7 +31,7 @@ from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
-from core.nets.train import TrainConfig, train_net
+from core.nets.train import TrainConfig, TrainProgress, train_net
 from core.nets.transformer import TransformerNet
 from core.progressive import best_handles, run_levels
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
@@ -112,27 +112,41 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
                       control: JobControl = NO_CONTROL) -> dict[str, Any]:
     """Train ``task``'s default net and save it with its task parameters and report.
 
+    ``control`` receives a ``progress`` event of stage ``training`` at each held-out
+    evaluation (step of max steps, held-out accuracy and loss) and its verdict at the end.
+
     Raises:
         JobCancelled: the job was cancelled (polled before each training batch);
             nothing is written.
     """
 
+    config = TRAIN_CONFIGS.get(task.name, TrainConfig())
+
     def poll_cancel() -> None:
         control.check("cancelled while training the default net", "model")
+
+    def report_progress(progress: TrainProgress) -> None:
+        control.emit("progress", {"stage": "training", "done": progress.step,
+                                  "total": config.max_steps, "accuracy": progress.accuracy,
+                                  "held_out_loss": progress.held_out_loss})
 
     torch.manual_seed(seed)
     net = build_net(task.default_net_config())
     if isinstance(net, TransformerNet):  # its word tokenizer is saved with it
         net.tokenizer = getattr(task, "tokenizer", None)
-    control.emit("progress", {"stage": "training", "done": 0, "total": 1})
-    report = train_net(net, task.sample_examples, seed=seed, config=TRAIN_CONFIGS.get(task.name),
-                       held_out=task.sample_evaluation_examples, checkpoint=poll_cancel)
+    control.emit("progress", {"stage": "training", "done": 0, "total": config.max_steps})
+    report = train_net(net, task.sample_examples, seed=seed, config=config,
+                       progress=report_progress, held_out=task.sample_evaluation_examples,
+                       checkpoint=poll_cancel)
     save_net(net, directory)
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     summary = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | bool)}
     (directory / "train.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
-    control.emit("progress", {"stage": "training", "done": 1, "total": 1})
+    # done == total closes the stage even when the net stopped early at its target
+    control.emit("progress", {"stage": "training", "done": report.steps, "total": report.steps,
+                              "accuracy": report.accuracy, "held_out_loss": report.held_out_loss,
+                              "reached_target": report.reached_target})
     return summary
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +17,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from api.commands.progress_lines import ProgressLines, StepRate, describe_training, stage_name
 from core.admission import DEFAULT_LIMITS, admit, describe_job
 from core.causal.registry import build_task
 from core.control import JobControl
 from core.errors import ModelLoadError
-from core.events import EngineEvent
-from core.job import JobContext, run_job, task_default_net, train_default_net
+from core.events import EngineEvent, EventSink
+from core.job import JobContext, run_job, train_default_net
 from core.nets.io import resolve_net_dir
 from core.report import render_report
 from core.result import JobResult
@@ -42,6 +48,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     train.add_argument("task", choices=["hierarchical_equality", "binary_addition", "mcqa"])
     train.add_argument("--out", type=Path, required=True, help="net directory to write")
     train.add_argument("--seed", type=int, default=0)
+    _add_plain(train)
     train.set_defaults(handler=train_command)
 
     run = commands.add_parser("run", help="run one job spec in-process")
@@ -53,20 +60,48 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--no-limits", action="store_true",
                      help="skip admission control (the service's default budgets: pairs, "
                      "sites, forward passes, trace memory, DAS trainings) on your own machine")
+    _add_plain(run)
     run.set_defaults(handler=run_command)
 
     demo = commands.add_parser("demo", help="train (or reuse) the HEQ net and localize WX, YZ")
     demo.add_argument("--out", type=Path, default=Path("plot-demo"))
     demo.add_argument("--device", default="auto")
+    _add_plain(demo)
     demo.set_defaults(handler=demo_command)
 
 
+def _add_plain(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--plain", action="store_true",
+                         help="plain progress lines instead of bars (the default when stdout "
+                         "is not a terminal)")
+
+
+def is_plain(args: argparse.Namespace) -> bool:
+    """Plain lines when asked for or when stdout is not a terminal (a log, a pipe, CI)."""
+    return bool(getattr(args, "plain", False)) or not sys.stdout.isatty()
+
+
+def make_console(plain: bool) -> Console:
+    """The console of results and warnings: without any styling for plain output."""
+    return Console(color_system=None, highlight=False, soft_wrap=True) if plain else Console()
+
+
+def write_line(line: str) -> None:
+    """Write one progress line to stdout and flush it, so a log shows it at once."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def train_command(args: argparse.Namespace) -> int:
-    console = Console()
+    plain = is_plain(args)
+    console = make_console(plain)
     task = build_task(args.task, {})
-    with console.status(f"training {args.task} net"):
-        report = train_default_net(task, args.out, args.seed)
+    with progress_sink(console, plain) as sink:
+        report = train_default_net(task, args.out, args.seed, JobControl(sink))
     console.print(f"wrote {args.out}: " + ", ".join(f"{k}={v}" for k, v in report.items()))
+    warning = training_warning(args.out)
+    if warning is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     return 0
 
 
@@ -76,7 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.no_limits:
         admit(spec, DEFAULT_LIMITS, describe_job(spec, read_net_config(spec, root)))
     return execute(spec, args.out, JobContext(root, args.spec.parent.resolve(),
-                                              default_cache_dir(), args.device))
+                                              default_cache_dir(), args.device),
+                   is_plain(args))
 
 
 def read_net_config(spec: JobSpec, root: Path) -> dict[str, Any] | None:
@@ -99,40 +135,85 @@ def read_net_config(spec: JobSpec, root: Path) -> dict[str, Any] | None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    """The demo job; its default net is trained on the first run, inside the job, so its
+    training shows in the same progress as the levels."""
     spec = parse_job_spec(DEMO_SPEC, "demo")
     context = JobContext(Path.cwd(), Path.cwd(), default_cache_dir(), args.device)
-    console = Console()
-    if spec.task.builtin is not None:
-        task = build_task(spec.task.builtin, {})
-        with console.status("training the HEQ net (first run only, about a minute)"):
-            task_default_net(task, context.cache_dir, spec.seed)
-    return execute(spec, args.out, context)
+    return execute(spec, args.out, context, is_plain(args))
 
 
-def execute(spec: JobSpec, out: Path, context: JobContext) -> int:
-    """Run with progress bars, print the handles, write result.json and report.html."""
-    console = Console()
+@dataclass
+class RichBars:
+    """An ``EventSink`` drawing a rich bar per stage; the default net's training bar notes
+    held-out accuracy and loss and an ETA, a level's bars its handles' test IIA."""
+
+    progress: Progress
+    bars: dict[tuple[str, str], TaskID] = field(default_factory=dict)
+    rate: StepRate = field(default_factory=lambda: StepRate(time.monotonic))
+
+    def __call__(self, event: EngineEvent) -> None:
+        data = event.data
+        if event.kind in ("progress", "control") and "level" in data:
+            prefix = "random net " if event.kind == "control" else ""
+            self._update((f"{prefix}{data['level']}", data["stage"]), stage_name(event.kind, data),
+                         data)
+        elif event.kind == "progress" and data.get("stage") == "training":
+            seconds_left = self.rate.seconds_left(data["done"], data["total"])
+            self._update(("", "training"), "training the net", data,
+                         describe_training(data, seconds_left, compact=True))
+        elif event.kind == "level_finished":
+            note = ", ".join(f"{v}: {h['iia_test']:.3f}" for v, h in data["handles"].items())
+            for (level, _), bar in self.bars.items():
+                if level == str(data["level"]):
+                    self.progress.update(bar, note=note)
+
+    def _update(self, key: tuple[str, str], description: str, data: dict[str, Any],
+                note: str | None = None) -> None:
+        if key not in self.bars:
+            self.bars[key] = self.progress.add_task(description, total=data["total"], note="")
+        self.progress.update(self.bars[key], completed=data["done"], total=data["total"])
+        if note is not None:
+            self.progress.update(self.bars[key], note=note)
+
+
+@contextmanager
+def progress_sink(console: Console, plain: bool) -> Iterator[EventSink]:
+    """The job's event sink: plain lines on stdout, or rich bars on ``console``."""
+    if plain:
+        yield ProgressLines(write_line, time.monotonic)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[note]}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:
-        bars: dict[tuple[Any, str], TaskID] = {}
+        yield RichBars(progress)
 
-        def on_event(event: EngineEvent) -> None:
-            data = event.data
-            if event.kind in ("progress", "control") and "level" in data:
-                prefix = "random net " if event.kind == "control" else ""
-                key = (f"{prefix}{data['level']}", data["stage"])
-                if key not in bars:
-                    bars[key] = progress.add_task(f"{prefix}level {data['level']} "
-                                                  f"{data['stage']}", total=data["total"],
-                                                  note="")
-                progress.update(bars[key], completed=data["done"], total=data["total"])
-            elif event.kind == "level_finished":
-                note = ", ".join(f"{v}: {h['iia_test']:.3f}" for v, h in data["handles"].items())
-                for (level, _), bar in bars.items():
-                    if level == str(data["level"]):
-                        progress.update(bar, note=note)
 
-        result = run_job(spec, context, JobControl(on_event))
+def training_warning(directory: Path) -> str | None:
+    """A warning when the net's ``train.json`` says it did not reach its training target,
+    naming the file and its figures; None when it did, or there is no readable record."""
+    path = directory / "train.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("reached_target") is not False:
+        return None
+    labels = {"accuracy": "held-out accuracy", "held_out_loss": "held-out loss", "steps": "steps"}
+    figures = [f"{label} {_fmt_figure(record[name])}" for name, label in labels.items()
+               if isinstance(record.get(name), int | float)]
+    return (f"{path} says reached_target: false ({', '.join(figures)}): the net stopped "
+            "short of its training target, so its handles may be weaker than a fully "
+            "trained net's")
+
+
+def execute(spec: JobSpec, out: Path, context: JobContext, plain: bool = False) -> int:
+    """Run with progress bars (or plain lines), warn about a net short of its training
+    target, print the handles, write result.json and report.html."""
+    console = make_console(plain)
+    with progress_sink(console, plain) as sink:
+        result = run_job(spec, context, JobControl(sink))
+    warning = training_warning(Path(result.net["path"]))
+    if warning is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     write_outputs(result, out)
     console.print(results_table(result))
     controls = controls_table(result)
@@ -196,6 +277,10 @@ def result_warnings(result: JobResult) -> list[str]:
     """Every level's coupling warnings (named by level) and the controls' warnings."""
     out = [f"level {level.index}: {w}" for level in result.levels for w in level.warnings]
     return out + (list(result.controls.warnings) if result.controls is not None else [])
+
+
+def _fmt_figure(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
 def _fmt(value: float | None) -> str:
