@@ -142,6 +142,9 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
     record = {"builtin": task.name, "params": task.params, "seed": seed}
     (directory / TASK_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     summary = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | bool)}
+    # the targets it was held to, so a reader of train.json sees which one was missed
+    summary.update(target_accuracy=config.target_accuracy, target_loss=config.target_loss,
+                   max_steps=config.max_steps)
     (directory / "train.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     # done == total closes the stage even when the net stopped early at its target
     control.emit("progress", {"stage": "training", "done": report.steps, "total": report.steps,

@@ -198,8 +198,16 @@ def training_warning(directory: Path) -> str | None:
     if not isinstance(record, dict) or record.get("reached_target") is not False:
         return None
     labels = {"accuracy": "held-out accuracy", "held_out_loss": "held-out loss", "steps": "steps"}
-    figures = [f"{label} {_fmt_figure(record[name])}" for name, label in labels.items()
-               if isinstance(record.get(name), int | float)]
+    targets = {"accuracy": "target_accuracy", "held_out_loss": "target_loss",
+               "steps": "max_steps"}
+    figures = []
+    for name, label in labels.items():
+        if isinstance(record.get(name), int | float):
+            target = record.get(targets[name])
+            bound = "of" if name == "steps" else "target"
+            held = (f" ({bound} {_fmt_figure(target)})" if isinstance(target, int | float)
+                    else "")
+            figures.append(f"{label} {_fmt_figure(record[name])}{held}")
     return (f"{path} says reached_target: false ({', '.join(figures)}): the net stopped "
             "short of its training target, so its handles may be weaker than a fully "
             "trained net's")

@@ -88,6 +88,17 @@ def test_a_net_short_of_its_training_target_is_warned_about_by_its_train_json(
     assert out.index(warning) < out.index("PLOT handles")  # before the results
 
 
+def test_the_warning_names_the_targets_train_json_records(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    net = _seeded_heq_net(tmp_path)
+    (net / "train.json").write_text(json.dumps({
+        "accuracy": 1.0, "held_out_loss": 0.0294, "reached_target": False, "steps": 10000,
+        "target_accuracy": 1.0, "target_loss": 0.001, "max_steps": 10000}))
+    assert _run_small_job(tmp_path, net) == 0
+    assert ("(held-out accuracy 1.0000 (target 1.0000), held-out loss 0.0294 (target 0.0010), "
+            "steps 10000 (of 10000))") in capsys.readouterr().out
+
+
 def test_a_net_that_reached_its_target_gets_no_warning(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     net = _seeded_heq_net(tmp_path)
