@@ -16,6 +16,7 @@ from core.job import JobContext, run_job
 from core.nets import load_net
 from core.nets.hf import HFNet
 from core.spec import parse_job_spec
+from tests.unit.core.nets.text_pairs import write_text_pairs
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -212,16 +213,7 @@ def test_a_text_dataset_job_runs_end_to_end_through_arch_hf(gpt2_dir: Path,
                                                             tmp_path: Path) -> None:
     task = MultipleChoiceColours(num_objects=1)
     bank = task.sample_bank(60, torch.Generator().manual_seed(4), 0.5)
-
-    def text(ids: torch.Tensor) -> str:
-        return " ".join(VOCAB[i] for i in ids.tolist())
-
-    rows = [{"base": text(bank.base[i]), "source": text(bank.source[i]),
-             "base_label": int(bank.base_labels[i, 0]),
-             "counterfactual_labels": {v: int(y[i, 0])
-                                       for v, y in bank.counterfactual_labels.items()}}
-            for i in range(bank.size)]
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_text_pairs(tmp_path / "pairs.jsonl", bank)
     spec: dict[str, Any] = {
         "model": {"path": str(gpt2_dir)}, "task": {"dataset": "pairs.jsonl"},
         "pairs": {"fit": 20, "calibration": 20, "test": 20},

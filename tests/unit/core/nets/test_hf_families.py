@@ -18,6 +18,7 @@ from core.job import JobContext, run_job
 from core.nets import load_net
 from core.nets.hf import HFNet
 from core.spec import parse_job_spec
+from tests.unit.core.nets.text_pairs import write_text_pairs
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -268,16 +269,7 @@ def test_a_text_job_runs_on_a_bf16_gemma2(tmp_path: Path) -> None:
     tiny_lm("gemma2", torch.bfloat16, vocab_size=len(VOCAB)).save_pretrained(directory)
     (directory / "plot.json").write_text(json.dumps({"arch": "hf", "labels": LABELS,
                                                      "max_len": 24}))
-
-    def text(ids: torch.Tensor) -> str:
-        return " ".join(VOCAB[i] for i in ids.tolist())
-
-    rows = [{"base": text(bank.base[i]), "source": text(bank.source[i]),
-             "base_label": int(bank.base_labels[i, 0]),
-             "counterfactual_labels": {v: int(y[i, 0])
-                                       for v, y in bank.counterfactual_labels.items()}}
-            for i in range(bank.size)]
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_text_pairs(tmp_path / "pairs.jsonl", bank)
     spec: dict[str, Any] = {
         "model": {"path": str(directory)}, "task": {"dataset": "pairs.jsonl"},
         "pairs": {"fit": 20, "calibration": 20, "test": 20},
