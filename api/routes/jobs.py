@@ -145,7 +145,7 @@ def get_result(job_id: str, session: SessionDep, caller: CallerDep) -> ResultPub
     return ResultPublic(job_id=job.id, result=results.load_result(session, job.id, job.result))
 
 
-@router.post("/{job_id}/cancel", responses=errors(404, 409))
+@router.post("/{job_id}/cancel", responses=errors(404, 409, 413))  # 413: any body over 1 MiB
 def cancel_job(
     job_id: str, session: SessionDep, caller: CallerDep, bus: BusDep, metrics: MetricsDep
 ) -> JobPublic:
