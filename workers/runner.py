@@ -21,11 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from core.control import JobControl
 from core.errors import JobCancelled, PlotError
 from core.events import EngineEvent
+from workers.failures import failure_record, is_deterministic
 from workers.job_status import JobStatus
 from workers.logcontext import bound_job
 from workers.ports import (
@@ -39,52 +38,6 @@ from workers.ports import (
 )
 
 log = logging.getLogger(__name__)
-
-# a lost Ray actor or worker: infrastructure, matched by name so this module needs no ray
-INFRASTRUCTURE_ERRORS = frozenset({"RayActorError", "ActorDiedError", "ActorUnavailableError",
-                                   "WorkerCrashedError", "ObjectLostError", "NodeDiedError",
-                                   "OwnerDiedError", "ObjectReconstructionFailedError"})
-# what torch raises for a size it cannot allocate or index: the same spec hits it again
-IMPOSSIBLE_SIZE = ("numel", "overflow", "negative dimension", "not enough memory",
-                   "out of memory", "can't allocate memory", "cannot allocate memory",
-                   "invalid shape", "too large", "must be non-negative")
-SIZE_HINT = "the job's sizes (pairs, permutations, restarts, net dimensions) are the likely cause"
-
-
-def is_deterministic(error: BaseException) -> bool:
-    """Whether the same job would hit ``error`` again, so retrying it is pointless: a
-    ``PlotError`` (the spec's, data's or net's fault), running out of memory (host or CUDA),
-    an overflow, or a ``ValueError``/``RuntimeError`` torch raises for an impossible size.
-    A lost Ray actor or worker, a DB or Redis connection error, an ``OSError`` and anything
-    unrecognised are infrastructure: retried.
-
-    A ``RayTaskError`` is judged by the error it wraps (its ``cause``).
-    """
-    names = {cls.__name__ for cls in type(error).__mro__}
-    if names & INFRASTRUCTURE_ERRORS:
-        return False
-    cause = getattr(error, "cause", None)
-    if "RayTaskError" in names and isinstance(cause, BaseException) and cause is not error:
-        return is_deterministic(cause)
-    if isinstance(error, (PlotError, MemoryError, OverflowError, torch.OutOfMemoryError)):
-        return True
-    if isinstance(error, OSError):  # I/O, connections (before RuntimeError: none is both)
-        return False
-    if isinstance(error, (ValueError, RuntimeError)):
-        message = str(error).lower()
-        return any(marker in message for marker in IMPOSSIBLE_SIZE)
-    return False
-
-
-def failure_record(error: BaseException) -> dict[str, Any]:
-    """The ``{type, message, where}`` record of an error that ends a job: a ``PlotError``'s
-    own; for the others, their type and message (a size error says the sizes are to blame)."""
-    if isinstance(error, PlotError):
-        return dict(error.to_record())
-    message = str(error) or type(error).__name__
-    if is_deterministic(error):
-        message = f"{message} ({SIZE_HINT})"
-    return {"type": type(error).__name__, "message": message, "where": None}
 
 HEARTBEAT_S = 0.5  # how often a running job's cancel flag is read (the lease: lease_s / 4)
 PROGRESS_WRITE_S = 0.25  # the polling view is written at most this often (besides the last)
@@ -240,11 +193,11 @@ class JobRunner:
             self.publish(job_id, "queued", {"reason": "retrying after a crash", **crash})
         elif moved == JobStatus.FAILED:
             log.error("job failed at the attempt limit: %s", crash["message"])
-            self._metrics.job_finished("failed")
+            self._metrics.job_finished(JobStatus.FAILED)
             self.publish(job_id, "failed", crash)
         elif moved == JobStatus.CANCELLED:
             log.info("job cancelled (it had crashed: %s)", crash["message"])
-            self._metrics.job_finished("cancelled")
+            self._metrics.job_finished(JobStatus.CANCELLED)
             self.publish(job_id, "cancelled", {"reason": "cancel requested"})
 
     def _heartbeat(self, job_id: str, cancelled: threading.Event) -> None:

@@ -86,19 +86,15 @@ class RowCounter:
 
 
 async def read_dataset_body(request: Request, settings: Settings, name: str) -> bytes:
-    """The JSONL body, counted by bytes, rows and row length as it streams in.
+    """The JSONL body, counted by rows and row length as it streams in (its bytes are
+    counted against PLOT_MAX_UPLOAD_BYTES by ``api.body_limit``, which answers the 413).
 
     Raises:
-        TooLargeError: over ``max_upload_bytes``.
         DatasetError: a row too long or too many rows, naming its line.
     """
     counter = RowCounter(name, settings.max_dataset_row_bytes, settings.max_dataset_rows)
-    chunks, size = [], 0
+    chunks = []
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > settings.max_upload_bytes:
-            raise TooLargeError(f"over the {settings.max_upload_bytes}-byte limit "
-                                "(PLOT_MAX_UPLOAD_BYTES)", "body")
         counter.feed(chunk)
         chunks.append(chunk)
     return b"".join(chunks)

@@ -18,8 +18,9 @@ from core.errors import DatasetError, JobCancelled
 from core.spec import JobSpec
 from workers.claim_loop import ClaimLimits, ClaimLoop
 from workers.events import InProcessBus
+from workers.failures import is_deterministic
 from workers.memory_store import InMemoryJobStore
-from workers.runner import JobRunner, RunnerConfig, is_deterministic
+from workers.runner import JobRunner, RunnerConfig
 
 SPEC: dict[str, Any] = {"task": {"builtin": "hierarchical_equality"},
                         "levels": [{"granularity": "layer"}, {"granularity": "neuron"}]}

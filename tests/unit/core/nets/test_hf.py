@@ -16,6 +16,7 @@ from core.job import JobContext, run_job
 from core.nets import load_net
 from core.nets.hf import HFNet
 from core.spec import parse_job_spec
+from tests.unit.core.nets.replay import recomputed
 from tests.unit.core.nets.text_pairs import write_text_pairs
 
 transformers = pytest.importorskip("transformers")
@@ -107,15 +108,6 @@ def llama(tmp_path_factory: pytest.TempPathFactory) -> HFNet:
     net = load_net(save_tiny_lm(tmp_path_factory.mktemp("llama"), ["A", "B", "C"], "llama"))
     assert isinstance(net, HFNet)
     return net
-
-
-def recomputed(net: HFNet, trace: Any, edits: dict[str, Any], copies: int = 1) -> torch.Tensor:
-    """``resume`` with every block computed (the reference for the replayed prefix)."""
-    before, net.replay_prefix = net.replay_prefix, False
-    try:
-        return net.resume(trace, edits, copies)
-    finally:
-        net.replay_prefix = before
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])

@@ -18,6 +18,7 @@ from core.job import JobContext, run_job
 from core.nets import load_net
 from core.nets.hf import HFNet
 from core.spec import parse_job_spec
+from tests.unit.core.nets.replay import recomputed
 from tests.unit.core.nets.text_pairs import write_text_pairs
 
 transformers = pytest.importorskip("transformers")
@@ -97,14 +98,6 @@ def token_ids(n: int, seed: int) -> torch.Tensor:
     ids = torch.randint(1, len(WORDS), (n, MAX_LEN), generator=torch.Generator().manual_seed(seed))
     ids[0, 6:] = 0
     return ids
-
-
-def recomputed(net: HFNet, trace: Any, edits: dict[str, Any], copies: int = 1) -> torch.Tensor:
-    before, net.replay_prefix = net.replay_prefix, False
-    try:
-        return net.resume(trace, edits, copies)
-    finally:
-        net.replay_prefix = before
 
 
 @pytest.mark.parametrize("family", FAMILIES)
