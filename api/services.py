@@ -4,7 +4,6 @@ event bus, engine, job store, runner and claim loop here."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine as SqlEngine
@@ -22,7 +21,6 @@ from workers.events import InProcessBus, RedisStreamBus
 from workers.ports import EventBus
 from workers.runner import JobRunner, RunnerConfig
 
-log = logging.getLogger(__name__)
 
 
 def make_bus(settings: Settings) -> EventBus:

@@ -87,10 +87,6 @@ class JobRunner:
         their checkpoints), unless a user cancelled them."""
         self._stopping.set()
 
-    @property
-    def is_stopping(self) -> bool:
-        return self._stopping.is_set()
-
     def run_one(self, job: ClaimedJob) -> None:
         """Run one claimed job to a terminal state (or hand it back when the lease was lost
         or the runner stops); every log line meanwhile carries its id."""
