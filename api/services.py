@@ -22,7 +22,6 @@ from workers.ports import EventBus
 from workers.runner import JobRunner, RunnerConfig
 
 
-
 def make_bus(settings: Settings) -> EventBus:
     """Redis Streams when PLOT_REDIS_URL is set, else the in-process bus; both keep at most
     PLOT_EVENTS_MAXLEN events per job, and a Redis stream expires PLOT_EVENTS_TTL_S after
