@@ -210,7 +210,10 @@ def default_levels(spec: JobSpec, task: CausalTask | None, net: InterventableNet
         return list(spec.levels)
     if task is not None:
         return [LevelSpec(**level) for level in task.default_levels()]
-    if next(iter(net.widths)).startswith("step"):
+    first = next(iter(net.widths))
+    if first.startswith("module:") and any("/pos:" in loc for loc in net.widths):
+        return [LevelSpec(granularity="position", keep=2), LevelSpec(granularity="neuron")]
+    if first.startswith("step"):
         return [LevelSpec(granularity="step", keep=1), LevelSpec(granularity="pca")]
     return [LevelSpec(granularity="block", block_size=8), LevelSpec(granularity="neuron")]
 
@@ -255,7 +258,7 @@ class PreparedJob:
     """
 
     task: CausalTask | None
-    directory: Path
+    directory: Path | None  # None: a net handed in memory (core.notebook.localize)
     inputs: LevelInputs
     timing: dict[str, float]
 
@@ -269,6 +272,15 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
     net, directory = resolve_net(spec, context, task, control)
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
+    return trace_job(spec, context, control, backend_factory, net, banks, task, directory,
+                     t_net - started)
+
+
+def trace_job(spec: JobSpec, context: JobContext, control: JobControl,
+              backend_factory: BackendFactory | None, net: InterventableNet, banks: Banks,
+              task: CausalTask | None, directory: Path | None, net_s: float) -> PreparedJob:
+    """Trace the banks of a resolved net and build the backend; emit ``started``."""
+    t_net = time.perf_counter()
     max_rows = context.max_rows(spec.max_rows)
     if spec.max_rows is None:  # a token net's row carries T positions of activations
         max_rows = max(1, max_rows // net.tokens_per_row)
@@ -279,13 +291,14 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
         "variables": list(banks.variables),
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
                   "test": banks.test.size}})
+    if backend_factory is not None and directory is None:
+        raise ModelLoadError("a net held in memory runs in this process only", "model")
     backend = (LocalBackend(net, traces, max_rows) if backend_factory is None
-               else backend_factory(directory, traces, max_rows))
+               or directory is None else backend_factory(directory, traces, max_rows))
     controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
                          backend, spec.controls.model_copy(update={"seed": controls_seed}))
-    return PreparedJob(task, directory, inputs,
-                       {"net_s": t_net - started, "banks_s": t_banks - t_net})
+    return PreparedJob(task, directory, inputs, {"net_s": net_s, "banks_s": t_banks - t_net})
 
 
 def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
@@ -311,8 +324,10 @@ def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
         forward_passes=sum(level.forward_passes for level in levels)
         + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
         + (das.forward_passes if das is not None else 0) + control_passes,
-        net={"path": str(job.directory), "digest": net_digest(job.directory),
-             "config": inputs.net.config},
+        net=({"path": str(job.directory), "digest": net_digest(job.directory),
+              "config": inputs.net.config} if job.directory is not None
+             else {"path": None, "digest": memory_digest(inputs.net),
+                   "config": inputs.net.config}),
         banks={split: {"pairs": getattr(banks, split).size,
                        "change_rates": getattr(banks, split).change_rates()}
                for split in ("fit", "calibration", "test")},
@@ -349,6 +364,30 @@ def run_job(
     """
     started = time.perf_counter()
     job = prepare_job(spec, context, control, backend_factory)
+    return run_prepared(spec, context, job, control, on_level, completed, started)
+
+
+def memory_digest(net: InterventableNet) -> str:
+    """sha256 (hex) over the names, shapes and bytes of a net's state held in memory."""
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(f"{name}:{list(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+                      .tobytes())
+    return digest.hexdigest()
+
+
+def run_prepared(spec: JobSpec, context: JobContext, job: PreparedJob,
+                 control: JobControl = NO_CONTROL,
+                 on_level: Callable[[LevelResult], None] | None = None,
+                 completed: Sequence[LevelResult] = (),
+                 started: float | None = None) -> JobResult:
+    """The levels, controls and DAS of a prepared job, and its result (``run_job``'s rest).
+
+    Args:
+        started: ``perf_counter`` when the job began (None: now).
+    """
+    started = time.perf_counter() if started is None else started
     inputs = job.inputs
     schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)

@@ -95,9 +95,11 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
     if is_token_net(widths) and level.granularity in ("position", "layer", "step", "head"):
         return enumerate_token_sites(level, widths, parents)
     prefix = next(iter(widths)).split(":")[0]
-    if level.granularity in ("position", "head"):
+    if level.granularity in ("position", "head") and prefix != "module":
         raise SiteError(f"{level.granularity} levels need a token net (a transformer)",
                         "levels.granularity")
+    if prefix == "module" and level.granularity in ("layer", "position"):
+        return module_location_sites(level, widths)
     if level.granularity in ("layer", "step"):
         if level.granularity != prefix:
             raise SiteError(f"this net's locations are {prefix}:N, not {level.granularity}:N",
@@ -113,6 +115,22 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
                      if p.kind == "all" else p for p in roots]
         sites = pca_band_sites(pca_roots, level.band_size)
     return in_net_order(sites, widths)
+
+
+def module_location_sites(level: LevelSpec, widths: Mapping[str, int]) -> list[Site]:
+    """A module net's whole locations; a position level keeps the sequence locations (those
+    at ``level.positions`` when given)."""
+    out = []
+    for location, width in widths.items():
+        _, _, position = location.partition("/pos:")
+        if level.granularity == "position" and (
+                not position or (level.positions is not None and position not in level.positions)):
+            continue
+        out.append(Site(location, "all", 0, width))
+    if not out:
+        raise SiteError("no module location has a position (give a token axis)",
+                        "levels.granularity")
+    return out
 
 
 def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:

@@ -13,6 +13,10 @@ MLP output at the named position ``query``) and ``head:3.2/pos:last`` (head 2 of
 its (d_head,) output before the output projection). A position is an index ``N >= 0``,
 ``last``, ``-1`` (an alias of ``last``) or a name the net computes from the prompt. Any
 support may follow: ``resid:3/pos:last/pca:8``.
+
+Any ``nn.Module`` wrapped by ``core.nets.module.ModuleNet`` has a location per module path,
+``module:blocks.2.mlp``, and per position for a sequence output, ``module:conv/pos:3``:
+``module:blocks.2.mlp/dims:3-5``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from core.errors import SiteError
 SupportKind = Literal["all", "dims", "pca", "das"]
 
 _LOCATION = re.compile(
-    r"^(?:(layer|step|resid|attn|mlp):(\d+)|head:(\d+)\.(\d+))(?:/pos:(\d+|-1|[a-z_][a-z0-9_]*))?$"
+    r"^(?:(layer|step|resid|attn|mlp):(\d+)|head:(\d+)\.(\d+)|module:[A-Za-z0-9_][A-Za-z0-9_.]*)"
+    r"(?:/pos:(\d+|-1|[a-z_][a-z0-9_]*))?$"
 )
 TOKEN_COMPONENTS = ("head", "attn", "mlp", "resid")  # forward order inside one block
 TokenComponent = Literal["head", "attn", "mlp", "resid"]
@@ -85,7 +90,8 @@ def parse_site(site_id: str, widths: dict[str, int] | None = None) -> Site:
         location = f"{location}/{'pos:last' if pos == 'pos:-1' and token else pos}"
     if not _LOCATION.match(location):
         raise SiteError(f"cannot parse location {location!r} (expected layer:N, step:N, "
-                        "resid|attn|mlp:N/pos:P or head:N.H/pos:P)", site_id)
+                        "resid|attn|mlp:N/pos:P, head:N.H/pos:P or module:PATH[/pos:P])",
+                        site_id)
     width = None
     if widths is not None:
         if location not in widths:
