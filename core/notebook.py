@@ -33,7 +33,9 @@ from core.causal.model import CausalModel
 from core.causal.registry import BUILTIN_TASKS, bank_generators, build_task, make_banks
 from core.causal.task import CausalTask
 from core.control import NO_CONTROL, JobControl
+from core.engine import trace_bank
 from core.errors import DatasetError, ModelLoadError
+from core.export import ExportFormat, export_handle, result_handle
 from core.job import JobContext, run_prepared, trace_job
 from core.nets.base import InterventableNet
 from core.nets.module import ModuleNet, ModuleSite
@@ -136,6 +138,37 @@ def as_net(net: nn.Module, sites: Sequence[str | ModuleSite] | None,
     return ModuleNet(net, sites, input_shape, token_axis=token_axis).eval()
 
 
+def net_and_banks(net: nn.Module, causal: Any, spec: JobSpec,
+                  sites: Sequence[str | ModuleSite] | None = None,
+                  input_shape: Sequence[int] | None = None, token_axis: int | None = None
+                  ) -> tuple[InterventableNet, Banks, CausalTask | None]:
+    """The job's net (wrapped when a plain module), its banks and its built-in task if any:
+    the same for ``localize`` and for re-deriving a result's banks (``export``)."""
+    ready = net if isinstance(net, InterventableNet) else None
+    banks, task = _banks(causal, spec, input_shape, ready)
+    model = as_net(net, sites, input_shape or tuple(banks.fit.base.shape[1:]), token_axis)
+    return model, banks, task
+
+
+def export(result: JobResult, variable: str, directory: str | Path, *, net: nn.Module,
+           causal: Any, sites: Sequence[str | ModuleSite] | None = None,
+           input_shape: Sequence[int] | None = None, token_axis: int | None = None,
+           format: ExportFormat = "torch") -> Path:
+    """Write ``variable``'s handle for use outside this project (``core.export``): a torch
+    hook file, and with ``format="pyvene"`` a pyvene intervention. ``net`` and ``causal`` are
+    what ``localize`` was given (a PCA handle's frame is recomputed from the fit bank).
+
+    Raises:
+        PlotError: no handle for ``variable``, or sites that are not module outputs.
+    """
+    handle = result_handle(result.handles, variable)
+    spec = parse_job_spec(result.spec, "result.spec")
+    model, banks, _ = net_and_banks(net, causal, spec, sites, input_shape, token_axis)
+    fit = (trace_bank(model, banks.fit, spec.max_rows or 65536)
+           if any("/pca:" in site for site in handle.sites) else None)
+    return export_handle(handle, model, fit, directory, format)
+
+
 def localize(net: nn.Module, causal: Any, *, sites: Sequence[str | ModuleSite] | None = None,
              input_shape: Sequence[int] | None = None, token_axis: int | None = None,
              spec: JobSpec | Mapping[str, Any] | None = None,
@@ -160,9 +193,7 @@ def localize(net: nn.Module, causal: Any, *, sites: Sequence[str | ModuleSite] |
     base = spec.model_dump(mode="json") if isinstance(spec, JobSpec) else dict(spec or {})
     base.setdefault("task", _task_field(causal))
     job_spec = parse_job_spec({**base, **knobs}, "localize")
-    ready = net if isinstance(net, InterventableNet) else None
-    banks, task = _banks(causal, job_spec, input_shape, ready)
-    model = as_net(net, sites, input_shape or tuple(banks.fit.base.shape[1:]), token_axis)
+    model, banks, task = net_and_banks(net, causal, job_spec, sites, input_shape, token_axis)
     device = next(model.parameters()).device
     context = JobContext(Path.cwd(), Path.cwd(), Path.home() / ".cache" / "plot", str(device))
     job = trace_job(job_spec, context, control, None, model, banks, task, None,

@@ -7,6 +7,7 @@ nowhere else (``ResultModel``). Results hold lists, never tensors.
 
 from __future__ import annotations
 
+import html
 import math
 import types
 from dataclasses import is_dataclass
@@ -296,3 +297,35 @@ class JobResult(ResultModel):
     max_rows: int
     das: DasResult | None = None
     controls: ControlsResult | None = None
+
+    def _handle_rows(self) -> list[tuple[str, str, str, str, str]]:
+        """Per variable: sites, test IIA, the random net's test IIA, the verdict if any."""
+        random = self.controls.random_net if self.controls is not None else None
+        rows = []
+        for variable, handle in self.handles.items():
+            control = random.handles.get(variable) if random is not None else None
+            rows.append((variable, ", ".join(handle.sites), f"{handle.iia_test.overall:.3f}",
+                         f"{control.iia_test.overall:.3f}" if control is not None else "-",
+                         str(getattr(handle, "verdict", None) or "")))
+        return rows
+
+    def __repr__(self) -> str:
+        parts = [f"{v}: {sites} IIA {iia} (random net {rnd}{', ' + verdict if verdict else ''})"
+                 for v, sites, iia, rnd, verdict in self._handle_rows()]
+        return (f"JobResult({len(self.levels)} levels, "
+                f"{self.timing.get('total_s', math.nan):.2f} s; " + "; ".join(parts) + ")")
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def _repr_html_(self) -> str:
+        """The handles table, then the whole report (heatmaps included) in a frame."""
+        from core.report import render_report  # the report imports this module
+
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+            for row in self._handle_rows())
+        report = html.escape(render_report(self), quote=True)
+        return ("<table><tr><th>variable</th><th>sites</th><th>IIA test</th>"
+                f"<th>random net</th><th>verdict</th></tr>{cells}</table>"
+                f'<iframe srcdoc="{report}" style="width:100%;height:480px;border:0"></iframe>')
