@@ -1,5 +1,10 @@
 """The PLOT engine: localize causal variables in a net by optimal transport, from a notebook.
 
+    from core import localize
+    result = localize(my_module, "hierarchical_equality", sites=["blocks.0"])  # or any net
+
+or from a spec, as ``plot run`` does:
+
     from pathlib import Path
     from core import JobContext, parse_job_spec, run_job
 
@@ -29,6 +34,8 @@ from core.events import EngineEvent
 from core.intervene import interchange
 from core.job import JobContext, run_job
 from core.level_inputs import LevelInputs
+from core.nets.module import ModuleNet, ModuleSite
+from core.notebook import PythonTask, export, localize
 from core.progressive import best_handles, run_levels
 from core.report import render_report
 from core.result import ControlsResult, HandleResult, JobResult, LevelResult
@@ -58,9 +65,12 @@ __all__ = [
     "LevelResult",
     "LevelSpec",
     "LocalBackend",
+    "ModuleNet",
+    "ModuleSite",
     "ModelLoadError",
     "NetInfo",
     "PlotError",
+    "PythonTask",
     "Site",
     "SiteError",
     "SolverError",
@@ -70,9 +80,11 @@ __all__ = [
     "admit",
     "best_handles",
     "cost_matrix",
+    "export",
     "describe_job",
     "interchange",
     "load_job_spec",
+    "localize",
     "marginals",
     "neural_signatures",
     "parse_job_spec",
