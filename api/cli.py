@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from api.commands import admin, cluster, engine, find_missing_extra, service
+from api.commands import admin, cluster, engine, find_missing_extra, handles, service
 from core.errors import PlotError
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     engine.register(commands)
+    handles.register(commands)
     service.register(commands)
     cluster.register(commands)
     admin.register(commands)

@@ -11,6 +11,7 @@ EXTRA_OF_COMMAND: dict[str, str | None] = {
     "train": None,
     "run": None,
     "demo": None,
+    "export": None,
     "serve": "service",
     "submit": "service",
     "keys": "service",

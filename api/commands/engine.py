@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from api.commands.progress_lines import ProgressLines, StepRate, describe_traini
 from core.admission import DEFAULT_LIMITS, admit, describe_job
 from core.causal.registry import build_task
 from core.control import JobControl
-from core.errors import ModelLoadError
+from core.errors import DatasetError, ModelLoadError, SpecError
 from core.events import EngineEvent, EventSink
 from core.job import JobContext, run_job, train_default_net
 from core.nets.io import resolve_net_dir
@@ -60,6 +60,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument("--no-limits", action="store_true",
                      help="skip admission control (the service's default budgets: pairs, "
                      "sites, forward passes, trace memory, DAS trainings) on your own machine")
+    run.add_argument("--module", default=None, metavar="PKG.MOD:FACTORY",
+                     help="the net is built by your code: factory() returns a net (e.g. "
+                     "core.ModuleNet(model, site_paths, input_shape)); importable from the "
+                     "working directory; the spec then gives no model (the service never "
+                     "imports user code); admission limits are skipped")
     _add_plain(run)
     run.set_defaults(handler=run_command)
 
@@ -107,12 +112,36 @@ def train_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.spec)
+    if args.module is not None:
+        return run_module_command(args, spec)
     root = (args.model_root or args.spec.parent).resolve()
     if not args.no_limits:
         admit(spec, DEFAULT_LIMITS, describe_job(spec, read_net_config(spec, root)))
     return execute(spec, args.out, JobContext(root, args.spec.parent.resolve(),
                                               default_cache_dir(), args.device),
                    is_plain(args))
+
+
+def run_module_command(args: argparse.Namespace, spec: JobSpec) -> int:
+    """``plot run --module``: the net from the user's factory, the causal side from the spec
+    (a built-in task, or a dataset under the spec's folder), run by ``core.localize``."""
+    from api.commands.user_module import load_factory_net
+    from core.notebook import localize
+
+    if spec.model.path is not None or spec.model.id is not None:
+        raise SpecError("--module builds the net: the spec must not name a model",
+                        f"{args.spec}:model")
+    net = load_factory_net(args.module)
+    data_root = args.spec.parent.resolve()
+    causal: Any = spec.task.builtin
+    if causal is None:
+        path = (data_root / str(spec.task.dataset)).resolve()
+        if not path.is_relative_to(data_root):
+            raise DatasetError("the dataset path leaves the spec's folder", "task.dataset")
+        causal = path
+    document = spec.model_dump(mode="json", exclude={"model"})
+    return execute(spec, args.out, None, is_plain(args),
+                   lambda control: localize(net, causal, spec=document, control=control))
 
 
 def read_net_config(spec: JobSpec, root: Path) -> dict[str, Any] | None:
@@ -213,13 +242,23 @@ def training_warning(directory: Path) -> str | None:
             "trained net's")
 
 
-def execute(spec: JobSpec, out: Path, context: JobContext, plain: bool = False) -> int:
+def execute(spec: JobSpec, out: Path, context: JobContext | None, plain: bool = False,
+            runner: Callable[[JobControl], JobResult] | None = None) -> int:
     """Run with progress bars (or plain lines), warn about a net short of its training
-    target, print the handles, write result.json and report.html."""
+    target, print the handles, write result.json and report.html.
+
+    Args:
+        runner: runs the job instead of ``run_job(spec, context)`` (``--module``).
+    """
     console = make_console(plain)
     with progress_sink(console, plain) as sink:
-        result = run_job(spec, context, JobControl(sink))
-    warning = training_warning(Path(result.net["path"]))
+        if runner is not None:
+            result = runner(JobControl(sink))
+        else:
+            assert context is not None  # run_job's jobs always have one
+            result = run_job(spec, context, JobControl(sink))
+    path = result.net.get("path")
+    warning = training_warning(Path(path)) if path is not None else None
     if warning is not None:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     write_outputs(result, out)
