@@ -6,11 +6,12 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
 from core.errors import PlotError
+from core.result import JobResult
 from core.spec import JobSpec
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -86,8 +87,18 @@ class PlotClient:
             params["status"] = status
         return dict(self._call("GET", "/v1/jobs", params=params))
 
-    def result(self, job_id: str) -> dict[str, Any]:
-        return dict(self._call("GET", f"/v1/jobs/{job_id}/result"))
+    @overload
+    def result(self, job_id: str, typed: Literal[False] = False) -> dict[str, Any]: ...
+
+    @overload
+    def result(self, job_id: str, typed: Literal[True]) -> JobResult: ...
+
+    def result(self, job_id: str, typed: bool = False) -> dict[str, Any] | JobResult:
+        """The job's result record (a dict: ``{"job_id", "status", "result", ...}``), or with
+        ``typed=True`` its ``result`` as a ``JobResult`` (repr, ``_repr_html_`` in Jupyter,
+        and what ``core.export`` takes)."""
+        record = dict(self._call("GET", f"/v1/jobs/{job_id}/result"))
+        return JobResult.model_validate(record["result"]) if typed else record
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/jobs/{job_id}/cancel"))

@@ -76,6 +76,9 @@ def test_submitted_job_streams_ordered_events_and_stores_its_result(service: Ser
         assert [level["index"] for level in result["result"]["levels"]] == [0]
         level = result["result"]["levels"][0]
         assert level["granularity"] == "neuron" and level["sites"]
+        typed = client.result(job["id"], typed=True)  # the same result as a JobResult
+        assert typed.handles["WX"].sites == result["result"]["handles"]["WX"]["sites"]
+        assert typed.to_json() == result["result"] and repr(typed).startswith("JobResult(1 levels")
     with service.app.state.sessions() as session:  # stored once: as the level's checkpoint
         row = session.get(Job, job["id"])
         assert row is not None and row.result is not None and "levels" not in row.result
