@@ -31,8 +31,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from core.calibrate import Candidate, candidate_interventions
-from core.errors import SiteError
 from core.engine import BankTraces
+from core.errors import SiteError
 from core.nets.base import InterventableNet
 from core.nets.mlp import MLP
 from core.nets.module import ModuleNet

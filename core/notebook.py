@@ -75,7 +75,10 @@ def _pair_bank(data: Mapping[str, Any]) -> PairBank:
     if missing:
         raise DatasetError(f"the pair tensors lack {', '.join(missing)}", missing[0])
     labels = data["base_labels"]
-    as_heads = (lambda y: y.long().unsqueeze(-1) if y.dim() == 1 else y.long())
+
+    def as_heads(y: Tensor) -> Tensor:  # (P,) labels of one head -> (P, 1)
+        return y.long().unsqueeze(-1) if y.dim() == 1 else y.long()
+
     return PairBank(data["base"], data["source"], as_heads(labels),
                     {v: as_heads(y) for v, y in data["counterfactual_labels"].items()})
 

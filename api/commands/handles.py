@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from api.commands.engine import default_cache_dir
+from api.commands.engine import default_cache_dir, write_line
 from api.commands.user_module import load_factory_net
 from core.errors import SpecError
 from core.job import JobContext, resolve_net, resolve_task
@@ -61,6 +61,6 @@ def export_command(args: argparse.Namespace) -> int:
     causal: Any = task if task is not None else context.data_root / str(spec.task.dataset)
     out = args.out or args.result.parent / f"handle-{args.variable}"
     directory = export(result, args.variable, out, net=net, causal=causal, format=args.format)
-    print(f"wrote {directory} ({args.format}): handle.json, handle.safetensors, "
-          + ("plot_handle.py, plot_pyvene.py" if args.format == "pyvene" else "plot_handle.py"))
+    files = "plot_handle.py" + (", plot_pyvene.py" if args.format == "pyvene" else "")
+    write_line(f"wrote {directory} ({args.format}): handle.json, handle.safetensors, {files}")
     return 0

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 def load_handle(directory: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(handle.json, its tensors)."""
     where = Path(directory)
-    return json.loads((where / "handle.json").read_text()), load_file(str(where / "handle.safetensors"))
+    spec = json.loads((where / "handle.json").read_text())
+    return spec, load_file(str(where / "handle.safetensors"))
 
 
 def rows(t: torch.Tensor, edit: dict[str, Any]) -> torch.Tensor:

@@ -17,11 +17,11 @@ from typing import Any
 
 import pyvene  # type: ignore[import-untyped]
 import torch
-from plot_handle import apply_edit, load_handle
+from plot_handle import apply_edit, load_handle  # type: ignore[import-not-found]
 
 
 class PlotHandleIntervention(pyvene.Intervention,  # type: ignore[misc]
-                             pyvene.DistributedRepresentationIntervention):
+                             pyvene.DistributedRepresentationIntervention):  # type: ignore[misc]
     """One edit of a PLOT handle as a pyvene intervention."""
 
     def __init__(self, edit: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
@@ -34,7 +34,8 @@ class PlotHandleIntervention(pyvene.Intervention,  # type: ignore[misc]
 
     def forward(self, base: torch.Tensor, source: torch.Tensor, subspaces: Any = None,
                 **kwargs: Any) -> torch.Tensor:
-        return apply_edit(base, source, self.edit, self.weights)
+        edited: torch.Tensor = apply_edit(base, source, self.edit, self.weights)
+        return edited
 
 
 class _Wrapped(torch.nn.Module):

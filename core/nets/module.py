@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +55,7 @@ class ModuleSite:
 
 def _pick(output: Any, pick: Picker) -> Tensor | None:
     """The picked tensor of a module output, or None when it holds none."""
+    found: Any
     if callable(pick):
         found = pick(output)
     elif pick is None:
@@ -265,7 +266,7 @@ class ModuleNet(InterventableNet):
         if (isinstance(self.model, nn.Sequential) and site.pick is None
                 and path in dict(self.model.named_children())):
             index = list(dict(self.model.named_children())).index(path)
-            return lambda model, output: model[index + 1:](output)
+            return lambda model, output: cast(nn.Sequential, model)[index + 1:](output)
         return None
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:

@@ -4,6 +4,8 @@ ANDs of input bits, planted in known coordinates (see each class)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +20,8 @@ def xor_of_ands(a: tuple[str, str], b: tuple[str, str], bits: int) -> CausalMode
                         Variable("O", ("P", "Q"), lambda p, q: (p + q) % 2)], ["O"])
 
 
-def random_bits(count: int):  # noqa: ANN201 - the sampler a PythonTask takes
+def random_bits(count: int) -> Callable[[int, torch.Generator], dict[str, Tensor]]:
+    """The sampler of ``count`` independent uniform input bits x0.."""
     def sample(n: int, generator: torch.Generator) -> dict[str, Tensor]:
         return {f"x{i}": torch.randint(0, 2, (n,), generator=generator) for i in range(count)}
     return sample
