@@ -60,7 +60,7 @@ loaded = sorted({name.partition(".")[0] for name in sys.modules} & BLOCKED)
 print(json.dumps({"calls": calls, "loaded": loaded}))
 """
 
-ENGINE_COMMANDS = ("demo", "run", "train")
+ENGINE_COMMANDS = ("demo", "export", "run", "train")
 SERVICE_COMMANDS = {
     "serve": ["serve"],
     "submit": ["submit", "spec.yaml", "--key", "k"],
