@@ -105,7 +105,7 @@ class ModuleNet(InterventableNet):
 
     Args:
         model: the module; called as ``model(inputs)``, it returns (B, C) or (B, O, C)
-            logits (or an output with ``.logits`` / logits first).
+            logits (or an output with ``.logits`` / logits first). It is put in eval mode.
         sites: module paths (strings) or ``ModuleSite``s, in any order.
         input_shape: one example's shape, without the batch axis.
         input_dtype: of the inputs (``torch.long`` for token ids).
@@ -124,6 +124,7 @@ class ModuleNet(InterventableNet):
                  resume_from: Mapping[str, ResumeFrom] | None = None) -> None:
         super().__init__()
         self.model = model
+        self.eval()  # dropout off, batch norm on its running statistics (the model's too)
         self.module_sites = [s if isinstance(s, ModuleSite) else ModuleSite(s, None, token_axis)
                              for s in sites]
         self._input_shape = tuple(int(d) for d in input_shape)
@@ -134,8 +135,8 @@ class ModuleNet(InterventableNet):
                 model.get_submodule(site.path)
             except AttributeError:
                 raise module_not_found(model, site.path, "does not exist") from None
-        probe = torch.zeros(2, *self._input_shape, dtype=input_dtype,
-                            device=next(iter(model.parameters())).device)
+        device = next(iter(model.parameters()), torch.zeros(0)).device
+        probe = torch.zeros(2, *self._input_shape, dtype=input_dtype, device=device)
         with torch.no_grad():
             outputs, logits = self._run(probe, {})
         self.shapes = {s.path: tuple(outputs[s.path].shape[1:]) for s in self.module_sites}

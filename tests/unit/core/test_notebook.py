@@ -8,8 +8,11 @@ planted coordinates are known and the test takes a few seconds.
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
+from core.report import render_report
 from tests.unit.core.notebook_nets import ResidualMLP, as_vector, bit_cnn, random_bits, xor_of_ands
 
 pytestmark = pytest.mark.slow  # runs whole jobs (controls included), ~2 s each
@@ -33,7 +36,8 @@ def test_a_residual_mlp_gives_up_its_planted_variables() -> None:
     text = repr(result)
     assert "P: module:blocks.0/dims:5 IIA 1.000 (random net" in text and len(text) < 300
     page = result._repr_html_()
-    assert "<td>module:blocks.0/dims:6</td>" in page and "&lt;svg" in page  # heatmaps inline
+    assert "<td>module:blocks.0/dims:6</td>" in page
+    assert html.escape(render_report(result), quote=True) in page  # the report, heatmaps too
 
 
 def test_a_cnn_over_a_sequence_is_localized_by_position_then_neuron() -> None:
