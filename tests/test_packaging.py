@@ -67,6 +67,11 @@ def test_wheel_carries_the_migrations(wheel: Path) -> None:
             *versions} <= names
 
 
+def test_wheel_carries_the_handle_loaders_that_plot_export_copies(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"core/export_loaders/plot_handle.py", "core/export_loaders/plot_pyvene.py"} <= names
+
+
 def test_installed_wheel_migrates_a_database_to_head(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     _pip("install", "--no-deps", "--target", str(target), str(wheel))
