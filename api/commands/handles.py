@@ -49,6 +49,9 @@ def export_command(args: argparse.Namespace) -> int:
     if args.module is None and (spec.task.dataset or "").startswith("python:"):
         raise SpecError("this result came from Python objects (core.localize): export it from "
                         "Python with core.export", str(args.result))
+    if args.module is None and result.net.get("config", {}).get("arch") == "module":
+        raise SpecError("this result's net was built by user code: give the same "
+                        "--module PKG.MOD:FACTORY", str(args.result))
     cwd = Path.cwd()
     context = JobContext((args.model_root or cwd).resolve(), (args.data_root or cwd).resolve(),
                          default_cache_dir(), "cpu")

@@ -30,7 +30,8 @@ def make():
 
 @pytest.mark.slow  # runs a whole job (controls off), ~1 s
 def test_run_with_a_module_factory_then_export_the_handle_as_a_torch_hook(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "usernet.py").write_text(FACTORY)
     task = PythonTask(xor_of_ands(("x0", "x1"), ("x2", "x3"), 4), ("P", "Q"), random_bits(4),
@@ -49,6 +50,8 @@ def test_run_with_a_module_factory_then_export_the_handle_as_a_torch_hook(
         result = json.loads((tmp_path / "out" / "result.json").read_text())
         assert result["handles"]["P"]["sites"] == ["module:blocks.0/dims:5"]
         assert result["net"]["config"]["class"] == "ResidualMLP"
+        assert main(["export", "out/result.json", "--variable", "P"]) == 2  # no --module
+        assert "give the same --module" in capsys.readouterr().err
         assert main(["export", "out/result.json", "--variable", "P", "--module",
                      "usernet:make", "--out", "handle"]) == 0
         sys.path.insert(0, str(tmp_path / "handle"))
