@@ -43,6 +43,7 @@ def jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(row) + "\n" for row in rows).encode()
 
 
+@pytest.mark.slow
 def test_a_text_dataset_job_on_a_registered_gemma2_runs_end_to_end(
         service: Service, tmp_path: Path) -> None:
     root = service.settings.resolved_model_root

@@ -3,16 +3,20 @@ answer letters resolved through the tokenizer, and the refusals."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+import yaml
 
 from core.causal.mcqa import COLOURS, LETTERS, OBJECTS
 from core.causal.mcqa_text import CopyColorsPrompts
 from core.errors import TaskError
+from core.job import JobContext, run_job
 from core.net_text import hf_encoder
-from tests.unit.core.nets.copycolors_net import copycolors_tokenizer
+from core.spec import parse_job_spec
+from tests.unit.core.nets.copycolors_net import copycolors_tokenizer, save_copycolors_gemma2
 
 pytest.importorskip("transformers")
 
@@ -71,3 +75,27 @@ def test_a_prompt_over_the_models_max_len_is_refused(tokenizer: Any) -> None:
     with pytest.raises(TaskError, match=r"does not fit the model: 2[0-9] tokens, the net takes "
                        r"at most 12"):
         task(tokenizer, max_len=12).sample_bank(4, torch.Generator().manual_seed(0))
+
+
+README = Path(__file__).parents[4] / "README.md"
+
+
+def readme_spec() -> dict[str, Any]:
+    """The YAML block after ``<!-- mcqa-hf-spec -->`` in the README."""
+    text = README.read_text(encoding="utf-8").split("<!-- mcqa-hf-spec -->", 1)[1]
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec: dict[str, Any] = yaml.safe_load(block)
+    return spec
+
+
+@pytest.mark.slow
+def test_the_readme_mcqa_spec_runs_as_written_on_a_tiny_gemma2(tmp_path: Path) -> None:
+    spec = readme_spec()
+    save_copycolors_gemma2(tmp_path / spec["model"]["path"])
+    result = run_job(parse_job_spec(spec),
+                     JobContext(tmp_path, tmp_path, tmp_path / "cache", "cpu"))
+    assert [level.granularity for level in result.levels] == ["position", "layer", "pca"]
+    assert set(result.handles) == {"answer_pointer", "answer_token"}
+    assert result.levels[0].site_labels["resid:0/pos:last"] == 'resid:0/pos:last ":"'
+    # the model's label logits are the letters, read through its tokenizer
+    assert result.net["config"]["labels"] == [" A", " B", " C"]
