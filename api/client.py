@@ -100,6 +100,9 @@ class PlotClient:
         return dict(self._call("POST", "/v1/datasets", params=params, content=data,
                                headers={"Content-Type": "application/x-ndjson"}))
 
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/datasets/{dataset_id}"))
+
     def register_model(self, path: str) -> dict[str, Any]:
         return dict(self._call("POST", "/v1/models", json={"path": path}))
 

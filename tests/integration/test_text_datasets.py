@@ -63,8 +63,10 @@ def test_a_text_dataset_job_on_a_registered_gemma2_runs_end_to_end(
         with pytest.raises(ApiError) as refused:
             client.submit({"model": {"id": net["id"]}, "task": {"dataset": late["id"]}})
         assert refused.value.where == "late.jsonl:3"
-        dataset = client.upload_dataset("prompts.jsonl", jsonl(rows), model=net["id"])
-        assert dataset["text"] and dataset["tokenized_for"] == [net["id"]]
+        checked = client.upload_dataset("checked.jsonl", jsonl(rows), model=net["id"])
+        assert checked["text"] and checked["tokenized_for"] == [net["id"]]
+        dataset = client.upload_dataset("prompts.jsonl", jsonl(rows))
+        assert dataset["tokenized_for"] == []
         spec: dict[str, Any] = {  # no levels: the token-net default schedule
             "model": {"id": net["id"]}, "task": {"dataset": dataset["id"]},
             "pairs": {"fit": 12, "calibration": 12, "test": 12},
@@ -73,7 +75,8 @@ def test_a_text_dataset_job_on_a_registered_gemma2_runs_end_to_end(
             "controls": {"random_net": False, "label_permutation": False,
                          "depth_check": False},
         }
-        job = client.submit(spec)
+        job = client.submit(spec)  # its rows are tokenized now, once for this net
+        assert client.dataset(dataset["id"])["tokenized_for"] == [net["id"]]
         assert client.wait(job["id"], timeout_s=300)["status"] == "succeeded"
         result = client.result(job["id"])["result"]
     levels = result["levels"]
