@@ -19,6 +19,7 @@ from core.sites import (
     is_token_net,
     location_sites,
     neuron_sites,
+    parse_token_location,
     pca_band_sites,
     unique_sites,
 )
@@ -113,6 +114,8 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
                             "levels.granularity")
         return location_sites(widths)
     roots = list(parents) if parents else location_sites(widths)
+    if not parents and positions is not None and is_token_net(widths):
+        roots = [site for site in roots if _position(site) in positions.sites]
     if level.granularity == "block":
         sites = block_sites(roots, level.block_size)
     elif level.granularity == "neuron":
@@ -122,6 +125,11 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
                      if p.kind == "all" else p for p in roots]
         sites = pca_band_sites(pca_roots, level.band_size)
     return in_net_order(sites, widths)
+
+
+def _position(site: Site) -> str | None:
+    parsed = parse_token_location(site.location)
+    return parsed.position if parsed is not None else None
 
 
 def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:

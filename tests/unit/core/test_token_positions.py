@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from core.level_sites import enumerate_sites
 from core.nets.tokenizer import WordTokenizer
 from core.nets.transformer import TransformerNet
 from core.sites import Site
@@ -74,3 +75,16 @@ def test_labels_show_the_token_the_bank_holds_and_the_position_alone_where_it_va
     assert labels == {"resid:1/pos:1": 'resid:1/pos:1 "Paris"',
                       "resid:1/pos:last/pca:4": "resid:1/pos:last/pca:4",
                       "resid:1/pos:0": "resid:1/pos:0"}
+
+
+def test_a_first_block_level_on_a_token_net_skips_padding_too() -> None:
+    net = net_with_words()
+    base = padded([[1, 11, 3, 4], [2, 11, 5, 6, 7, 8], [3, 11, 9, 1, 2]])
+    source = padded([[4, 11, 3, 2, 1], [5, 11, 1, 2], [6, 11, 7, 8, 9, 10]])
+    positions = bank_positions(net, base, source)
+    sites = enumerate_sites(LevelSpec(granularity="block", block_size=8), net, None, {},
+                            positions)
+    held = {s.location.split("/pos:")[1] for s in sites}
+    assert held == {"0", "1", "3", "last", "marker"}
+    every = enumerate_sites(LevelSpec(granularity="block", block_size=8), net, None, {})
+    assert len(every) > len(sites)
