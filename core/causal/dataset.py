@@ -2,8 +2,9 @@
 
 A row is ``{"base": x, "source": x, "base_label": y, "counterfactual_labels": {var: y}}``
 where ``x`` is a number or nested list of numbers of the net input shape and ``y`` is an
-int (one output head) or a list of ints (one per head). Every refusal names
-``<file>:<line>``.
+int (one output head) or a list of ints (one per head). For a net with a tokenizer ``x`` may
+be text, tokenized with the net's tokenizer (``tokenize``); ``check_dataset_bytes`` checks
+an upload with or without its net. Every refusal names ``<file>:<line>``.
 """
 
 from __future__ import annotations
