@@ -103,9 +103,16 @@ class PlotClient:
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("POST", f"/v1/jobs/{job_id}/cancel"))
 
-    def upload_dataset(self, name: str, data: bytes) -> dict[str, Any]:
-        return dict(self._call("POST", "/v1/datasets", params={"name": name}, content=data,
+    def upload_dataset(self, name: str, data: bytes, model: str | None = None
+                       ) -> dict[str, Any]:
+        """Upload JSONL rows; with ``model`` (a registered model id) text rows are
+        tokenized with its tokenizer now."""
+        params = {"name": name, **({"model": model} if model is not None else {})}
+        return dict(self._call("POST", "/v1/datasets", params=params, content=data,
                                headers={"Content-Type": "application/x-ndjson"}))
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/datasets/{dataset_id}"))
 
     def register_model(self, path: str) -> dict[str, Any]:
         return dict(self._call("POST", "/v1/models", json={"path": path}))

@@ -71,6 +71,10 @@ class DatasetPublic(BaseModel):
     size_bytes: int
     rows: int
     variables: list[str]
+    text: bool = Field(False, description="inputs are text, tokenized with a registered "
+                       "model's tokenizer")
+    tokenized_for: list[str] = Field(default_factory=list, description="registered model "
+                                     "ids whose tokenizer read (and fits) every row")
     created_at: datetime
 
 

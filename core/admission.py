@@ -17,6 +17,7 @@ from core.causal.registry import build_task, check_task_params
 from core.errors import ModelLoadError, SpecError, TaskError
 from core.nets.size import NetSize, estimate_net_size
 from core.spec import JobSpec, LevelSpec
+from core.token_levels import TOKEN_NET_LEVELS
 
 BYTES_PER_VALUE = 4  # traces are float32
 
@@ -125,6 +126,8 @@ def schedule_of(spec: JobSpec, info: NetInfo) -> list[LevelSpec]:
         return list(info.default_levels)
     if info.size is not None and info.size.arch == "gru":
         return [LevelSpec(granularity="step", keep=1), LevelSpec(granularity="pca")]
+    if info.size is not None and info.size.arch in ("transformer", "hf"):
+        return [LevelSpec(**level) for level in TOKEN_NET_LEVELS]
     return [LevelSpec(granularity="block", block_size=8), LevelSpec(granularity="neuron")]
 
 

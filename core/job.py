@@ -35,7 +35,9 @@ from core.nets.train import TrainConfig, TrainProgress, train_net
 from core.nets.transformer import TransformerNet
 from core.progressive import best_handles, run_levels
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
+from core.sites import is_token_net
 from core.spec import JobSpec, LevelSpec
+from core.token_levels import TOKEN_NET_LEVELS
 
 TASK_FILE = "task.json"
 
@@ -181,6 +183,13 @@ def resolve_task(spec: JobSpec, context: JobContext) -> CausalTask | None:
     return build_task(spec.task.builtin, {**params, **spec.task.params})
 
 
+def task_for_net(task: CausalTask | None, net: InterventableNet) -> CausalTask | None:
+    """The task as ``net`` reads its inputs: a task with a ``for_net`` method adapts its
+    prompts to the net (MCQA: CopyColors text for a Hugging Face model's tokenizer)."""
+    adapt = getattr(task, "for_net", None)
+    return task if adapt is None else adapt(net)
+
+
 def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
                   net: InterventableNet) -> Banks:
     """Generate the banks of a built-in task, or split the dataset's rows into them."""
@@ -213,6 +222,8 @@ def default_levels(spec: JobSpec, task: CausalTask | None, net: InterventableNet
     first = next(iter(net.widths))
     if first.startswith("module:") and any("/pos:" in loc for loc in net.widths):
         return [LevelSpec(granularity="position", keep=2), LevelSpec(granularity="neuron")]
+    if is_token_net(net.widths):
+        return [LevelSpec(**level) for level in TOKEN_NET_LEVELS]
     if first.startswith("step"):
         return [LevelSpec(granularity="step", keep=1), LevelSpec(granularity="pca")]
     return [LevelSpec(granularity="block", block_size=8), LevelSpec(granularity="neuron")]
@@ -270,6 +281,7 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
     started = time.perf_counter()
     task = resolve_task(spec, context)
     net, directory = resolve_net(spec, context, task, control)
+    task = task_for_net(task, net)
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
     return trace_job(spec, context, control, backend_factory, net, banks, task, directory,

@@ -4,7 +4,7 @@ frames a PCA level reads its sites in (plot-method.md §5)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -19,11 +19,13 @@ from core.sites import (
     is_token_net,
     location_sites,
     neuron_sites,
+    parse_token_location,
     pca_band_sites,
     unique_sites,
 )
 from core.spec import LevelSpec
 from core.token_levels import enumerate_token_sites
+from core.token_positions import BankPositions, bank_positions
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class LevelSites:
             number of PCA directions of a location with a frame).
         groups: the coupling groups, in job order of their first variable.
         columns: per group, the indices into ``sites`` of the group's sites.
+        labels: site id -> display label (with its token) for the sites of a token net.
     """
 
     sites: tuple[Site, ...]
@@ -61,6 +64,7 @@ class LevelSites:
     directions: dict[str, int]
     groups: tuple[CouplingGroup, ...]
     columns: tuple[tuple[int, ...], ...]
+    labels: dict[str, str] = field(default_factory=dict)
 
     def group_sites(self, group: int) -> list[Site]:
         """The sites of group ``group``, in its column order."""
@@ -89,11 +93,17 @@ def in_net_order(sites: Sequence[Site], widths: Mapping[str, int]) -> list[Site]
 
 
 def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[Site] | None,
-                    frames: dict[str, Tensor]) -> list[Site]:
-    """The candidate sites of a level, refining ``parents`` (or every location)."""
+                    frames: dict[str, Tensor], positions: BankPositions | None = None
+                    ) -> list[Site]:
+    """The candidate sites of a level, refining ``parents`` (or every location).
+
+    Args:
+        positions: a token net's positions that are sites for the job's bank (None: all).
+    """
     widths = net.widths
     if is_token_net(widths) and level.granularity in ("position", "layer", "step", "head"):
-        return enumerate_token_sites(level, widths, parents)
+        return enumerate_token_sites(level, widths, parents,
+                                     positions.sites if positions is not None else None)
     prefix = next(iter(widths)).split(":")[0]
     if level.granularity in ("position", "head") and prefix != "module":
         raise SiteError(f"{level.granularity} levels need a token net (a transformer)",
@@ -106,6 +116,8 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
                             "levels.granularity")
         return location_sites(widths)
     roots = list(parents) if parents else location_sites(widths)
+    if not parents and positions is not None and is_token_net(widths):
+        roots = [site for site in roots if _position(site) in positions.sites]
     if level.granularity == "block":
         sites = block_sites(roots, level.block_size)
     elif level.granularity == "neuron":
@@ -131,6 +143,11 @@ def module_location_sites(level: LevelSpec, widths: Mapping[str, int]) -> list[S
         raise SiteError("no module location has a position (give a token axis)",
                         "levels.granularity")
     return out
+
+
+def _position(site: Site) -> str | None:
+    parsed = parse_token_location(site.location)
+    return parsed.position if parsed is not None else None
 
 
 def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:
@@ -159,10 +176,15 @@ def enumerate_level_sites(level: LevelSpec, inputs: LevelInputs,
     groups = coupling_groups(level, inputs.variables, kept)
     every_parent = [p for group in groups for p in (group.parents or ())]
     frames = level_frames(level, inputs, every_parent or None)
-    per_group = [enumerate_sites(level, inputs.net, group.parents, frames) for group in groups]
+    fit = inputs.banks.fit
+    positions = bank_positions(inputs.net, fit.base, fit.source) \
+        if is_token_net(widths) else None
+    per_group = [enumerate_sites(level, inputs.net, group.parents, frames, positions)
+                 for group in groups]
     sites = in_net_order([s for group_sites in per_group for s in group_sites], widths)
     position = {site: i for i, site in enumerate(sites)}
     directions = {loc: (int(frames[loc].shape[1]) if loc in frames else width)
                   for loc, width in widths.items()}
     return LevelSites(tuple(sites), frames, directions, tuple(groups),
-                      tuple(tuple(position[s] for s in group_sites) for group_sites in per_group))
+                      tuple(tuple(position[s] for s in group_sites) for group_sites in per_group),
+                      positions.site_labels(sites) if positions is not None else {})

@@ -126,6 +126,7 @@ def level_result(index: int, level: LevelSpec, inputs: LevelInputs, outcome: Lev
         warnings=level_warnings(variables, plans, diagnostics, outcome.signatures.variables),
         diagnostics=diagnostics,
         label_permutation=outcome.permutation,
+        site_labels=outcome.found.labels,
     )
 
 

@@ -151,6 +151,10 @@ class LevelResult(ResultModel):
         diagnostics: per variable and pair of variables, how much the coupling says.
         label_permutation: per variable, its kept-site mass against permuted labels
             (None when the control is off).
+        site_labels: site id -> display label, for the sites of a token net: the id, then
+            the token its position holds in (most of) the bank, quoted (``resid:3/pos:7
+            "Paris"``; the id alone where the token varies). Empty for other nets and in
+            results written before it existed: show ``site_labels.get(id, id)``.
     """
 
     index: int
@@ -169,6 +173,7 @@ class LevelResult(ResultModel):
     warnings: list[str] = Field(default_factory=list)
     diagnostics: CouplingDiagnostics | None = None
     label_permutation: dict[str, PermutationControl] | None = None
+    site_labels: dict[str, str] = Field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A small record for progress events and logs."""

@@ -285,12 +285,19 @@ def results_table(result: JobResult) -> Table:
                    "hard IIA"):
         table.add_column(column)
     for variable, h in result.handles.items():
-        sites = h.sites[0] + (f" +{h.k - 1}" if h.k > 1 else "")
+        sites = site_label(result, h.level, h.sites[0]) + (f" +{h.k - 1}" if h.k > 1 else "")
         table.add_row(variable, str(h.level), sites,
                       f"{h.iia_calibration:.3f}", f"{h.iia_test.overall:.3f}",
                       _fmt(h.iia_test.sensitivity), _fmt(h.iia_test.invariance),
                       f"{h.hard_iia_test.overall:.3f}")
     return table
+
+
+def site_label(result: JobResult, level: int, site: str) -> str:
+    """A site as the tables show it: with the token at its position (``resid:3/pos:7
+    "Paris"``) where its level labelled it, else its id."""
+    levels = [lv for lv in result.levels if lv.index == level]
+    return levels[0].site_labels.get(site, site) if levels else site
 
 
 def controls_table(result: JobResult) -> Table | None:

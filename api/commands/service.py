@@ -151,9 +151,13 @@ def run_submit(args: argparse.Namespace) -> int:
         if job["status"] != "succeeded":
             _out(f"job {job['id']} {job['status']}")
             return 1
-        handles = client.result(job["id"])["result"].get("handles", {})
-        for variable, handle in handles.items():
-            _out(f"{variable}: sites={handle.get('sites')} iia_test={handle.get('iia_test')}")
+        result = client.result(job["id"])["result"]
+        labels = {level.get("index"): level.get("site_labels", {})
+                  for level in result.get("levels", [])}
+        for variable, handle in result.get("handles", {}).items():
+            shown = labels.get(handle.get("level"), {})
+            sites = [shown.get(site, site) for site in handle.get("sites", [])]
+            _out(f"{variable}: sites={sites} iia_test={handle.get('iia_test')}")
     return 0
 
 

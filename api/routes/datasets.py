@@ -105,15 +105,27 @@ async def read_dataset_body(request: Request, settings: Settings, name: str) -> 
 async def upload_dataset(
     request: Request, session: SessionDep, caller: CallerDep, settings: SettingsDep,
     name: Annotated[str, Query(min_length=1, max_length=255, pattern=r"^[\w.\-]+$")],
+    model: Annotated[str | None, Query(max_length=64, description=(
+        "a registered model id: text rows are tokenized with its tokenizer now (else when "
+        "a job names a model)"))] = None,
 ) -> DatasetPublic:
-    """Upload a counterfactual dataset; every row is validated (errors name ``name:line``)."""
+    """Upload a counterfactual dataset; every row is validated (errors name ``name:line``).
+    Inputs are numbers, or text for a registered model with a tokenizer: tokenized at
+    upload when ``model`` names it, else when a job names both."""
     data = await read_dataset_body(request, settings, name)
     if not data.strip():
         raise InputError("the dataset is empty", "body")
+
+    def store() -> Dataset:
+        net = None
+        if model is not None:  # loading a tokenizer reads files: off the event loop too
+            net = (model, datasets.registered_net_text(
+                session, caller, model, settings.resolved_model_root, "model"))
+        return datasets.store_dataset(session, caller, name, data, settings.dataset_dir,
+                                      settings.max_stored_bytes_per_owner, net)
+
     # validating rows is CPU work: in a worker thread, so the event loop keeps answering
-    dataset = await anyio.to_thread.run_sync(
-        datasets.store_dataset, session, caller, name, data, settings.dataset_dir,
-        settings.max_stored_bytes_per_owner, limiter=request.app.state.body_parsers)
+    dataset = await anyio.to_thread.run_sync(store, limiter=request.app.state.body_parsers)
     return to_public(dataset)
 
 
@@ -126,5 +138,6 @@ def to_public(dataset: Dataset) -> DatasetPublic:
     return DatasetPublic(
         id=dataset.id, owner=dataset.owner, name=dataset.name, sha256=dataset.sha256,
         size_bytes=dataset.size_bytes, rows=dataset.rows,
-        variables=list(dataset.variables.get("names", [])), created_at=dataset.created_at,
+        variables=list(dataset.variables.get("names", [])), text=datasets.is_text(dataset),
+        tokenized_for=datasets.tokenized_for(dataset), created_at=dataset.created_at,
     )

@@ -110,6 +110,10 @@ def submit_job(
     field, its value and the limit, and nothing is stored), then the row is written and the
     id returned; a runner picks it up."""
     check_references(session, caller, spec)
+    if spec.task.dataset is not None:  # a text dataset is tokenized for the job's net
+        datasets.check_text_for_net(
+            session, caller, datasets.get_dataset(session, caller, spec.task.dataset),
+            spec.model.id, settings.dataset_dir, settings.resolved_model_root)
     admit(spec, settings.admission_limits_for(caller.owner),
           admission_info(session, caller, spec))
     job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)

@@ -2,8 +2,9 @@
 
 A row is ``{"base": x, "source": x, "base_label": y, "counterfactual_labels": {var: y}}``
 where ``x`` is a number or nested list of numbers of the net input shape and ``y`` is an
-int (one output head) or a list of ints (one per head). Every refusal names
-``<file>:<line>``.
+int (one output head) or a list of ints (one per head). For a net with a tokenizer ``x`` may
+be text, tokenized with the net's tokenizer (``tokenize``); ``check_dataset_bytes`` checks
+an upload with or without its net. Every refusal names ``<file>:<line>``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class _Layout:
     heads_origin: str = "the net output shape"
     input_dtype: torch.dtype = torch.float32
     tokenize: Tokenize | None = None
+    defer_text: bool = False  # without ``tokenize``: check text inputs, tokenize them later
+    text: bool | None = None  # whether the inputs are text (None before the first one)
     rows: list[tuple[list[float], list[float], list[int], dict[str, list[int]]]] = field(
         default_factory=list
     )
@@ -99,13 +102,8 @@ def parse_dataset_bytes(
     Raises:
         DatasetError: the bytes are not UTF-8, or a row is bad (``where`` = ``name:line``).
     """
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"not UTF-8 text (byte {error.start})", name) from None
-    # split on newlines only: str.splitlines would also break at U+2028 inside strings
-    lines = (line.removesuffix("\r") for line in text.split("\n"))
-    return _parse_lines(lines, name, input_shape, output_shape, input_dtype, tokenize)
+    return _parse_lines(_lines(data, name), name, input_shape, output_shape, input_dtype,
+                        tokenize)
 
 
 def write_dataset(path: str | Path, bank: PairBank) -> None:
@@ -156,6 +154,78 @@ def split_dataset(bank: PairBank, pairs: PairsSpec) -> Banks:
                  test=bank.subset(test))
 
 
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a service records of a checked dataset.
+
+    Attributes:
+        rows: its non-empty rows.
+        variables: the variables of its counterfactual labels, in the first row's order.
+        text: whether its inputs are text (to tokenize with a net's tokenizer).
+    """
+
+    rows: int
+    variables: tuple[str, ...]
+    text: bool
+
+
+def check_dataset_bytes(
+    data: bytes,
+    name: str,
+    tokenize: Tokenize | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    output_shape: tuple[int, int] | None = None,
+    defer_text: bool = True,
+) -> DatasetSummary:
+    """Check every row of an uploaded dataset. With ``tokenize`` (the net it is meant for)
+    text inputs are tokenized and must fit. Without it, ``defer_text`` checks they are
+    non-empty text, all of a dataset's inputs text or all numbers, to tokenize when a job
+    names its net (else text is refused). See ``read_dataset`` for the rest.
+
+    Raises:
+        DatasetError: ``where`` = ``name:line`` of the first bad row.
+    """
+    layout = _read_layout(_lines(data, name), name, input_shape, output_shape,
+                          torch.long if tokenize is not None else torch.float32, tokenize,
+                          defer_text=defer_text and tokenize is None)
+    return DatasetSummary(len(layout.rows), layout.variables or (), bool(layout.text))
+
+
+def _lines(data: bytes, name: str) -> Iterable[str]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DatasetError(f"not UTF-8 text (byte {error.start})", name) from None
+    # split on newlines only: str.splitlines would also break at U+2028 inside strings
+    return (line.removesuffix("\r") for line in text.split("\n"))
+
+
+def _read_layout(
+    lines: Iterable[str],
+    name: str,
+    input_shape: tuple[int, ...] | None,
+    output_shape: tuple[int, int] | None,
+    input_dtype: torch.dtype = torch.float32,
+    tokenize: Tokenize | None = None,
+    defer_text: bool = False,
+) -> _Layout:
+    """Every row parsed and checked into a layout holding them."""
+    layout = _Layout(
+        input_shape=tuple(input_shape) if input_shape is not None else None,
+        num_heads=output_shape[0] if output_shape is not None else None,
+        num_classes=output_shape[1] if output_shape is not None else None,
+        input_dtype=input_dtype,
+        tokenize=tokenize,
+        defer_text=defer_text,
+    )
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            _parse_row(line, f"{name}:{number}", layout)
+    if not layout.rows or layout.input_shape is None or layout.variables is None:
+        raise DatasetError("the dataset has no rows", name)
+    return layout
+
+
 def _parse_lines(
     lines: Iterable[str],
     name: str,
@@ -164,18 +234,8 @@ def _parse_lines(
     input_dtype: torch.dtype = torch.float32,
     tokenize: Tokenize | None = None,
 ) -> PairBank:
-    layout = _Layout(
-        input_shape=tuple(input_shape) if input_shape is not None else None,
-        num_heads=output_shape[0] if output_shape is not None else None,
-        num_classes=output_shape[1] if output_shape is not None else None,
-        input_dtype=input_dtype,
-        tokenize=tokenize,
-    )
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            _parse_row(line, f"{name}:{number}", layout)
-    if not layout.rows or layout.input_shape is None or layout.variables is None:
-        raise DatasetError("the dataset has no rows", name)
+    layout = _read_layout(lines, name, input_shape, output_shape, input_dtype, tokenize)
+    assert layout.input_shape is not None and layout.variables is not None
     shape = (len(layout.rows), *layout.input_shape)
     base, source, base_labels, counterfactual = zip(*layout.rows, strict=True)
     return PairBank(
@@ -227,7 +287,20 @@ def _parse_row(line: str, where: str, layout: _Layout) -> None:
 
 def _parse_input(value: Any, key: str, where: str, layout: _Layout) -> list[float]:
     """The flat numbers of one input (text tokenized first), its shape checked."""
-    if isinstance(value, str):
+    is_text = isinstance(value, str)
+    if layout.text is None:
+        layout.text = is_text
+    elif is_text != layout.text:
+        if layout.defer_text:  # a stand-in and a number list cannot share a shape
+            kinds = ("numbers", "text")
+            raise DatasetError(f"{key} is {kinds[is_text]} but the first row's inputs are "
+                               f"{kinds[layout.text]}", where)
+        layout.text = True
+    if is_text and layout.tokenize is None and layout.defer_text:
+        if not value.strip():
+            raise DatasetError(f"{key}: empty text", where)
+        value = 0  # stands for the text until a net's tokenizer reads it
+    elif is_text:
         if layout.tokenize is None:
             raise DatasetError(f"{key}: text needs a net with a tokenizer", where)
         try:

@@ -23,6 +23,7 @@ from core.causal.generated import GeneratedTask
 from core.causal.model import CausalModel, Variable
 from core.causal.sampling import label_pairs
 from core.errors import TaskError
+from core.nets.base import InterventableNet
 from core.nets.tokenizer import WordTokenizer, label_token_ids
 
 OBJECTS = ("apple", "banana", "sky", "grass", "cherry", "lemon", "snow", "coal", "rose",
@@ -155,8 +156,32 @@ class MultipleChoiceColours(GeneratedTask):
         colours.scatter_(1, source["q"].unsqueeze(1), asked.unsqueeze(1))
         for k in range(self.num_objects):
             source[f"c{k}"] = colours[:, k]
-        return label_pairs(self.causal, self.encode, base, source, self.variables)
+        return label_pairs(self.causal, self.encode_candidates, base, source, self.variables)
 
+    def encode_candidates(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """The net inputs of candidate pairs (``encode``; a task whose encoding is costly
+        keeps the causal inputs here and encodes only the pairs its banks keep)."""
+        return self.encode(inputs)
+
+    def for_net(self, net: InterventableNet) -> MultipleChoiceColours:
+        """This task as the given net reads it: the word prompts for our own transformer,
+        CopyColors text prompts tokenized by a Hugging Face model's tokenizer
+        (``core.causal.mcqa_text``).
+
+        Raises:
+            TaskError: the model's tokenizer splits an answer letter, or the model reads
+                other labels than the letters.
+        """
+        tokenizer: Any = getattr(net, "tokenizer", None)
+        encode = net.text_encoder()
+        if net.config.get("arch") != "hf" or tokenizer is None or encode is None:
+            return self
+        from core.causal.mcqa_text import CopyColorsPrompts
+
+        return CopyColorsPrompts(
+            self.num_objects, self.num_options,
+            lambda text: list(tokenizer.encode(text, add_special_tokens=False)), encode,
+            int(net.input_shape[0]), list(net.config["label_token_ids"]))
 
     def named_positions(self) -> dict[str, dict[str, int]]:
         """Positions computed from the prompt: the queried object and each option's colour."""

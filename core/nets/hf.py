@@ -34,6 +34,7 @@ from torch.nn import functional
 
 from core.errors import ModelLoadError, PlotError
 from core.hooks import Hook, hooked, replayed
+from core.net_text import hf_encoder
 from core.nets.base import Edit, Trace, tile
 from core.nets.hf_layout import LayoutError, check_layout, find_layout, is_close
 from core.nets.tokenizer import label_token_ids
@@ -144,13 +145,9 @@ class HFNet(TokenNet):
         return (1, len(self.config["labels"]))
 
     def text_encoder(self) -> Callable[[str], list[int]] | None:
-        def encode(text: str) -> list[int]:
-            ids = list(self.tokenizer.encode(text, add_special_tokens=False))
-            if len(ids) > self.max_len:
-                raise ModelLoadError(f"{len(ids)} tokens, the net takes at most "
-                                     f"{self.max_len}", "text")
-            return ids + [self.pad_token_id] * (self.max_len - len(ids))
-        return encode
+        """The tokenizer's leading special tokens (``<bos>``) and the text, padded to
+        ``max_len`` (``core.net_text.hf_encoder``, as an upload is checked)."""
+        return hf_encoder(self.tokenizer, self.max_len)
 
     def part(self, block: int, name: str) -> nn.Module:
         """Block ``block``'s ``attn``, ``mlp``, ``o_proj``, ``attn_out`` or ``mlp_out``."""
