@@ -3,7 +3,8 @@
 Each step is one function returning a frozen dataclass. The output probabilities and the
 cost matrices (one per kind of ``coupling.cost``) are computed once per level (a
 per-variable group's block is costed on its own: see ``group_cost``); each variable's cost
-kind is chosen on the calibration bank with its other knobs (``choose_handle``). Step 1, the sites, is ``core.level_sites``.
+kind is chosen on the calibration bank with its other knobs (``choose_handle``). Step 1,
+the sites, is ``core.level_sites``.
 """
 
 from __future__ import annotations

@@ -197,12 +197,15 @@ class LevelSpec(_Frozen):
         return list(dict.fromkeys(self.block_sizes or [self.block_size]))
 
 
+DEFAULT_COSTS: tuple[CostKind, ...] = ("mse", "cosine")
+
+
 class CouplingSpec(_Frozen):
     """The transport problem and the grids of its knobs, chosen on the calibration bank."""
 
     solver: Solver = "sinkhorn"
     cost: list[CostKind] = Field(
-        default_factory=lambda: ["mse", "cosine"], min_length=1, max_length=3,
+        default_factory=lambda: list(DEFAULT_COSTS), min_length=1, max_length=3,
         description="cost kinds tried; each variable's is chosen on the calibration bank "
         "with epsilon, beta, k and lambda (a single name is a one-kind list)",
     )

@@ -18,6 +18,20 @@ from core.result import DasRun, JobResult, LevelResult, to_finite
 BEFORE_TYPED = Path(__file__).parents[2] / "fixtures" / "heq_result_before_typed.json"
 
 
+# fields added after the fixture was written: they load as None and are written as null
+ADDED_LATER = ("cost_kind", "verdict", "verdict_reason")
+
+
+def without_added_fields(document: Any) -> Any:
+    """``document`` without the null fields added after the fixture was written."""
+    if isinstance(document, dict):
+        return {key: without_added_fields(value) for key, value in document.items()
+                if not (key in ADDED_LATER and value is None)}
+    if isinstance(document, list):
+        return [without_added_fields(value) for value in document]
+    return document
+
+
 @pytest.fixture
 def stored() -> dict[str, Any]:
     document: dict[str, Any] = json.loads(BEFORE_TYPED.read_text())
@@ -27,8 +41,11 @@ def stored() -> dict[str, Any]:
 def test_a_result_stored_before_typed_results_loads_and_round_trips(
         stored: dict[str, Any]) -> None:
     result = JobResult.model_validate(stored)
-    assert result.to_json() == stored
+    assert without_added_fields(result.to_json()) == stored
     assert JobResult.model_validate(result.to_json()) == result
+    handle = result.handles["WX"]
+    assert (handle.cost_kind, handle.verdict, handle.verdict_reason) == (None, None, None)
+    assert result.levels[0].plans[0].cost_kind is None
     level = result.levels[0]
     assert level.granularity == "neuron" and len(level.sites) == len(level.cost[0]) == 48
     assert result.das is not None and result.das.best["WX"].iia_test.pairs == 200

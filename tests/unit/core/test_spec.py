@@ -57,9 +57,9 @@ def test_a_minimal_spec_gets_the_methods_defaults() -> None:
 def test_a_single_cost_kind_is_a_one_kind_list_and_a_repeat_is_refused() -> None:
     spec = parse_job_spec({"task": TASK, "coupling": {"cost": "cosine"}})
     assert spec.coupling.cost == ["cosine"]
-    with pytest.raises(SpecError, match="coupling.cost"):
+    with pytest.raises(SpecError, match=r"coupling\.cost"):
         parse_job_spec({"task": TASK, "coupling": {"cost": ["mse", "mse"]}})
-    with pytest.raises(SpecError, match="coupling.cost"):
+    with pytest.raises(SpecError, match=r"coupling\.cost"):
         parse_job_spec({"task": TASK, "coupling": {"cost": []}})
 
 
