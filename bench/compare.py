@@ -5,7 +5,9 @@ and each seed, the task's default net is trained (or reused from the cache) with
 the fit / calibration / test banks are drawn once, and the three methods run on the same
 banks and traces:
 
-- ``PLOT``: the task's default levels; the best handle per variable (soft handle test IIA);
+- ``PLOT``: the task's default levels; the best handle per variable (soft handle test IIA),
+  with its verdict (``core.verdict``: the job's controls run after the levels, their time
+  is not in PLOT's wall time);
 - ``PLOT+guided DAS``: the same levels, then DAS only at the kept locations (cost = both);
 - ``full DAS``: DAS at every location × k × variable. For a token net (MCQA) the locations
   are the residual stream after every block at every distinct position (``full_targets``'
@@ -38,9 +40,11 @@ from typing import Any
 
 import torch
 
+from core.controls import run_controls
 from core.das_search import full_targets, run_das, run_das_targets
 from core.das_training import DasTarget, das_config
 from core.engine import BankTraces, trace_bank
+from core.handle_verdicts import calibration_evidence, with_verdicts
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
 from core.level_inputs import LevelInputs
 from core.nets.mlp import MLP
@@ -111,14 +115,19 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     max_rows = context.max_rows(None)
     traces = {s: trace_bank(net, getattr(banks, s), max_rows)
               for s in ("fit", "calibration", "test")}
-    inputs = LevelInputs.local(net, banks, traces, spec.coupling, spec.calibration, max_rows)
+    controls_spec = spec.controls.model_copy(update={"seed": seed})
+    inputs = LevelInputs.local(net, banks, traces, spec.coupling, spec.calibration, max_rows,
+                               controls_spec)
     schedule = default_levels(spec, task, net)
 
     started = time.perf_counter()
     levels = run_levels(schedule, inputs)
-    plot_s = time.perf_counter() - started
+    permutation_s = sum(level.timing["label_permutation_s"] for level in levels)
+    plot_s = time.perf_counter() - started - permutation_s  # PLOT's own time, as before
     plot_passes = sum(level.forward_passes for level in levels)
-    handles = best_handles(levels)
+    controls, _ = run_controls(controls_spec, seed, schedule, inputs, levels)
+    evidence = calibration_evidence(banks.calibration, list(banks.variables))
+    levels, handles = with_verdicts(levels, best_handles(levels), controls, evidence)
     guided = run_das(DasSpec(mode="guided", **das), inputs, levels, seed)
     full_spec = DasSpec(mode="full", **das)
     targets = full_das_targets(net, list(banks.variables), full_spec.dims, traces)
@@ -126,7 +135,13 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     methods: dict[str, Any] = {
         "PLOT": {"wall_s": plot_s, "forward_passes": plot_passes, "trainings": 0,
                  "iia": {v: h.iia_test.overall for v, h in handles.items()},
-                 "sites": {v: h.sites for v, h in handles.items()}},
+                 "sensitivity": {v: h.iia_test.sensitivity for v, h in handles.items()},
+                 "sites": {v: h.sites for v, h in handles.items()},
+                 "cost_kind": {v: h.cost_kind for v, h in handles.items()},
+                 "verdict": {v: h.verdict for v, h in handles.items()},
+                 "verdict_reason": {v: h.verdict_reason for v, h in handles.items()},
+                 "controls_s": sum(controls.timing.values()),
+                 "controls": controls.to_json()},
         "PLOT+guided DAS": {
             "wall_s": plot_s + guided.runtime_s,
             "forward_passes": plot_passes + guided.forward_passes,
@@ -190,20 +205,36 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "forward_passes": statistics.fmean(c["forward_passes"] for c in cells),
                 "trainings": statistics.fmean(c["trainings"] for c in cells),
                 "speedup_vs_full": full_s / wall if wall > 0 else float("inf"),
+                "verdicts": verdict_counts(cells, mine[0]["variables"]),
             })
     return rows
 
 
+def verdict_counts(cells: list[dict[str, Any]], variables: list[str]) -> dict[str, str]:
+    """Per variable, its verdicts over the seeds (``localized 3/3``); PLOT's handles only
+    (the controls judge transport handles, not DAS runs)."""
+    if not all("verdict" in c for c in cells):
+        return {}
+    out = {}
+    for v in variables:
+        seen = [str(c["verdict"][v]) for c in cells]
+        out[v] = ", ".join(f"{name} {seen.count(name)}/{len(seen)}"
+                           for name in dict.fromkeys(seen))
+    return out
+
+
 def markdown(rows: list[dict[str, Any]], header: str,
              runs: list[dict[str, Any]] | None = None) -> str:
-    lines = [header, "", "| task | method | test IIA per variable (mean ± sd) | wall s | "
-             "forward passes | DAS trainings | speed-up vs full DAS |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [header, "", "| task | method | verdict per variable (seeds) | test IIA per "
+             "variable (mean ± sd) | wall s | forward passes | DAS trainings | speed-up vs "
+             "full DAS |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for row in rows:
         iia = ", ".join(f"{v} {m:.3f} ± {s:.3f}" for v, (m, s) in row["iia"].items())
-        lines.append(f"| {row['task']} | {row['method']} | {iia} | {row['wall_s']:.2f} | "
-                     f"{row['forward_passes']:.0f} | {row['trainings']:.0f} | "
-                     f"{row['speedup_vs_full']:.1f}× |")
+        verdicts = "; ".join(f"{v} {text}" for v, text in row.get("verdicts", {}).items())
+        lines.append(f"| {row['task']} | {row['method']} | {verdicts or '–'} | {iia} | "
+                     f"{row['wall_s']:.2f} | {row['forward_passes']:.0f} | "
+                     f"{row['trainings']:.0f} | {row['speedup_vs_full']:.1f}× |")
     for run in runs or []:
         lines += ["", f"## {run['task']}, seed {run['seed']}: where each method looked", "",
                   f"DAS ranks {run['dims']}; full DAS over {len(run['full_das_locations'])} "
@@ -211,14 +242,17 @@ def markdown(rows: list[dict[str, Any]], header: str,
                   "| variable | " + " | ".join(f"PLOT {lv['granularity']}: kept"
                                              for lv in run["levels"])
                   + " | PLOT handle | guided DAS best | full DAS best |"
-                  + "".join(f" {m} best |" for m in method_names([run])[3:]),
-                  "|---|" + "---|" * (len(run["levels"]) + len(method_names([run])))]
+                  + "".join(f" {m} best |" for m in method_names([run])[3:])
+                  + " PLOT verdict (cost kind) |",
+                  "|---|" + "---|" * (len(run["levels"]) + len(method_names([run])) + 1)]
         methods = run["methods"]
         for v in run["variables"]:
             kept = [", ".join(f"`{s}`" for s in lv["kept"][v]) for lv in run["levels"]]
             best = [", ".join(f"`{s}`" for s in methods[m]["sites"][v])
                     for m in method_names([run])]
-            lines.append(f"| {v} | " + " | ".join(kept + best) + " |")
+            plot = methods["PLOT"]
+            verdict = [f"{plot['verdict'][v]} ({plot['cost_kind'][v]})"]
+            lines.append(f"| {v} | " + " | ".join(kept + best + verdict) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -33,8 +33,9 @@ class AdmissionLimits:
         max_levels: progressive levels (8; the default schedules have 1–3).
         max_sites_per_level: candidate sites of one level (100,000: its signatures are
             sites × fit pairs × labels floats, 0.8 GB at 1,000 pairs and 2 labels).
-        max_calibration_candidates: (k, λ) candidates per variable and level, plans × |top_k|
-            × |strengths| (20,000; the default grid is 5 × 20 × 17 = 1,700).
+        max_calibration_candidates: (k, λ) candidates per variable and level, cost kinds ×
+            plans × |top_k| × |strengths| (20,000; the default grid is 2 × 5 × 20 × 17 =
+            3,400).
         max_forward_passes: rows run through the net by the whole job: clean traces,
             signatures, calibration, test, controls and DAS epochs (1e9: hours on one GPU
             for the small nets, days for a 2B language model).
@@ -132,9 +133,22 @@ def schedule_of(spec: JobSpec, info: NetInfo) -> list[LevelSpec]:
 
 
 def _parent_width(level: LevelSpec, width: int) -> int:
-    """Coordinates of one site a level keeps (what the next level refines)."""
-    return {"block": level.block_size, "neuron": 1, "pca": level.band_size}.get(
-        level.granularity, width)
+    """Coordinates of one site a level keeps (what the next level refines; the widest of
+    a level's sites)."""
+    return {"block": max(level.group_sizes), "neuron": 1,
+            "pca": width if level.prefixes else level.band_size}.get(level.granularity, width)
+
+
+def _refinements(level: LevelSpec, parent_width: int) -> int:
+    """Sites a block, neuron or PCA level makes of one parent of ``parent_width``
+    coordinates: every group size's groups; bands and, with ``prefixes``, the nested
+    prefixes (1, 2, 4, … and the whole parent)."""
+    if level.granularity == "block":
+        return sum(math.ceil(parent_width / size) for size in level.group_sizes)
+    if level.granularity == "neuron":
+        return parent_width
+    prefixes = (math.ceil(math.log2(parent_width)) + 1) if level.prefixes else 0
+    return math.ceil(parent_width / level.band_size) + prefixes
 
 
 def estimate_sites(schedule: Sequence[LevelSpec], size: NetSize | None, variables: int
@@ -151,29 +165,22 @@ def estimate_sites(schedule: Sequence[LevelSpec], size: NetSize | None, variable
     parent_width, previous = width, 0
     for i, level in enumerate(schedule):
         grain = level.granularity
+        refining = grain in ("block", "neuron", "pca")
         if i == 0:
-            count = {
-                "position": tokens,
-                "block": tokens * math.ceil(stream / level.block_size),
-                "neuron": tokens * stream,
-                "pca": tokens * math.ceil(stream / level.band_size),
-            }.get(grain, tokens * locations)
+            count = tokens * (_refinements(level, stream) if refining
+                              else 1 if grain == "position" else locations)
         else:
             parents = min(previous, schedule[i - 1].keep * variables)
             pw = min(parent_width, width)
-            count = parents * {
-                "block": math.ceil(pw / level.block_size),
-                "neuron": pw,
-                "pca": math.ceil(pw / level.band_size),
-            }.get(grain, locations)
+            count = parents * (_refinements(level, pw) if refining else locations)
         sites.append(max(count, 1))
         previous, parent_width = count, _parent_width(level, width)
     return sites
 
 
 def _calibration_grid(spec: JobSpec) -> tuple[int, int]:
-    """(plans, candidates per variable and level)."""
-    plans = len(spec.coupling.epsilons) * (
+    """(plans, candidates per variable and level), every cost kind's together."""
+    plans = len(spec.coupling.cost) * len(spec.coupling.epsilons) * (
         len(spec.coupling.betas) if spec.coupling.solver == "unbalanced" else 1)
     return plans, plans * len(spec.calibration.top_k) * len(spec.calibration.strengths)
 
@@ -186,9 +193,10 @@ def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
     (a full-vector interchange per variable at each of the net's ``locations``) and DAS (a
     training's epochs over the fit bank)."""
     pairs = spec.pairs
-    _, candidates = _calibration_grid(spec)
+    kinds = len(spec.coupling.cost)  # each kind's candidates are calibrated on their own
+    candidates = _calibration_grid(spec)[1] // kinds
     screen = spec.calibration.screen_pairs or pairs.calibration
-    per_level_calibration = variables * (
+    per_level_calibration = variables * kinds * (
         candidates * min(screen, pairs.calibration)
         + min(spec.calibration.finalists, candidates) * pairs.calibration)
     levels = len(sites)
@@ -196,7 +204,7 @@ def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
         "traces": 2 * (pairs.fit + pairs.calibration + pairs.test),
         "signatures": sum(sites) * pairs.fit,
         "calibration": levels * per_level_calibration,
-        "test": levels * variables * 2 * pairs.test,
+        "test": levels * variables * 2 * kinds * pairs.test,
         "das": das_trainings * spec.das.max_epochs * pairs.fit,
     }
     if spec.controls.random_net:

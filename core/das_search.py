@@ -112,7 +112,8 @@ def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int
             width = widths[location]
             support = [s for s in handle if s.location == location] or [
                 s for s in kept if s.location == location]
-            size = min(sum(s.size for s in support), width)
+            # distinct coordinates: nested PCA prefixes and multi-resolution groups overlap
+            size = min(len({c for s in support for c in range(s.start, s.stop)}), width)
             # a whole-location support (a coarse last level) says nothing about k
             whole = any(s.kind == "all" for s in support)
             ks = clip_dims(dims, width) if whole else bracket_dims(dims, size, width)

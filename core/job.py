@@ -27,6 +27,7 @@ from core.controls import run_controls
 from core.das_search import run_das
 from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, ModelLoadError
+from core.handle_verdicts import calibration_evidence, with_verdicts
 from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
@@ -328,10 +329,13 @@ def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
         "das_s": das.runtime_s if das is not None else 0.0,
         **control_timing(control_result),
     }
+    evidence = calibration_evidence(banks.calibration, list(banks.variables))
+    judged_levels, handles = with_verdicts(levels, best_handles(levels), control_result,
+                                           evidence)
     return JobResult(
         variables=list(banks.variables),
-        levels=levels,
-        handles=best_handles(levels),
+        levels=judged_levels,
+        handles=handles,
         timing=timing,
         forward_passes=sum(level.forward_passes for level in levels)
         + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
@@ -411,6 +415,6 @@ def run_prepared(spec: JobSpec, context: JobContext, job: PreparedJob,
                         time.perf_counter() - started)
     control.emit("finished", {
         "total_s": result.timing["total_s"],
-        "handles": {v: {"sites": h.sites, "iia_test": h.iia_test.overall}
-                    for v, h in result.handles.items()}})
+        "handles": {v: {"sites": h.sites, "iia_test": h.iia_test.overall,
+                        "verdict": h.verdict} for v, h in result.handles.items()}})
     return result

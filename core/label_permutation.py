@@ -20,7 +20,7 @@ from torch import Tensor
 from core.control import NO_CONTROL, JobControl
 from core.cost import cost_matrix
 from core.coupling import marginals, solve_coupling
-from core.spec import ControlsSpec, CouplingSpec
+from core.spec import ControlsSpec, CostKind, CouplingSpec
 
 if TYPE_CHECKING:  # core.result stores PermutationControl, and the level steps build results
     from core.level_steps import LevelHandles, LevelSignatures
@@ -144,24 +144,34 @@ def permutation_masses(permuted: Tensor, site_signatures: Tensor, spec: Coupling
 
 def permutation_mass_sums(permuted: Tensor, site_signatures: Tensor, spec: CouplingSpec,
                           base_probs: Tensor, num_classes: int, knobs: Sequence[Knobs],
-                          kept: Sequence[Sequence[int]]) -> list[float]:
+                          kept: Sequence[Sequence[int]],
+                          kinds: Sequence[CostKind] | None = None) -> list[float]:
     """``permutation_masses`` before the mean: per variable, the sum over the N
-    permutations (chunks of permutations add up)."""
+    permutations (chunks of permutations add up).
+
+    Args:
+        kinds: per variable, the cost kind its real handle chose (None: the spec's first).
+    """
     count, variables = permuted.shape[:2]
     a, b = marginals(variables, site_signatures, spec.site_marginal, spec.null_row)
+    chosen = list(kinds) if kinds is not None else [spec.cost[0]] * variables
     totals = [0.0] * variables
     for n in range(count):
         rows = permuted[n]
         if spec.null_row:
             rows = torch.cat([rows, torch.zeros_like(rows[:1])])
-        cost = cost_matrix(spec.cost, rows, site_signatures, base_probs, num_classes)
-        solved: dict[Knobs, Tensor] = {}
+        costs: dict[CostKind, Tensor] = {}
+        solved: dict[tuple[CostKind, float | None, float | None], Tensor] = {}
         for j, (epsilon, beta) in enumerate(knobs):
-            if (epsilon, beta) not in solved:
-                plan = solve_coupling(cost, a, b, spec.solver, epsilon, beta, spec.max_iter,
-                                      spec.tol)
-                solved[(epsilon, beta)] = plan.variable_rows(variables)
-            totals[j] += row_mass(solved[(epsilon, beta)][j], kept[j])
+            kind = chosen[j]
+            if kind not in costs:
+                costs[kind] = cost_matrix(kind, rows, site_signatures, base_probs, num_classes)
+            key = (kind, epsilon, beta)
+            if key not in solved:
+                plan = solve_coupling(costs[kind], a, b, spec.solver, epsilon, beta,
+                                      spec.max_iter, spec.tol)
+                solved[key] = plan.variable_rows(variables)
+            totals[j] += row_mass(solved[key][j], kept[j])
     return totals
 
 
@@ -172,7 +182,7 @@ def level_permutation_controls(spec: ControlsSpec | None, coupling: CouplingSpec
                                ) -> dict[str, PermutationControl] | None:
     """A level's label-permutation control, from its results: per variable, the mass of
     its chosen row on its kept sites against permuted-label couplings of its group with
-    the knobs its handle chose. None when the control is off.
+    the knobs (cost kind, ε, β) its handle chose. None when the control is off.
 
     The same seed gives the same permutations at every level. They are drawn and coupled
     ``PERMUTATION_CHUNK`` at a time (memory does not grow with ``permutations``), and the
@@ -200,7 +210,8 @@ def level_permutation_controls(spec: ControlsSpec | None, coupling: CouplingSpec
             found = permutation_mass_sums(
                 chunk[:, list(group.plans.rows)], signatures.sites[columns], coupling,
                 signatures.base_probs, num_classes,
-                [(o.handle.epsilon, o.handle.beta) for o in outcomes], [o.kept for o in outcomes])
+                [(o.handle.epsilon, o.handle.beta) for o in outcomes], [o.kept for o in outcomes],
+                [group.plans.kinds[o.kind].kind for o in outcomes])
             for j, total in enumerate(found):
                 totals[j] += total
     out: dict[str, PermutationControl] = {}

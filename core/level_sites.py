@@ -21,6 +21,7 @@ from core.sites import (
     neuron_sites,
     parse_token_location,
     pca_band_sites,
+    pca_prefix_sites,
     unique_sites,
 )
 from core.spec import LevelSpec
@@ -87,15 +88,21 @@ def coupling_groups(level: LevelSpec, variables: Sequence[str],
 
 
 def in_net_order(sites: Sequence[Site], widths: Mapping[str, int]) -> list[Site]:
-    """``sites`` without repeats, by location in forward order, then kind and start."""
+    """``sites`` without repeats, by location in forward order, then kind, start and stop
+    (nested prefixes and multi-resolution groups share a start)."""
     order = list(widths)
-    return sorted(unique_sites(sites), key=lambda s: (order.index(s.location), s.kind, s.start))
+    return sorted(unique_sites(sites),
+                  key=lambda s: (order.index(s.location), s.kind, s.start, s.stop))
 
 
 def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[Site] | None,
                     frames: dict[str, Tensor], positions: BankPositions | None = None
                     ) -> list[Site]:
     """The candidate sites of a level, refining ``parents`` (or every location).
+
+    A block level offers groups of every size in ``group_sizes``; a PCA level offers bands
+    of ``band_size`` directions and, with ``prefixes``, the nested prefixes (top 1, 2, 4, …)
+    of each parent: overlapping sites that compete in the same coupling.
 
     Args:
         positions: a token net's positions that are sites for the job's bank (None: all).
@@ -119,13 +126,15 @@ def enumerate_sites(level: LevelSpec, net: InterventableNet, parents: Sequence[S
     if not parents and positions is not None and is_token_net(widths):
         roots = [site for site in roots if _position(site) in positions.sites]
     if level.granularity == "block":
-        sites = block_sites(roots, level.block_size)
+        sites = [s for size in level.group_sizes for s in block_sites(roots, size)]
     elif level.granularity == "neuron":
         sites = neuron_sites(roots)
     else:
         pca_roots = [Site(p.location, "pca", 0, int(frames[p.location].shape[1]))
                      if p.kind == "all" else p for p in roots]
         sites = pca_band_sites(pca_roots, level.band_size)
+        if level.prefixes:
+            sites += pca_prefix_sites(pca_roots)
     return in_net_order(sites, widths)
 
 

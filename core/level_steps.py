@@ -1,12 +1,15 @@
 """Steps 2–5 of a level (plot-method.md §2–4): signatures → cost → plans → handles.
 
 Each step is one function returning a frozen dataclass. The output probabilities and the
-cost matrix are computed once per level (a per-variable group's block is costed on its own:
-see ``group_cost``). Step 1, the sites, is ``core.level_sites``.
+cost matrices (one per kind of ``coupling.cost``) are computed once per level (a
+per-variable group's block is costed on its own: see ``group_cost``); each variable's cost
+kind is chosen on the calibration bank with its other knobs (``choose_handle``). Step 1,
+the sites, is ``core.level_sites``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,7 +28,7 @@ from core.level_sites import CouplingGroup, LevelSites
 from core.plan_grid import PlanOutcome, grid_problem
 from core.result import HandleResult, PlanSummary
 from core.signatures import abstract_signatures, output_probabilities
-from core.spec import LevelSpec
+from core.spec import CostKind, LevelSpec
 
 # ---------------------------------------------------------------- step 2: signatures
 
@@ -68,15 +71,17 @@ def with_null_row(signatures: Tensor, null_row: bool) -> Tensor:
 
 @dataclass(frozen=True)
 class LevelCost:
-    """The cost of every variable (then the null variable) against every site of the level.
+    """The cost of one kind: every variable (then the null variable) against every site.
 
     Attributes:
         matrix: (R, S) cost normalised to [0, 1]; R = V, or V + 1 with the null row last.
         variables: V, the variable rows of ``matrix``.
+        kind: the cost kind (``coupling.cost``).
     """
 
     matrix: Tensor
     variables: int
+    kind: CostKind = "mse"
 
     def of_variables(self) -> Tensor:
         """(V, S) the variables' rows, normalised on their own (the level's reported cost)."""
@@ -90,32 +95,46 @@ class LevelCost:
                 and tuple(columns) == tuple(range(self.matrix.shape[1])))
 
 
-def compute_cost(signatures: LevelSignatures, inputs: LevelInputs) -> LevelCost:
-    """Step 3: the cost matrix of the level (plot-method.md §3), with the null row (a zero
-    signature) when the coupling has one."""
+def compute_cost(signatures: LevelSignatures, inputs: LevelInputs,
+                 kind: CostKind | None = None) -> LevelCost:
+    """Step 3: the cost matrix of one kind (plot-method.md §3; default the spec's first),
+    with the null row (a zero signature) when the coupling has one."""
+    kind = kind or inputs.coupling.cost[0]
     rows = with_null_row(signatures.variables, inputs.coupling.null_row)
-    matrix = cost_matrix(inputs.coupling.cost, rows, signatures.sites, signatures.base_probs,
+    matrix = cost_matrix(kind, rows, signatures.sites, signatures.base_probs,
                          inputs.num_classes)
-    return LevelCost(matrix, int(signatures.variables.shape[0]))
+    return LevelCost(matrix, int(signatures.variables.shape[0]), kind)
+
+
+def compute_costs(signatures: LevelSignatures, inputs: LevelInputs) -> tuple[LevelCost, ...]:
+    """Step 3 for every kind of ``coupling.cost``, in the spec's order."""
+    return tuple(compute_cost(signatures, inputs, kind) for kind in inputs.coupling.cost)
+
+
+def reported_cost(costs: Sequence[LevelCost], chosen: Sequence[int]) -> Tensor:
+    """(V, S) each variable's cost row under the kind its handle chose (the level result's
+    ``cost``).
+
+    Args:
+        chosen: per variable in job order, the index of its kind in ``costs``.
+    """
+    rows = [cost.of_variables() for cost in costs]
+    return torch.stack([rows[kind][j] for j, kind in enumerate(chosen)])
 
 
 # ---------------------------------------------------------------- step 4: plans
 
 
 @dataclass(frozen=True)
-class GroupPlans:
-    """One coupling group's transport plans over the knob grid.
+class KindPlans:
+    """One coupling group's plans under one cost kind.
 
     Attributes:
-        group: the coupling group; rows: its variables' indices in job order.
-        columns: its sites, as indices into the level's sites.
-        cost: (R_g, S_g) its block of the level cost.
+        kind: the cost kind; cost: (R_g, S_g) the group's block of that kind's cost.
         solved: one plan and its calibration candidates per (ε, β), in grid order.
     """
 
-    group: CouplingGroup
-    rows: tuple[int, ...]
-    columns: tuple[int, ...]
+    kind: CostKind
     cost: Tensor
     solved: tuple[PlanOutcome, ...]
 
@@ -123,13 +142,30 @@ class GroupPlans:
     def plans(self) -> list[Coupling]:
         return [outcome.coupling for outcome in self.solved]
 
+
+@dataclass(frozen=True)
+class GroupPlans:
+    """One coupling group's transport plans over the knob grid, per cost kind.
+
+    Attributes:
+        group: the coupling group; rows: its variables' indices in job order.
+        columns: its sites, as indices into the level's sites.
+        kinds: its plans per cost kind, in ``coupling.cost`` order.
+    """
+
+    group: CouplingGroup
+    rows: tuple[int, ...]
+    columns: tuple[int, ...]
+    kinds: tuple[KindPlans, ...]
+
     def summaries(self, per_variable: bool) -> list[PlanSummary]:
-        """What the level result records of each plan."""
+        """What the level result records of each plan (every kind's, in order)."""
         variables = self.group.variables
         scope = variables[0] if per_variable and len(variables) == 1 else None
         return [PlanSummary(p.epsilon, p.beta, p.n_iter, p.converged,
-                            [variables[r] for r in p.near_uniform_rows(len(variables))], scope)
-                for p in self.plans]
+                            [variables[r] for r in p.near_uniform_rows(len(variables))], scope,
+                            kind.kind)
+                for kind in self.kinds for p in kind.plans]
 
 
 @dataclass(frozen=True)
@@ -153,22 +189,26 @@ def group_cost(cost: LevelCost, signatures: LevelSignatures, rows: Sequence[int]
     if cost.covers(rows, columns):
         return cost.matrix
     variables = with_null_row(signatures.variables[list(rows)], inputs.coupling.null_row)
-    return cost_matrix(inputs.coupling.cost, variables, signatures.sites[list(columns)],
+    return cost_matrix(cost.kind, variables, signatures.sites[list(columns)],
                        signatures.base_probs, inputs.num_classes)
 
 
-def solve_plans(found: LevelSites, signatures: LevelSignatures, cost: LevelCost,
-                inputs: LevelInputs) -> LevelPlans:
+def solve_plans(found: LevelSites, signatures: LevelSignatures,
+                costs: LevelCost | Sequence[LevelCost], inputs: LevelInputs) -> LevelPlans:
     """Step 4: each coupling group's knob grid solved on the job's backend (in this process
-    or as CPU tasks)."""
+    or as CPU tasks), for each cost kind."""
+    kinds = (costs,) if isinstance(costs, LevelCost) else tuple(costs)
     out = []
     for group, columns in zip(found.groups, found.columns, strict=True):
         rows = tuple(inputs.variables.index(v) for v in group.variables)
-        block = group_cost(cost, signatures, rows, columns, inputs)
-        problem = grid_problem(block, signatures.sites[list(columns)], inputs.coupling,
-                               inputs.calibration, len(rows))
-        solved = inputs.backend.solve_grid(problem)
-        out.append(GroupPlans(group, rows, columns, block, tuple(solved)))
+        per_kind = []
+        for cost in kinds:
+            block = group_cost(cost, signatures, rows, columns, inputs)
+            problem = grid_problem(block, signatures.sites[list(columns)], inputs.coupling,
+                                   inputs.calibration, len(rows))
+            solved = inputs.backend.solve_grid(problem)
+            per_kind.append(KindPlans(cost.kind, block, tuple(solved)))
+        out.append(GroupPlans(group, rows, columns, tuple(per_kind)))
     return LevelPlans(tuple(out))
 
 
@@ -180,8 +220,9 @@ class VariableHandle:
     """One variable's outcome at a level.
 
     Attributes:
-        handle: its calibrated and tested handle.
-        plan: the index (into its group's grid) of the plan the handle came from.
+        handle: its calibrated and tested handle (``cost_kind`` names the kind it chose).
+        kind: the index (into its group's kinds) of the cost kind the handle came from.
+        plan: the index (into that kind's grid) of the plan the handle came from.
         row: (S_g,) its normalised row of that plan, over its group's sites.
         kept: the indices (into its group's sites) of the top ``keep`` sites of that row.
         diagnostics: the row's coupling diagnostics.
@@ -192,6 +233,7 @@ class VariableHandle:
     row: Tensor
     kept: tuple[int, ...]
     diagnostics: VariableDiagnostics
+    kind: int = 0
 
 
 @dataclass(frozen=True)
@@ -203,28 +245,42 @@ class GroupHandles:
     passes: int
 
 
+def kind_preference(handle: HandleResult, order: int) -> tuple[float, int, float, int]:
+    """Sort key of one cost kind's handle for a variable: best calibration IIA, then
+    smaller k, then λ nearest 1, then the kind named first (``select_candidate``'s order)."""
+    return (-handle.iia_calibration, handle.k, abs(math.log(handle.strength)), order)
+
+
 def choose_handle(index: int, level: LevelSpec, found: LevelSites, group: int,
                   plans: GroupPlans, variable: str, inputs: LevelInputs,
                   progress: ProgressFn) -> tuple[VariableHandle, int]:
-    """One variable's handle from its group's candidates (``core.handle_choice``), the row
-    of the plan it came from, the sites it keeps and the row's diagnostics.
+    """One variable's handle: for each cost kind, the best of that kind's candidates on the
+    calibration bank (``core.handle_choice``); then the kind whose handle calibrates best.
+    With the row of the plan it came from, the sites it keeps and the row's diagnostics.
 
     Returns:
         The outcome and the (pair × candidate) forwards spent.
     """
     j = plans.group.variables.index(variable)
     sites = found.group_sites(group)
-    candidates = [c for outcome in plans.solved for c in outcome.candidates[j]]
-    handle, spent = calibrate_variable(index, variable, candidates, plans.plans, sites,
-                                       found.directions, found.frames, inputs, progress)
-    best = next(p for p, plan in enumerate(plans.plans)
+    per_kind: list[HandleResult] = []
+    spent = 0
+    for kind in plans.kinds:
+        candidates = [c for outcome in kind.solved for c in outcome.candidates[j]]
+        handle, passes = calibrate_variable(index, variable, candidates, kind.plans, sites,
+                                            found.directions, found.frames, inputs, progress)
+        per_kind.append(handle.model_copy(update={"cost_kind": kind.kind}))
+        spent += passes
+    k = min(range(len(per_kind)), key=lambda i: kind_preference(per_kind[i], i))
+    handle, chosen_kind = per_kind[k], plans.kinds[k]
+    best = next(p for p, plan in enumerate(chosen_kind.plans)
                 if plan.epsilon == handle.epsilon and plan.beta == handle.beta)
-    chosen = plans.plans[best]
+    chosen = chosen_kind.plans[best]
     row = chosen.variable_rows(len(plans.rows))[j].float()
-    kept = tuple(rank_sites(row, plans.cost[j])[:level.keep])
-    diagnostics = diagnose_row(chosen.plan, j, inputs.coupling.null_row, kept, plans.cost[j],
-                               [s.id for s in sites])
-    return VariableHandle(handle, best, row, kept, diagnostics), spent
+    kept = tuple(rank_sites(row, chosen_kind.cost[j])[:level.keep])
+    diagnostics = diagnose_row(chosen.plan, j, inputs.coupling.null_row, kept,
+                               chosen_kind.cost[j], [s.id for s in sites])
+    return VariableHandle(handle, best, row, kept, diagnostics, k), spent
 
 
 @dataclass(frozen=True)
@@ -275,7 +331,8 @@ def calibrate_handles(index: int, level: LevelSpec, found: LevelSites, plans: Le
             handle = outcome.handle
             control.emit("calibration", {
                 "level": index, "variable": variable, "iia_calibration": handle.iia_calibration,
-                "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon})
+                "k": handle.k, "strength": handle.strength, "epsilon": handle.epsilon,
+                "cost_kind": handle.cost_kind})
         out.append(GroupHandles(group_plans, outcomes, passes))
     return LevelHandles(tuple(out))
 

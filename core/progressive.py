@@ -24,8 +24,9 @@ from core.level_steps import (
     LevelHandles,
     LevelSignatures,
     calibrate_handles,
-    compute_cost,
+    compute_costs,
     compute_signatures,
+    reported_cost,
     solve_plans,
 )
 from core.result import HandleResult, LevelResult, PlanSummary
@@ -44,7 +45,7 @@ class LevelOutcome:
 
     found: LevelSites
     signatures: LevelSignatures
-    cost: LevelCost
+    costs: tuple[LevelCost, ...]
     handles: LevelHandles
     permutation: dict[str, PermutationControl] | None
     timing: dict[str, float]
@@ -66,8 +67,8 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
         "progress", {"level": index, "stage": "signatures"},
         "cancelled while computing signatures", f"levels.{index}"))
     marks.append(time.perf_counter())
-    cost = compute_cost(signatures, inputs)
-    plans = solve_plans(found, signatures, cost, inputs)
+    costs = compute_costs(signatures, inputs)
+    plans = solve_plans(found, signatures, costs, inputs)
     marks.append(time.perf_counter())
     handles = calibrate_handles(index, level, found, plans, inputs, control)
     marks.append(time.perf_counter())
@@ -78,7 +79,7 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
     stages = ("signatures_s", "coupling_s", "calibration_s", "label_permutation_s")
     spans = [end - start for start, end in itertools.pairwise(marks)]
     timing = dict(zip(stages, spans, strict=True))
-    return LevelOutcome(found, signatures, cost, handles, permutation, timing)
+    return LevelOutcome(found, signatures, costs, handles, permutation, timing)
 
 
 def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
@@ -114,7 +115,7 @@ def level_result(index: int, level: LevelSpec, inputs: LevelInputs, outcome: Lev
         granularity=level.granularity,
         variables=list(variables),
         sites=[s.id for s in sites],
-        cost=outcome.cost.of_variables().tolist(),
+        cost=reported_cost(outcome.costs, [chosen[v].kind for v in variables]).tolist(),
         coupling=[rows[v].tolist() for v in variables],
         kept=list(dict.fromkeys(s for v in variables for s in kept[v])),
         kept_by_variable=kept,

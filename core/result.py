@@ -107,6 +107,11 @@ class HandleResult(ResultModel):
         iia_calibration: exact-match accuracy on the calibration bank (the selection score).
         iia_test: soft-handle IIA on the test bank; hard_iia_test: the plain interchange
             of the same sites.
+        cost_kind: the cost kind the handle's plan was solved on, chosen on the calibration
+            bank with the other knobs (None in results written before the choice existed).
+        verdict: ``localized``, ``not_identifiable``, ``no_better_than_control`` or
+            ``output_copy`` (``core.verdict``); None where the controls that judge it did
+            not run, or in results written before verdicts; verdict_reason: why, in words.
     """
 
     variable: str
@@ -121,6 +126,9 @@ class HandleResult(ResultModel):
     iia_test: IIA
     hard_iia_calibration: Real
     hard_iia_test: IIA
+    cost_kind: str | None = None
+    verdict: str | None = None
+    verdict_reason: str | None = None
 
 
 # PlanSummary and DepthPoint are pydantic dataclasses: the engine builds them positionally.
@@ -134,14 +142,16 @@ class PlanSummary:
     converged: bool
     near_uniform_variables: list[str]
     variable: str | None = None  # the variable of a per-variable coupling, None when shared
+    cost_kind: str | None = None  # the plan's cost kind (None in results before the choice)
 
 
 class LevelResult(ResultModel):
     """One progressive level: the checkpoint a restarted job resumes after.
 
     Attributes:
-        cost: (V, S) normalised cost; coupling: (V, S) each variable's row of its chosen
-            plan, normalised to a distribution over sites (0 outside a per-variable scope).
+        cost: (V, S) normalised cost, each variable's row of the cost kind its handle chose;
+            coupling: (V, S) each variable's row of its chosen plan, normalised to a
+            distribution over sites (0 outside a per-variable scope).
         kept: site ids the next level refines (top ``keep`` per variable, in union);
             kept_by_variable: the same per variable.
         timing: seconds spent on signatures, coupling, calibration and test evaluation,

@@ -152,6 +152,24 @@ def pca_band_sites(parents: Iterable[Site], band_size: int) -> list[Site]:
     return out
 
 
+def pca_prefix_sites(parents: Iterable[Site]) -> list[Site]:
+    """Nested prefixes of each parent's principal directions: its top 1, 2, 4, … and all.
+
+    A whole-location parent's prefixes are ``pca:1``, ``pca:2``, ``pca:4``, … up to its
+    ``pca:K``; a PCA parent's start at its own first direction.
+    """
+    out: list[Site] = []
+    for parent in parents:
+        if parent.kind not in ("all", "pca"):
+            raise SiteError("PCA prefixes refine a whole location or a PCA band", parent.id)
+        size = 1
+        while size < parent.size:
+            out.append(Site(parent.location, "pca", parent.start, parent.start + size))
+            size *= 2
+        out.append(Site(parent.location, "pca", parent.start, parent.stop))
+    return out
+
+
 def unique_sites(sites: Sequence[Site]) -> list[Site]:
     """Sites without repeats, first occurrence order kept."""
     return list(dict.fromkeys(sites))

@@ -162,8 +162,16 @@ class LevelSpec(_Frozen):
                       description="top sites per variable refined by the next level")
     block_size: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(8, ge=1,
                             description="coordinates per group (granularity block)")
+    block_sizes: list[Annotated[int, Field(ge=1), at_most(MAX_SITE_SIZE)]] | None = Field(
+        None, min_length=1, max_length=MAX_GRID,
+        description="granularity block: several group sizes at once (multi-resolution "
+        "coordinate groups, all in the same coupling); None: block_size alone",
+    )
     band_size: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(4, ge=1,
                            description="principal directions per band (pca)")
+    prefixes: bool = Field(
+        True, description="granularity pca: also offer the nested prefixes of the principal "
+        "directions (the top 1, 2, 4, … of each parent) beside the bands")
     layer: Annotated[int, at_most(MAX_LAYER)] | None = Field(
         None, ge=0,
         description="token nets, granularity position: the block whose output is patched at "
@@ -183,12 +191,24 @@ class LevelSpec(_Frozen):
         "sites (stage B of the paper: 'inside the chosen timestep')",
     )
 
+    @property
+    def group_sizes(self) -> list[int]:
+        """The coordinate-group sizes of a block level, without repeats, in the given order."""
+        return list(dict.fromkeys(self.block_sizes or [self.block_size]))
+
+
+DEFAULT_COSTS: tuple[CostKind, ...] = ("mse", "cosine")
+
 
 class CouplingSpec(_Frozen):
     """The transport problem and the grids of its knobs, chosen on the calibration bank."""
 
     solver: Solver = "sinkhorn"
-    cost: CostKind = "mse"
+    cost: list[CostKind] = Field(
+        default_factory=lambda: list(DEFAULT_COSTS), min_length=1, max_length=3,
+        description="cost kinds tried; each variable's is chosen on the calibration bank "
+        "with epsilon, beta, k and lambda (a single name is a one-kind list)",
+    )
     epsilons: list[float] = Field(default_factory=lambda: [0.003, 0.01, 0.03, 0.1, 0.3],
                                   max_length=MAX_GRID)
     betas: list[float] = Field(
@@ -199,6 +219,19 @@ class CouplingSpec(_Frozen):
     site_marginal: SiteMarginal = "uniform"
     max_iter: Annotated[int, at_most(MAX_ITER)] = Field(2000, ge=1)
     tol: float = Field(1e-9, gt=0)
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _one_kind(cls, value: object) -> object:
+        """A single kind (``cost: mse``, as specs before the list) is a one-kind list."""
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("cost")
+    @classmethod
+    def _distinct_kinds(cls, value: list[CostKind]) -> list[CostKind]:
+        if len(set(value)) != len(value):
+            raise ValueError("each cost kind once")
+        return value
 
     @model_validator(mode="after")
     def _positive_grids(self) -> CouplingSpec:

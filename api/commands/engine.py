@@ -26,7 +26,7 @@ from core.events import EngineEvent, EventSink
 from core.job import JobContext, run_job, train_default_net
 from core.nets.io import resolve_net_dir
 from core.report import render_report
-from core.result import JobResult
+from core.result import HandleResult, JobResult
 from core.spec import JobSpec, load_job_spec, parse_job_spec
 
 DEMO_SPEC: dict[str, Any] = {
@@ -263,6 +263,8 @@ def execute(spec: JobSpec, out: Path, context: JobContext | None, plain: bool = 
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     write_outputs(result, out)
     console.print(results_table(result))
+    for line in verdict_lines(result):
+        console.print(line, highlight=False)
     controls = controls_table(result)
     if controls is not None:
         console.print(controls)
@@ -280,17 +282,35 @@ def write_outputs(result: JobResult, out: Path) -> None:
 
 
 def results_table(result: JobResult) -> Table:
-    table = Table(title="PLOT handles")
-    for column in ("variable", "level", "top site", "IIA cal", "IIA test", "sens.", "inv.",
-                   "hard IIA"):
+    """The job's handles, localized ones first, each led by its verdict. Test IIA stands
+    beside its sensitivity (pairs where the output must change); a handle that is not
+    localized shows its figures in parentheses, never as a headline."""
+    table = Table(title="PLOT handles", caption="IIA in parentheses: not localized (see the "
+                  "verdict's reason below); sens.: pairs where the output must change, inv.: "
+                  "pairs where it must not")
+    for column in ("verdict", "variable", "level", "top site", "cost", "IIA test", "sens.",
+                   "inv.", "IIA cal", "hard IIA"):
         table.add_column(column)
-    for variable, h in result.handles.items():
+    for variable, h in ordered_handles(result):
         sites = site_label(result, h.level, h.sites[0]) + (f" +{h.k - 1}" if h.k > 1 else "")
-        table.add_row(variable, str(h.level), sites,
-                      f"{h.iia_calibration:.3f}", f"{h.iia_test.overall:.3f}",
-                      _fmt(h.iia_test.sensitivity), _fmt(h.iia_test.invariance),
-                      f"{h.hard_iia_test.overall:.3f}")
+        shown = _fmt if h.verdict == "localized" else _aside
+        table.add_row(h.verdict or "not judged", variable, str(h.level), sites,
+                      h.cost_kind or "–", shown(h.iia_test.overall),
+                      shown(h.iia_test.sensitivity), shown(h.iia_test.invariance),
+                      shown(h.iia_calibration), shown(h.hard_iia_test.overall))
     return table
+
+
+def ordered_handles(result: JobResult) -> list[tuple[str, HandleResult]]:
+    """The job's handles, localized first, otherwise in job order."""
+    return sorted(result.handles.items(), key=lambda item: item[1].verdict != "localized")
+
+
+def verdict_lines(result: JobResult) -> list[str]:
+    """Why each handle that is not localized is not, one line per variable."""
+    return [f"{variable}: {h.verdict or 'not judged'}: {h.verdict_reason}"
+            for variable, h in ordered_handles(result)
+            if h.verdict != "localized" and h.verdict_reason]
 
 
 def site_label(result: JobResult, level: int, site: str) -> str:
@@ -310,15 +330,16 @@ def controls_table(result: JobResult) -> Table | None:
     table = Table(title="Controls", caption="random net: its handles' test IIA; kept mass: "
                   "the real row's on its kept sites, beside permuted labels' and a uniform "
                   "row's; last loc.: the full-vector interchange at the last location")
-    for column in ("variable", "IIA test", "random net", "kept mass", "perm. labels",
-                   "uniform", "last loc."):
+    for column in ("verdict", "variable", "IIA test", "random net", "kept mass",
+                   "perm. labels", "uniform", "last loc."):
         table.add_column(column)
     random_net = controls.random_net
-    for variable, h in result.handles.items():
+    for variable, h in ordered_handles(result):
         control = random_net.handles.get(variable) if random_net is not None else None
         mass = controls.label_permutation.get(variable)
         depth = controls.depth.get(variable)
-        table.add_row(variable, f"{h.iia_test.overall:.3f}",
+        shown = _fmt if h.verdict == "localized" else _aside
+        table.add_row(h.verdict or "not judged", variable, shown(h.iia_test.overall),
                       _fmt(control.iia_test.overall if control is not None else None),
                       _fmt(mass.real_mass if mass is not None else None),
                       _fmt(mass.control_mass if mass is not None else None),
@@ -339,3 +360,8 @@ def _fmt_figure(value: float) -> str:
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _aside(value: float | None) -> str:
+    """A figure that is not a headline: in parentheses."""
+    return "–" if value is None else f"({value:.3f})"

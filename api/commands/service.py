@@ -157,8 +157,21 @@ def run_submit(args: argparse.Namespace) -> int:
         for variable, handle in result.get("handles", {}).items():
             shown = labels.get(handle.get("level"), {})
             sites = [shown.get(site, site) for site in handle.get("sites", [])]
-            _out(f"{variable}: sites={sites} iia_test={handle.get('iia_test')}")
+            _out(handle_line(variable, {**handle, "sites": sites}))
     return 0
+
+
+def handle_line(variable: str, handle: dict[str, Any]) -> str:
+    """One handle of a stored result, led by its verdict; the IIA of a handle that is not
+    localized is named as such, not given as a headline figure."""
+    verdict = handle.get("verdict") or "not judged"
+    iia = handle.get("iia_test") or {}
+    figures = f"iia_test={iia.get('overall')} sensitivity={iia.get('sensitivity')}"
+    if verdict != "localized":
+        reason = handle.get("verdict_reason")
+        return (f"{variable}: {verdict}" + (f" ({reason})" if reason else "")
+                + f"; sites={handle.get('sites')}; not a localization: {figures}")
+    return f"{variable}: {verdict}; sites={handle.get('sites')} {figures}"
 
 
 def run_keys_create(args: argparse.Namespace) -> int:

@@ -107,11 +107,13 @@ def test_the_normal_specs_and_the_readme_example_are_admitted() -> None:
 def test_the_estimate_of_the_heq_default_job_equals_a_hand_computation() -> None:
     admission = submit(HEQ)
     # HEQ default: one neuron level over the MLP (16, 16, 16): 48 sites; 2 variables;
-    # 5 epsilons × 20 k × 17 λ = 1,700 candidates per variable; 1,000 pairs per bank.
-    candidates = 5 * 20 * 17
+    # 5 epsilons × 20 k × 17 λ = 1,700 candidates per variable and cost kind (mse and
+    # cosine, each calibrated on its own); 1,000 pairs per bank.
+    per_kind = 5 * 20 * 17
+    candidates = 2 * per_kind
     signatures = 48 * 1000
-    calibration = 2 * (candidates * 256 + 32 * 1000)  # screening, then 32 finalists
-    test = 2 * 2 * 1000  # soft and hard handles
+    calibration = 2 * 2 * (per_kind * 256 + 32 * 1000)  # screening, then 32 finalists
+    test = 2 * 2 * 2 * 1000  # soft and hard handles of each kind
     expected = {
         "traces": 2 * 3000, "signatures": signatures, "calibration": calibration,
         "test": test, "das": 0, "random_net": signatures + calibration + test,
@@ -139,6 +141,19 @@ def test_sites_refine_the_kept_sites_of_the_level_before() -> None:
     # 2 layers; 1 kept per variable (3 variables) -> 2 parents × 64/8 blocks; 2 × 3 blocks
     # of 8 -> 6 × 8 neurons
     assert estimate_sites(schedule, size, 3) == [2, 16, 48]
+
+
+def test_multi_resolution_groups_and_pca_prefixes_are_counted() -> None:
+    size = estimate_net_size({"arch": "mlp", "input_dim": 16, "hidden_dims": [64, 64],
+                              "num_classes": 2, "activation": "relu"})
+    schedule = [LevelSpec(granularity="layer", keep=1),
+                LevelSpec(granularity="block", block_sizes=[8, 32], keep=1),
+                LevelSpec(granularity="pca", band_size=4)]
+    # 2 parents × (64/8 + 64/32) groups; then 2 parents of up to 32 coordinates (the widest
+    # group) × (8 bands + prefixes 1, 2, 4, 8, 16, 32)
+    assert estimate_sites(schedule, size, 2) == [2, 20, 2 * (8 + 6)]
+    no_prefixes = [*schedule[:2], LevelSpec(granularity="pca", band_size=4, prefixes=False)]
+    assert estimate_sites(no_prefixes, size, 2)[2] == 2 * 8
 
 
 def test_a_wide_registered_net_is_refused_by_sites_and_trace_memory() -> None:

@@ -153,13 +153,14 @@ def test_plans_solve_each_group_over_the_knob_grid(
     plans = solve_plans(found, signatures, compute_cost(signatures, inputs), inputs)
     [group] = plans.groups
     assert group.rows == (0, 1) and group.columns == tuple(range(10))
-    assert group.cost.shape == (3, 10)
-    assert [p.epsilon for p in group.plans] == [0.01, 0.1]  # planted_level_inputs' grid
-    for plan in group.plans:
+    [kind] = group.kinds  # planted_level_inputs' coupling has one cost kind
+    assert kind.cost.shape == (3, 10)
+    assert [p.epsilon for p in kind.plans] == [0.01, 0.1]  # planted_level_inputs' grid
+    for plan in kind.plans:
         assert plan.plan.shape == (3, 10)
         torch.testing.assert_close(plan.plan.sum(1).float(), torch.full((3,), 1 / 3))
     # each plan proposes (k, λ) candidates per variable: 2 ks × 2 strengths
-    assert [len(outcome.candidates[0]) for outcome in group.solved] == [4, 4]
+    assert [len(outcome.candidates[0]) for outcome in kind.solved] == [4, 4]
 
 
 def test_handles_land_on_the_planted_neurons_and_are_reported(
@@ -249,3 +250,23 @@ def test_a_cancel_during_calibration_stops_it_at_the_next_micro_batch() -> None:
     assert error.value.where == "levels.0"
     assert [e.data.get("stage") for e in events].count("calibration") == 1
     assert not [e for e in events if e.kind == "calibration"]  # no variable finished
+
+
+def test_a_block_level_offers_every_group_size_and_a_pca_level_its_prefixes(
+        inputs: LevelInputs) -> None:
+    multi = LevelSpec(granularity="block", block_sizes=[2, 6])
+    ids = [s.id for s in enumerate_level_sites(multi, inputs, None).sites]
+    # layer 0 (width 4): pairs and one group of all 4; layer 1 (width 6): pairs and all 6
+    assert ids == ["layer:0/dims:0-1", "layer:0/dims:0-3", "layer:0/dims:2-3",
+                   "layer:1/dims:0-1", "layer:1/dims:0-5", "layer:1/dims:2-3",
+                   "layer:1/dims:4-5"]
+    pca = enumerate_level_sites(LevelSpec(granularity="pca", band_size=2), inputs, None)
+    layer1 = [s.id for s in pca.sites if s.location == "layer:1"]
+    k = int(pca.frames["layer:1"].shape[1])
+    prefixes = [f"layer:1/pca:{n}" for n in (1, 2, 4) if n < k] + [f"layer:1/pca:{k}"]
+    bands = [Site("layer:1", "pca", a, min(a + 2, k)).id for a in range(2, k, 2)]
+    assert set(layer1) == set(prefixes) | set(bands)
+    plain = enumerate_level_sites(LevelSpec(granularity="pca", band_size=2, prefixes=False),
+                                  inputs, None)
+    assert {s.id for s in plain.sites if s.location == "layer:1"} == {"layer:1/pca:2",
+                                                                       *bands}

@@ -18,6 +18,20 @@ from core.result import DasRun, JobResult, LevelResult, to_finite
 BEFORE_TYPED = Path(__file__).parents[2] / "fixtures" / "heq_result_before_typed.json"
 
 
+# fields added after the fixture was written: they load as None and are written as null
+ADDED_LATER = ("cost_kind", "verdict", "verdict_reason")
+
+
+def without_added_fields(document: Any) -> Any:
+    """``document`` without the null fields added after the fixture was written."""
+    if isinstance(document, dict):
+        return {key: without_added_fields(value) for key, value in document.items()
+                if not (key in ADDED_LATER and value is None)}
+    if isinstance(document, list):
+        return [without_added_fields(value) for value in document]
+    return document
+
+
 @pytest.fixture
 def stored() -> dict[str, Any]:
     document: dict[str, Any] = json.loads(BEFORE_TYPED.read_text())
@@ -29,8 +43,11 @@ def test_a_result_stored_before_typed_results_loads_and_round_trips(
     result = JobResult.model_validate(stored)
     # fields added since are written with their defaults
     levels = [{**level, "site_labels": {}} for level in stored["levels"]]
-    assert result.to_json() == {**stored, "levels": levels}
+    assert without_added_fields(result.to_json()) == {**stored, "levels": levels}
     assert JobResult.model_validate(result.to_json()) == result
+    handle = result.handles["WX"]
+    assert (handle.cost_kind, handle.verdict, handle.verdict_reason) == (None, None, None)
+    assert result.levels[0].plans[0].cost_kind is None
     level = result.levels[0]
     assert level.granularity == "neuron" and len(level.sites) == len(level.cost[0]) == 48
     assert result.das is not None and result.das.best["WX"].iia_test.pairs == 200

@@ -13,6 +13,7 @@ from core.sites import (
     parse_site,
     parse_token_location,
     pca_band_sites,
+    pca_prefix_sites,
     token_sites,
 )
 
@@ -96,3 +97,14 @@ def test_token_sites_filter_by_component_block_and_position() -> None:
     assert is_token_net(widths) and not is_token_net(WIDTHS)
     sites = token_sites(widths, ["resid"], positions=["last"])
     assert [s.id for s in sites] == ["resid:0/pos:last", "resid:1/pos:last"]
+
+
+def test_pca_prefixes_are_the_top_1_2_4_directions_and_the_whole_parent() -> None:
+    whole = Site("layer:2", "pca", 0, 12)
+    assert [s.id for s in pca_prefix_sites([whole])] == [
+        "layer:2/pca:1", "layer:2/pca:2", "layer:2/pca:4", "layer:2/pca:8", "layer:2/pca:12"]
+    band = Site("layer:2", "pca", 4, 8)  # a PCA parent: prefixes from its own first direction
+    assert [s.id for s in pca_prefix_sites([band])] == [
+        "layer:2/pca:4-4", "layer:2/pca:4-5", "layer:2/pca:4-7"]
+    with pytest.raises(SiteError):
+        pca_prefix_sites([Site("layer:2", "dims", 0, 4)])

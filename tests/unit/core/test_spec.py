@@ -48,10 +48,19 @@ def readme_spec_text() -> str:
 def test_a_minimal_spec_gets_the_methods_defaults() -> None:
     spec = parse_job_spec({"task": TASK})
     assert (spec.coupling.solver, spec.coupling.cost, spec.coupling.site_marginal) == (
-        "sinkhorn", "mse", "uniform")
+        "sinkhorn", ["mse", "cosine"], "uniform")
     assert spec.coupling.null_row is True
     assert spec.levels is None and spec.das.mode == "off"
     assert (spec.pairs.fit, spec.pairs.calibration, spec.pairs.test) == (1000, 1000, 1000)
+
+
+def test_a_single_cost_kind_is_a_one_kind_list_and_a_repeat_is_refused() -> None:
+    spec = parse_job_spec({"task": TASK, "coupling": {"cost": "cosine"}})
+    assert spec.coupling.cost == ["cosine"]
+    with pytest.raises(SpecError, match=r"coupling\.cost"):
+        parse_job_spec({"task": TASK, "coupling": {"cost": ["mse", "mse"]}})
+    with pytest.raises(SpecError, match=r"coupling\.cost"):
+        parse_job_spec({"task": TASK, "coupling": {"cost": []}})
 
 
 @pytest.mark.parametrize(("data", "path"), [
@@ -68,7 +77,7 @@ def test_unknown_keys_are_refused_naming_their_path(data: dict[str, Any], path: 
 
 @pytest.mark.parametrize(("data", "path"), [
     ({"task": TASK, "coupling": {"solver": "lbfgs"}}, "coupling.solver"),
-    ({"task": TASK, "coupling": {"cost": "l1"}}, "coupling.cost"),
+    ({"task": TASK, "coupling": {"cost": "l1"}}, "coupling.cost.0"),
     ({"task": TASK, "coupling": {"site_marginal": "mass"}}, "coupling.site_marginal"),
     ({"task": TASK, "levels": [{"granularity": "voxel"}]}, "levels.0.granularity"),
     ({"task": TASK, "levels": [{"granularity": "layer", "keep": 0}]}, "levels.0.keep"),
@@ -121,7 +130,7 @@ def test_every_value_of_a_vocabulary_is_accepted(field: str, vocabulary: Any) ->
         got: Any = spec
         for part in field.split("."):
             got = got[int(part)] if part.isdigit() else getattr(got, part)
-        assert got == value
+        assert got == ([value] if field == "coupling.cost" else value)
 
 
 @pytest.mark.parametrize("mode", ["off", '"off"'])

@@ -108,6 +108,15 @@ def test_run_writes_result_and_report_with_the_documented_keys(
         mass = controls["label_permutation"][variable]
         assert mass["real_mass"] > 2 * mass["control_mass"]
         assert mass["control_mass"] < 1.5 * mass["uniform_mass"]
+        # every handle carries its verdict and cost kind; the table names the verdict
+        handle = result["handles"][variable]
+        assert handle["cost_kind"] in ("mse", "cosine") and handle["verdict_reason"]
+        assert handle["verdict"] in ("localized", "not_identifiable",
+                                     "no_better_than_control", "output_copy")
+        assert handle["verdict"] in table
+        assert level["handles"][variable]["verdict"] is not None
+    handles_table = table[table.index("PLOT handles"):]
+    assert handles_table.index("verdict") < handles_table.index("IIA test")  # it leads
 
 
 @pytest.mark.slow

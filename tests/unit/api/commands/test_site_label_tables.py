@@ -22,7 +22,8 @@ def test_the_handle_table_shows_a_sites_label_and_the_id_without_one() -> None:
     assert site_label(labelled, 0, "layer:1/dims:2") == "layer:1/dims:2"
     console = Console(record=True, width=200)
     console.print(results_table(labelled))
-    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines()
+    # columns: verdict, variable, level, top site, …
+    rows = {line.split("│")[2].strip(): line for line in console.export_text().splitlines()
             if line.count("│") > 2}
     assert f'{top} "Paris"' in rows["WX"]
     assert result.handles["YZ"].sites[0] in rows["YZ"] and '"' not in rows["YZ"]
