@@ -31,6 +31,7 @@ import os
 import platform
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,9 @@ def authors_loop(net: InterventableNet, traces: BankTraces, inputs: tuple[torch.
         plan = candidate_interventions([candidate], sites, found.directions, found.frames,
                                        device)
         source_run = net.trace(source)
-        edits = {loc: (lambda h, loc=loc, coef=coef: interchange(
-            h, source_run.activations[loc], coef, plan.frames.get(loc)))
-            for loc, coef in plan.coefficients.items()}
+        edits = {loc: partial(interchange, h_source=source_run.activations[loc],
+                              coefficients=coef, frame=plan.frames.get(loc))
+                 for loc, coef in plan.coefficients.items()}
         net.resume(net.trace(base), edits)
     return (time.perf_counter() - start) / len(candidates)
 
