@@ -220,8 +220,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--epsilons", type=int, default=30,
                         help="the first N of the authors' 30 ε (all by default)")
-    parser.add_argument("--mcqa-epsilons", type=int, default=None,
-                        help="the first N ε for the transformer only (default: --epsilons)")
+    parser.add_argument("--task-epsilons", nargs="*", default=[],
+                        help="TASK=N: the first N ε for that task only (e.g. mcqa=2)")
     parser.add_argument("--loop-sample", type=int, default=32,
                         help="candidates timed in the per-candidate loop")
     parser.add_argument("--threads", type=int, default=1)
@@ -233,8 +233,8 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     for task in args.tasks:
-        count = args.mcqa_epsilons if task == "mcqa" and args.mcqa_epsilons else args.epsilons
-        rows.append(measure(task, context, args.pairs, AUTHORS_EPSILONS[:count],
+        count = dict(item.split("=") for item in args.task_epsilons).get(task, args.epsilons)
+        rows.append(measure(task, context, args.pairs, AUTHORS_EPSILONS[:int(count)],
                             args.loop_sample))
     header = (f"# Calibration on the authors' grid (ε × top-k 1..20 × λ 1..80)\n\n"
               f"{args.pairs} pairs per bank, torch {torch.__version__}, "

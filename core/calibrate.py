@@ -59,7 +59,7 @@ def rank_sites(row: Tensor, cost_row: Tensor) -> list[int]:
 def build_candidates(rows: Sequence[Tensor], cost_row: Tensor, top_k: Sequence[int],
                      strengths: Sequence[float]) -> list[Candidate]:
     """All (plan, k, λ) candidates for one variable; rows are its normalised plan rows."""
-    out = []
+    out: list[Candidate] = []
     strengths = [float(s) for s in strengths]
     for plan_index, row in enumerate(rows):
         order = rank_sites(row, cost_row)

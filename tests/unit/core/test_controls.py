@@ -13,9 +13,11 @@ from core.control import JobControl
 from core.controls import (
     control_warnings,
     later_locations,
+    random_net_inputs,
     randomized_net,
     run_depth_check,
     run_random_net_control,
+    site_set_handle,
 )
 from core.errors import JobCancelled
 from core.events import EngineEvent
@@ -174,3 +176,42 @@ def test_warnings_name_the_control_a_handle_does_not_beat() -> None:
     assert warnings[1].startswith("B: the coupling puts 0.120 of its row on its kept sites")
     assert warnings[2].startswith("B: the plain full-vector interchange at layer:1")
     assert "0.940" in warnings[2] and "0.950" in warnings[2]
+
+
+TWO_LEVELS = [LevelSpec(granularity="block", block_size=3, keep=1),
+              LevelSpec(granularity="neuron")]
+
+
+@pytest.fixture(scope="module")
+def real(inputs: LevelInputs) -> dict[str, HandleResult]:
+    """The planted net's handles after a block level and a neuron level."""
+    return best_handles(run_levels(TWO_LEVELS, inputs))
+
+
+def test_the_cheaper_random_net_control_still_catches_the_planted_net(
+        inputs: LevelInputs, real: dict[str, HandleResult]) -> None:
+    assert {h.level for h in real.values()} == {1}  # the planted neurons, at the finer level
+    cheap = run_random_net_control(TWO_LEVELS, inputs, "reinit", 0, real=real)
+    whole = run_random_net_control(TWO_LEVELS, inputs, "reinit", 0, scope="schedule")
+    assert cheap.forward_passes < whole.forward_passes
+    for variable, handle in real.items():
+        mine = cheap.handles[variable]
+        # the first level's handle or the real handle's own neuron, recalibrated
+        assert mine.level == 0 or mine.sites == handle.sites
+        assert handle.iia_test.overall >= 0.99 and mine.iia_test.overall < 0.6
+    # the real handles beat it by far more than the margin: no random-net warning
+    assert not [w for w in control_warnings(real, cheap, {}, {}) if "random-net" in w]
+
+
+def test_a_real_handles_site_set_is_recalibrated_on_the_random_net(
+        inputs: LevelInputs, real: dict[str, HandleResult]) -> None:
+    random, _ = random_net_inputs(inputs, "reinit", 0, JobControl())
+    handle, passes = site_set_handle(random, real["P"], lambda done, total: None)
+    assert (handle.sites, handle.weights, handle.level) == (real["P"].sites,
+                                                           real["P"].weights, 1)
+    assert handle.strength in {*inputs.calibration.strengths, real["P"].strength}
+    assert passes >= inputs.banks.calibration.size
+    assert handle.iia_test.overall < 0.6
+    # on the real net the same site set is the planted neuron again
+    again, _ = site_set_handle(inputs, real["P"], lambda done, total: None)
+    assert again.iia_test.overall >= 0.99
