@@ -99,9 +99,10 @@ def candidate_interventions(
     values = ([1.0] * len(rows) if hard else
               [c.strength * w for c in candidates for w in c.weights])
     per_site = torch.zeros(len(candidates), len(used), dtype=torch.float64)
-    per_site.index_put_((torch.tensor(rows, dtype=torch.long),
-                         torch.tensor(cols, dtype=torch.long)),
-                        torch.tensor(values, dtype=torch.float64), accumulate=True)
+    per_site.index_put_((torch.from_numpy(np.asarray(rows, dtype=np.int64)),
+                         torch.from_numpy(np.asarray(cols, dtype=np.int64))),
+                        torch.from_numpy(np.asarray(values, dtype=np.float64)),
+                        accumulate=True)
     order = list(directions)
     locations = sorted({sites[s].location for s in used}, key=order.index)
     coefficients = {}
@@ -145,7 +146,11 @@ def by_locations(interventions: Interventions) -> Tensor:
     interventions touch, and resumes from the latest location it can)."""
     touched = torch.stack([coef.ne(0).any(1) for coef in interventions.coefficients.values()],
                           dim=1)  # (N, L)
-    _, group = torch.unique(touched, dim=0, return_inverse=True)
+    if touched.shape[1] <= 62:  # one int64 key per intervention: a 1-D sort
+        bits = 2 ** torch.arange(touched.shape[1], device=touched.device)
+        group = (touched.long() * bits).sum(1)
+    else:
+        _, group = torch.unique(touched, dim=0, return_inverse=True)
     return torch.argsort(group, stable=True)
 
 
@@ -172,10 +177,16 @@ def select_candidate(candidates: Sequence[Candidate], accuracy: Tensor) -> int:
 
 
 def unique_candidates(interventions: Interventions) -> tuple[Interventions, Tensor]:
-    """Drop candidates whose coefficients coincide; returns (unique, inverse index (N,))."""
+    """Drop candidates whose coefficients coincide; returns (unique, inverse index (N,)).
+
+    The unique rows keep the order of their first occurrence; rows are compared bit for bit,
+    hashed as bytes (no sort of the (N, K) table).
+    """
     stacked = torch.cat(list(interventions.coefficients.values()), dim=1)
-    unique, inverse = torch.unique(stacked, dim=0, return_inverse=True)
-    widths = [c.shape[1] for c in interventions.coefficients.values()]
-    parts = torch.split(unique, widths, dim=1)
-    return Interventions(dict(zip(interventions.coefficients, parts, strict=True)),
-                         interventions.frames), inverse
+    table = stacked.detach().cpu().contiguous().numpy()
+    ids: dict[bytes, int] = {}
+    inverse = np.fromiter((ids.setdefault(row.tobytes(), len(ids)) for row in table),
+                          dtype=np.int64, count=table.shape[0])
+    _, firsts = np.unique(inverse, return_index=True)  # ids are 0..U-1 in order
+    index = torch.from_numpy(firsts).to(stacked.device)
+    return interventions.take(index), torch.from_numpy(inverse).to(stacked.device)
