@@ -3,14 +3,15 @@
 For each task (the HEQ MLP, the 4-bit adder GRU; the MCQA transformer with ``--tasks mcqa``)
 and seed, the task's default job runs with its controls on (``run_job``, the default
 schedule, 1000 pairs per bank), once per ``--weights`` mode of the random net and per
-``--scopes`` (``controls.random_net_scope``: ``handles``, the first level and the real
-handles' site sets, against ``schedule``, the whole rerun), with the controls' seconds as a
-share of the levels' and of the job's. Per variable it reports the real handle's test IIA
-next to the random-net control's, the label-permutation control at the handle's level
-(the real row's mass on its kept sites, the mean mass of couplings on permuted labels,
-the uniform level and the most a row can hold there), and the depth check at the last
-location. Then one job on a counterfactual dataset of the HEQ net where a third variable
-``WX_copy`` has exactly WX's counterfactual labels: the diagnostics must name the pair.
+``--scopes`` (``controls.random_net_scope``: ``handles``, the real handles' site sets;
+``first_level``, those and the first level; ``schedule``, the whole rerun), with the
+controls' seconds as a share of the levels' and of the job's. Per variable it reports the
+real handle's test IIA next to the random-net control's, the label-permutation control at
+the handle's level (the real row's mass on its kept sites, the mean mass of couplings on
+permuted labels, the uniform level and the most a row can hold there), and the depth check
+at the last location. Then one job on a counterfactual dataset of the HEQ net where a third
+variable ``WX_copy`` has exactly WX's counterfactual labels: the diagnostics must name the
+pair.
 
 Writes ``controls.json`` and ``controls.md`` to --out.
 
@@ -138,9 +139,9 @@ def main() -> None:
     parser.add_argument("--weights", nargs="+", default=["reinit", "shuffle"],
                         choices=["reinit", "shuffle"])
     parser.add_argument("--scopes", nargs="+", default=["handles", "schedule"],
-                        choices=["handles", "schedule"],
-                        help="controls.random_net_scope: handles (the first level and the "
-                        "real handles' site sets) and schedule (the old whole rerun)")
+                        choices=["handles", "first_level", "schedule"],
+                        help="controls.random_net_scope: handles (the real handles' site "
+                        "sets), first_level (and the first level), schedule (the old rerun)")
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=TASKS)
     parser.add_argument("--no-identical", action="store_true",
                         help="skip the identical-variables job")

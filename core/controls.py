@@ -1,8 +1,9 @@
 """Controls beside a job's handles: a random net, permuted labels, and a depth check.
 
 *Random-net control*: the same architecture with random weights (freshly initialised, or each
-weight tensor's entries shuffled), calibrated on the same banks: the schedule's first level
-and each real handle's own site set (or, on request, the whole schedule). Expressive
+weight tensor's entries shuffled), calibrated on the same banks: the site set of every
+handle the job chose (or, on request, also the schedule's first level, or the whole
+schedule). Expressive
 handles reach some IIA on any net; the real handles mean something only as far as they beat
 this one.
 
@@ -135,46 +136,49 @@ def site_set_handle(inputs: LevelInputs, handle: HandleResult,
 def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
                            weights: RandomWeights, seed: int,
                            control: JobControl = NO_CONTROL,
-                           real: Mapping[str, HandleResult] | None = None,
+                           real: Sequence[LevelResult] = (),
                            scope: RandomNetScope = "handles") -> RandomNetControl:
     """Calibrate handles on a random copy of ``inputs.net``, in this process.
 
-    ``scope`` ``schedule`` reruns the whole schedule there. ``handles`` (the default, a
-    fraction of the cost) runs the schedule's first level there and, for every variable
-    whose real handle (``real``) comes from a later level, calibrates that handle's own site
-    set there (``site_set_handle``); the variable's random-net handle is the one of the two
-    with the better calibration IIA, as the job chooses its own. What the control asks is
-    whether these sites, at a tuned strength, reach the real IIA on a net that computes
-    nothing, and whether the coarsest sites do. The banks, coupling and calibration knobs are
-    the job's; the clean traces are the random net's own. Progress is relayed as ``control``
-    events (not level events, so the job's level counters are not disturbed).
+    ``handles`` (the default, a small fraction of the job): every handle the real job chose,
+    at every level of ``real``, calibrated again on its own site set there
+    (``site_set_handle``: the same sites and weights, the strength chosen on the random
+    net's calibration bank). ``first_level`` adds the schedule's first level run there;
+    ``schedule`` reruns the whole schedule there instead. Per variable the random net's
+    handle is the one with the best calibration IIA, as the job chooses its own. What the
+    control asks is whether the sites the job settled on, at a tuned strength, reach the
+    real IIA on a net that computes nothing. The banks, coupling and calibration knobs are
+    the job's; the clean traces are the random net's own. Progress is relayed as
+    ``control`` events (not level events, so the job's level counters are not disturbed).
     """
     started = time.perf_counter()
     control.check("cancelled before the random-net control ran", "controls.random_net")
-    random, traced = random_net_inputs(inputs, weights, seed, control)
+    random, passes = random_net_inputs(inputs, weights, seed, control)
 
     def relay(event: EngineEvent) -> None:
         if event.kind == "progress":
             control.emit("control", {"control": "random_net", **event.data})
 
     relayed = replace(control, on_event=relay)
-    levels = schedule if scope == "schedule" else schedule[:1]
+    levels = list(schedule) if scope == "schedule" else list(schedule[:1]) \
+        if scope == "first_level" else []
     try:
-        results = run_levels(levels, random, relayed)
+        results = run_levels(levels, random, relayed) if levels else []
         handles = best_handles(results)
-        passes = traced + sum(level.forward_passes for level in results)
-        if scope == "handles":
+        passes += sum(level.forward_passes for level in results)
+        if scope != "schedule":
             progress = relayed.progress("progress", {"stage": "calibration"},
                                         "cancelled while calibrating the real handles' sites",
                                         "controls.random_net")
-            for variable, handle in (real or {}).items():
-                if handle.level == 0:
-                    continue  # its sites were among the first level's
-                mine, spent = site_set_handle(random, handle, progress)
-                passes += spent
-                if variable not in handles or \
-                        mine.iia_calibration >= handles[variable].iia_calibration:
-                    handles[variable] = mine
+            for level in real:
+                if scope == "first_level" and level.index == 0:
+                    continue  # the first level ran on the random net
+                for variable, handle in level.handles.items():
+                    mine, spent = site_set_handle(random, handle, progress)
+                    passes += spent
+                    if variable not in handles or \
+                            mine.iia_calibration >= handles[variable].iia_calibration:
+                        handles[variable] = mine
     except JobCancelled as cancelled:  # name the control, not the job's own level
         raise JobCancelled(f"{cancelled.message} of the random-net control",
                            "controls.random_net") from None
@@ -293,7 +297,7 @@ def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
     if spec.random_net:
         control.emit("control", {"control": "random_net", "done": 0, "total": 1})
         random_net = run_random_net_control(schedule, inputs, spec.random_weights, seed,
-                                            control, handles, spec.random_net_scope)
+                                            control, levels, spec.random_net_scope)
         timing["random_net_s"], passes = random_net.runtime_s, random_net.forward_passes
     depth: dict[str, list[DepthPoint]] = {}
     if spec.depth_check:
