@@ -86,6 +86,8 @@ def forward_rate(net: InterventableNet, inputs: torch.Tensor, seconds: float = 3
                 times.append(time.perf_counter() - start)
             if x.shape[0] / min(times) > best:
                 best, size = x.shape[0] / min(times), x.shape[0]
+        if seconds <= 0:
+            return best
         x, rows = inputs[:size], 0
         start = time.perf_counter()
         while time.perf_counter() - start < seconds:
