@@ -1,9 +1,11 @@
 """Controls beside a job's handles: a random net, permuted labels, and a depth check.
 
 *Random-net control*: the same architecture with random weights (freshly initialised, or each
-weight tensor's entries shuffled) put through the same schedule and calibration on the same
-banks. Expressive handles reach some IIA on any net; the real handles mean something only
-as far as they beat this one.
+weight tensor's entries shuffled), calibrated on the same banks: the site set of every
+handle the job chose (or, on request, also the schedule's first level, or the whole
+schedule). Expressive
+handles reach some IIA on any net; the real handles mean something only as far as they beat
+this one.
 
 *Label-permutation control* (computed inside each level, ``core.label_permutation``): here
 only summarised at each variable's handle level.
@@ -22,12 +24,17 @@ from dataclasses import replace
 
 import torch
 
+from core.backend import ProgressFn
+from core.calibrate import Candidate
 from core.control import NO_CONTROL, JobControl
+from core.coupling import Coupling
 from core.engine import Interventions, trace_bank
 from core.errors import JobCancelled
 from core.events import EngineEvent
+from core.handle_choice import calibrate_variable
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
+from core.level_sites import pca_frames
 from core.nets.base import InterventableNet
 from core.progressive import best_handles, run_levels
 from core.result import (
@@ -38,7 +45,7 @@ from core.result import (
     RandomNetControl,
 )
 from core.sites import is_token_net, parse_site, parse_token_location
-from core.spec import ControlsSpec, LevelSpec, RandomWeights
+from core.spec import ControlsSpec, LevelSpec, RandomNetScope, RandomWeights
 
 RANDOM_NET_MARGIN = 0.1  # real handles closer than this to the random net's are flagged
 OUTPUT_COPY_MARGIN = 0.02  # a handle within this of copying the output is flagged
@@ -88,17 +95,10 @@ def base_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(-1) == labels.to(logits.device)).all(-1).float().mean())
 
 
-def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
-                           weights: RandomWeights, seed: int,
-                           control: JobControl = NO_CONTROL) -> RandomNetControl:
-    """Rerun ``schedule`` on a random copy of ``inputs.net``, in this process.
-
-    The banks, coupling and calibration knobs are the job's; the clean traces are the
-    random net's own. Progress is relayed as ``control`` events (not level events, so the
-    job's level counters are not disturbed).
-    """
-    started = time.perf_counter()
-    control.check("cancelled before the random-net control ran", "controls.random_net")
+def random_net_inputs(inputs: LevelInputs, weights: RandomWeights, seed: int,
+                      control: JobControl) -> tuple[LevelInputs, int]:
+    """The job's inputs on a random copy of its net (the random net's own clean traces),
+    in this process; with the forward passes the traces cost."""
     net = randomized_net(inputs.net, weights, seed)
     banks = inputs.banks
     traces = {}
@@ -107,22 +107,86 @@ def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
         traces[split] = trace_bank(net, getattr(banks, split), inputs.max_rows)
     random = LevelInputs.local(net, banks, traces, inputs.coupling, inputs.calibration,
                                inputs.max_rows)
+    return random, 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
+
+
+def site_set_handle(inputs: LevelInputs, handle: HandleResult,
+                    progress: ProgressFn) -> tuple[HandleResult, int]:
+    """A real handle's own sites and weights calibrated on ``inputs`` (the random net): its
+    strength chosen again on the calibration bank from the job's grid, then tested.
+
+    A PCA site reads its location in the principal directions of the random net's own
+    activations there. Returns the handle and the forward passes spent.
+    """
+    widths = inputs.net.widths
+    sites = [parse_site(s, widths) for s in handle.sites]
+    pca = [s.location for s in sites if s.kind == "pca"]
+    frames = pca_frames(inputs, pca) if pca else {}
+    directions = {loc: int(frames[loc].shape[1]) if loc in frames else width
+                  for loc, width in widths.items()}
+    order = tuple(range(len(sites)))
+    candidates = [Candidate(0, handle.k, float(strength), order, tuple(handle.weights))
+                  for strength in sorted({*inputs.calibration.strengths, handle.strength})]
+    plan = Coupling(plan=torch.zeros(1, len(sites)), solver="sinkhorn",
+                    epsilon=handle.epsilon, beta=handle.beta, n_iter=0, converged=True)
+    return calibrate_variable(handle.level, handle.variable, candidates, [plan], sites,
+                              directions, frames, inputs, progress)
+
+
+def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
+                           weights: RandomWeights, seed: int,
+                           control: JobControl = NO_CONTROL,
+                           real: Sequence[LevelResult] = (),
+                           scope: RandomNetScope = "handles") -> RandomNetControl:
+    """Calibrate handles on a random copy of ``inputs.net``, in this process.
+
+    ``handles`` (the default, a small fraction of the job): every handle the real job chose,
+    at every level of ``real``, calibrated again on its own site set there
+    (``site_set_handle``: the same sites and weights, the strength chosen on the random
+    net's calibration bank). ``first_level`` adds the schedule's first level run there;
+    ``schedule`` reruns the whole schedule there instead. Per variable the random net's
+    handle is the one with the best calibration IIA, as the job chooses its own. What the
+    control asks is whether the sites the job settled on, at a tuned strength, reach the
+    real IIA on a net that computes nothing. The banks, coupling and calibration knobs are
+    the job's; the clean traces are the random net's own. Progress is relayed as
+    ``control`` events (not level events, so the job's level counters are not disturbed).
+    """
+    started = time.perf_counter()
+    control.check("cancelled before the random-net control ran", "controls.random_net")
+    random, passes = random_net_inputs(inputs, weights, seed, control)
 
     def relay(event: EngineEvent) -> None:
         if event.kind == "progress":
             control.emit("control", {"control": "random_net", **event.data})
 
+    relayed = replace(control, on_event=relay)
+    levels = list(schedule) if scope == "schedule" else list(schedule[:1]) \
+        if scope == "first_level" else []
     try:
-        levels = run_levels(schedule, random, replace(control, on_event=relay))
+        results = run_levels(levels, random, relayed) if levels else []
+        handles = best_handles(results)
+        passes += sum(level.forward_passes for level in results)
+        if scope != "schedule":
+            progress = relayed.progress("progress", {"stage": "calibration"},
+                                        "cancelled while calibrating the real handles' sites",
+                                        "controls.random_net")
+            for level in real:
+                if scope == "first_level" and level.index == 0:
+                    continue  # the first level ran on the random net
+                for variable, handle in level.handles.items():
+                    mine, spent = site_set_handle(random, handle, progress)
+                    passes += spent
+                    if variable not in handles or \
+                            mine.iia_calibration >= handles[variable].iia_calibration:
+                        handles[variable] = mine
     except JobCancelled as cancelled:  # name the control, not the job's own level
         raise JobCancelled(f"{cancelled.message} of the random-net control",
                            "controls.random_net") from None
-    traced = 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
     return RandomNetControl(
-        weights=weights, seed=seed, handles=best_handles(levels),
-        base_accuracy=base_accuracy(traces["test"].base.logits, banks.test.base_labels),
-        runtime_s=time.perf_counter() - started,
-        forward_passes=traced + sum(level.forward_passes for level in levels))
+        weights=weights, seed=seed, handles=handles,
+        base_accuracy=base_accuracy(random.traces["test"].base.logits,
+                                    inputs.banks.test.base_labels),
+        runtime_s=time.perf_counter() - started, forward_passes=passes)
 
 
 # ---------------------------------------------------------------- depth check
@@ -233,7 +297,7 @@ def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
     if spec.random_net:
         control.emit("control", {"control": "random_net", "done": 0, "total": 1})
         random_net = run_random_net_control(schedule, inputs, spec.random_weights, seed,
-                                            control)
+                                            control, levels, spec.random_net_scope)
         timing["random_net_s"], passes = random_net.runtime_s, random_net.forward_passes
     depth: dict[str, list[DepthPoint]] = {}
     if spec.depth_check:

@@ -82,6 +82,17 @@ def trace_bank(net: InterventableNet, bank: PairBank, max_rows: int = 65536) -> 
                       trace_inputs(net, bank.source.to(device), max_rows))
 
 
+def acting(coefficients: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The locations where some intervention of a batch has a non-zero coefficient (a zero
+    coefficient leaves the activation as it is), or the first location if none has: the
+    net then resumes from as late as the batch allows."""
+    out = {loc: coef for loc, coef in coefficients.items() if bool(coef.any())}
+    if out:
+        return out
+    first = next(iter(coefficients))
+    return {first: coefficients[first]}
+
+
 @torch.no_grad()
 def iter_interventions(
     net: InterventableNet, traces: BankTraces, interventions: Interventions, max_rows: int
@@ -97,14 +108,16 @@ def iter_interventions(
     for p0 in range(0, pairs, pair_step):
         p1 = min(p0 + pair_step, pairs)
         chunk = traces.slice(p0, p1)
+        # a token net derives each location's activation on lookup: once per pair chunk
+        sources = {loc: chunk.source.activations[loc] for loc in interventions.coefficients}
         copies_step = max(1, max_rows // (p1 - p0))
         for n0 in range(0, interventions.count, copies_step):
             n1 = min(n0 + copies_step, interventions.count)
             part = interventions.slice(n0, n1)
             edits = {
-                loc: partial(interchange, h_source=chunk.source.activations[loc],
-                             coefficients=coef, frame=part.frames.get(loc))
-                for loc, coef in part.coefficients.items()
+                loc: partial(interchange, h_source=sources[loc], coefficients=coef,
+                             frame=part.frames.get(loc))
+                for loc, coef in acting(part.coefficients).items()
             }
             logits = net.resume(chunk.base, edits, copies=n1 - n0)  # (n*p, O, C)
             yield slice(n0, n1), slice(p0, p1), logits.view(n1 - n0, p1 - p0, *logits.shape[1:])

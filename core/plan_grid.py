@@ -84,11 +84,9 @@ def solve_knob(problem: GridProblem, index: int) -> PlanOutcome:
     plan = solve_coupling(problem.cost, problem.a, problem.b, spec.solver, epsilon, beta,
                           spec.max_iter, spec.tol)
     rows = plan.variable_rows(problem.variables)  # (V, S)
-    candidates = [
-        [replace(c, plan=index) for c in build_candidates(
-            [rows[j].float()], problem.cost[j], problem.top_k, problem.strengths)]
-        for j in range(problem.variables)
-    ]
+    candidates = [build_candidates([rows[j].float()], problem.cost[j], problem.top_k,
+                                   problem.strengths, first_plan=index)
+                  for j in range(problem.variables)]
     return PlanOutcome(plan, candidates)
 
 

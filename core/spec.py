@@ -37,6 +37,7 @@ DasMode = Literal["off", "guided", "full"]
 DasInit = Literal["handle", "pca", "random"]
 DasRank = Literal["auto", "full", "low"]
 RandomWeights = Literal["reinit", "shuffle"]
+RandomNetScope = Literal["handles", "first_level", "schedule"]
 
 
 # Hard ceilings of the schema: no deployment needs more, so a value past one is a mistake
@@ -320,8 +321,13 @@ class ControlsSpec(_Frozen):
     """
 
     random_net: bool = Field(
-        True, description="rerun the schedule and calibration on the same architecture with "
-        "random weights and report its handles' test IIA next to the real ones")
+        True, description="calibrate handles on the same architecture with random weights "
+        "and report their test IIA next to the real ones")
+    random_net_scope: RandomNetScope = Field(
+        "handles", description="handles: on the random net, the site set of every handle the "
+        "job chose (at every level), its strength recalibrated, the best per variable; "
+        "first_level: also the schedule's first level run there; schedule: the whole "
+        "schedule rerun there (about the levels' cost)")
     random_weights: RandomWeights = Field(
         "reinit", description="reinit: freshly initialised weights; shuffle: every weight "
         "tensor's entries permuted (keeps each layer's weight distribution)")

@@ -143,7 +143,10 @@ def test_das_trains_through_the_job_backend() -> None:
 def test_a_level_runs_its_batched_work_only_on_the_backend(planted: LevelInputs) -> None:
     inputs, backend = counting(planted)
     run_levels([LevelSpec(granularity="neuron")], inputs)
-    # one signatures call per level, one grid per coupling group, matches per variable
-    assert backend.calls["signatures"] == 1 and backend.calls["solve_grid"] == 1
+    # one signatures call per level, one grid per coupling group and cost kind, matches per
+    # variable
+    kinds = len(planted.coupling.cost)
+    assert kinds == 2  # the default: mse and cosine
+    assert backend.calls["signatures"] == 1 and backend.calls["solve_grid"] == kinds
     assert backend.calls["matches"] >= 2 * 3  # candidates, then soft test, hard cal, hard test
     assert "train_das" not in backend.calls

@@ -10,6 +10,7 @@ from torch.testing import assert_close
 from core.calibrate import (
     Candidate,
     build_candidates,
+    by_locations,
     candidate_interventions,
     exact_matches,
     rank_sites,
@@ -131,3 +132,28 @@ def test_calibration_picks_the_k_and_strength_that_put_exactly_p_on_its_neuron(
     assert (best.k, best.strength) == expected
     assert float(accuracy.max()) == 1.0
     assert 1 in best.sites
+
+
+def test_unique_candidates_keep_the_order_of_first_occurrence() -> None:
+    coefficients = torch.tensor([[0.0, 2.0], [1.0, 0.0], [0.0, 2.0], [0.5, 0.5]])
+    unique, inverse = unique_candidates(Interventions({"layer:0": coefficients}, {}))
+    assert_close(unique.coefficients["layer:0"], coefficients[[0, 1, 3]])
+    assert inverse.tolist() == [0, 1, 0, 2]
+
+
+def test_batches_grouped_by_location_skip_untouched_ones_with_the_same_matches(
+        planted: tuple[MLP, BankTraces, torch.Tensor]) -> None:
+    net, traces, target = planted
+    sites = [Site("layer:0", "dims", 0, 2), *NEURONS]  # a layer-0 group, then layer-1 neurons
+    candidates = [Candidate(0, 1, 1.0, (2,), (1.0,)), Candidate(0, 1, 1.0, (0,), (1.0,)),
+                  Candidate(0, 2, 2.0, (0, 2), (0.5, 0.5)), Candidate(0, 1, 0.5, (2,), (1.0,))]
+    plan = candidate_interventions(candidates, sites, net.widths, {}, CPU)
+    assert list(plan.coefficients) == ["layer:0", "layer:1"]
+    order = by_locations(plan).tolist()
+    assert sorted(order) == [0, 1, 2, 3]
+    assert abs(order.index(0) - order.index(3)) == 1  # both act at layer:1 alone
+    # two interventions per stacked batch: every batch acts at one set of locations
+    together = exact_matches(net, traces, plan, target, max_rows=2 * traces.pairs)
+    for row, candidate in enumerate(candidates):
+        alone = candidate_interventions([candidate], sites, net.widths, {}, CPU)
+        assert torch.equal(together[row], exact_matches(net, traces, alone, target, 4096)[0])

@@ -13,9 +13,11 @@ from core.control import JobControl
 from core.controls import (
     control_warnings,
     later_locations,
+    random_net_inputs,
     randomized_net,
     run_depth_check,
     run_random_net_control,
+    site_set_handle,
 )
 from core.errors import JobCancelled
 from core.events import EngineEvent
@@ -24,7 +26,7 @@ from core.level_inputs import LevelInputs
 from core.nets.mlp import MLP
 from core.nets.registry import build_net
 from core.progressive import best_handles, run_levels
-from core.result import DepthPoint, HandleResult, RandomNetControl
+from core.result import DepthPoint, HandleResult, LevelResult, RandomNetControl
 from core.spec import LevelSpec
 from tests.unit.core.nets.test_transformer import tiny
 from tests.unit.core.planted import planted_level_inputs, planted_mlp
@@ -104,7 +106,8 @@ def test_the_random_net_runs_the_same_schedule_and_falls_far_short(
         inputs: LevelInputs) -> None:
     real = best_handles(run_levels(SCHEDULE, inputs))
     events: list[EngineEvent] = []
-    control = run_random_net_control(SCHEDULE, inputs, "reinit", 0, JobControl(events.append))
+    control = run_random_net_control(SCHEDULE, inputs, "reinit", 0, JobControl(events.append),
+                                     scope="schedule")
     assert control.handles.keys() == real.keys()
     for variable, handle in real.items():
         assert handle.iia_test.overall >= 0.99
@@ -174,3 +177,45 @@ def test_warnings_name_the_control_a_handle_does_not_beat() -> None:
     assert warnings[1].startswith("B: the coupling puts 0.120 of its row on its kept sites")
     assert warnings[2].startswith("B: the plain full-vector interchange at layer:1")
     assert "0.940" in warnings[2] and "0.950" in warnings[2]
+
+
+TWO_LEVELS = [LevelSpec(granularity="block", block_size=3, keep=1),
+              LevelSpec(granularity="neuron")]
+
+
+@pytest.fixture(scope="module")
+def real(inputs: LevelInputs) -> list[LevelResult]:
+    """The planted net's levels: a block level, then a neuron level."""
+    return run_levels(TWO_LEVELS, inputs)
+
+
+@pytest.mark.parametrize("scope", ["handles", "first_level"])
+def test_the_cheaper_random_net_control_still_catches_the_planted_net(
+        inputs: LevelInputs, real: list[LevelResult], scope: Any) -> None:
+    chosen = best_handles(real)
+    assert {h.level for h in chosen.values()} == {1}  # the planted neurons, at the finer level
+    cheap = run_random_net_control(TWO_LEVELS, inputs, "reinit", 0, real=real, scope=scope)
+    whole = run_random_net_control(TWO_LEVELS, inputs, "reinit", 0, scope="schedule")
+    assert cheap.forward_passes < whole.forward_passes
+    for variable, handle in chosen.items():
+        mine = cheap.handles[variable]
+        # a site set the real job chose at some level, recalibrated (or the first level's)
+        sets = [level.handles[variable].sites for level in real]
+        assert mine.sites in sets or (scope == "first_level" and mine.level == 0)
+        assert handle.iia_test.overall >= 0.99 and mine.iia_test.overall < 0.6
+    # the real handles beat it by far more than the margin: no random-net warning
+    assert not [w for w in control_warnings(chosen, cheap, {}, {}) if "random-net" in w]
+
+
+def test_a_real_handles_site_set_is_recalibrated_on_the_random_net(
+        inputs: LevelInputs, real: list[LevelResult]) -> None:
+    planted = best_handles(real)["P"]
+    random, _ = random_net_inputs(inputs, "reinit", 0, JobControl())
+    handle, passes = site_set_handle(random, planted, lambda done, total: None)
+    assert (handle.sites, handle.weights, handle.level) == (planted.sites, planted.weights, 1)
+    assert handle.strength in {*inputs.calibration.strengths, planted.strength}
+    assert passes >= inputs.banks.calibration.size
+    assert handle.iia_test.overall < 0.6
+    # on the real net the same site set is the planted neuron again
+    again, _ = site_set_handle(inputs, planted, lambda done, total: None)
+    assert again.iia_test.overall >= 0.99
