@@ -144,7 +144,9 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
     summary = {k: v for k, v in vars(report).items() if isinstance(v, int | float | str | bool)}
     # the targets it was held to, so a reader of train.json sees which one was missed
     summary.update(target_accuracy=config.target_accuracy, target_loss=config.target_loss,
-                   max_steps=config.max_steps)
+                   accept_loss=config.accept_loss if config.accept_loss is not None
+                   else config.target_loss, max_steps=config.max_steps,
+                   threads=config.threads if config.threads is not None else "caller")
     (directory / "train.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     # done == total closes the stage even when the net stopped early at its target
     control.emit("progress", {"stage": "training", "done": report.steps, "total": report.steps,
@@ -164,9 +166,40 @@ def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
         directory = resolve_net_dir(spec.model.path, context.model_root)
     elif task is not None:
         directory = task_default_net(task, context.cache_dir, spec.seed, control)
+        shortfall = training_shortfall(directory)
+        if shortfall is not None:
+            raise ModelLoadError(
+                f"the default {task.name} net of seed {spec.seed} did not reach its training "
+                f"target ({shortfall}), so its handles would depend on where training "
+                f"stopped; pick another seed, or give its directory ({directory}) as "
+                f"model.path to run on it anyway", "model")
     else:
         raise ModelLoadError("a dataset task needs a net: give model.path", "model.path")
     return load_net(directory, device=device), directory
+
+
+def training_shortfall(directory: Path) -> str | None:
+    """How a net's recorded training (``train.json``) fell short of its target, in words;
+    None when it reached it or no training was recorded."""
+    try:
+        record = json.loads((directory / "train.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("reached_target") is not False:
+        return None
+    loss = record.get("accept_loss", record.get("target_loss"))
+    return (f"after {record.get('steps')} of {record.get('max_steps')} steps: held-out "
+            f"accuracy {record.get('accuracy', float('nan')):.4f} (target "
+            f"{record.get('target_accuracy')}), held-out loss "
+            f"{record.get('held_out_loss', float('nan')):.4g} (target {loss})")
+
+
+def net_warnings(directory: Path) -> list[str]:
+    """Warnings about a net the job runs on: a recorded training that missed its target."""
+    shortfall = training_shortfall(directory)
+    return [] if shortfall is None else [
+        f"this net's training did not reach its target ({shortfall}): handles may depend on "
+        "where training stopped"]
 
 
 def resolve_task(spec: JobSpec, context: JobContext) -> CausalTask | None:
@@ -312,7 +345,7 @@ def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
         + 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
         + (das.forward_passes if das is not None else 0) + control_passes,
         net={"path": str(job.directory), "digest": net_digest(job.directory),
-             "config": inputs.net.config},
+             "config": inputs.net.config, "warnings": net_warnings(job.directory)},
         banks={split: {"pairs": getattr(banks, split).size,
                        "change_rates": getattr(banks, split).change_rates()}
                for split in ("fit", "calibration", "test")},
