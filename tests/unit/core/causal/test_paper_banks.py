@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from core.causal.mcqa import MultipleChoiceColours
 from core.causal.paper_adder import sources_per_base
 from core.causal.registry import make_banks
 from core.errors import TaskError
-from core.spec import PairsSpec
+from core.spec import PairsSpec, load_job_spec
 
 
 def _entities(task: HierarchicalEquality, inputs: torch.Tensor) -> torch.Tensor:
@@ -128,3 +130,9 @@ def _answer_position(bank: PairBank, task: MultipleChoiceColours) -> torch.Tenso
     same_set = (bank.base[:, options].sort(1).values == bank.source[:, options].sort(1).values
                 ).all(1)
     return same_rest & same_set & (bank.base != bank.source).any(1)
+
+
+@pytest.mark.parametrize("name", ["heq", "adder", "mcqa"])
+def test_the_paper_examples_are_paper_scheme_specs(name: str):
+    spec = load_job_spec(Path(__file__).parents[4] / "examples" / "paper" / f"{name}.yaml")
+    assert spec.pairs.scheme == "paper" and spec.das.mode == "guided"
