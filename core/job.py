@@ -52,13 +52,14 @@ DEFAULT_NET_RECIPE = 2
 # 1024 (the reference's 10 epochs of 1M), or until it is confident (held-out loss ≤ 1e-3):
 # nets trained on balanced draws, or stopped at the first 99.5 %, compute WX and YZ in
 # mixed, entangled directions (full-DAS test IIA ~0.84 against ~0.98). The 1e-3 is where it
-# may stop early; a net that runs all 10k steps counts as trained at held-out loss ≤ 0.05
-# (what the recipe reaches: 0.011-0.038 on the seeds measured). Every default net trains
+# may stop early; a net that runs all 10k steps counts as trained at held-out accuracy 1.0
+# and loss ≤ 0.1 (what the recipe reaches: 0.011-0.071 on seeds 0-9, one thread, every one
+# at accuracy 1.0 after the full 10k steps). Every default net trains
 # on one torch thread (TrainConfig.threads), so it is the same whatever the caller's.
 TRAIN_CONFIGS: dict[str, TrainConfig] = {
     "hierarchical_equality": TrainConfig(lr=3e-3, batch_size=1024, max_steps=10_000,
                                          target_accuracy=1.0, target_loss=1e-3,
-                                         accept_loss=0.05),
+                                         accept_loss=0.1),
     "binary_addition": TrainConfig(target_accuracy=1.0),
     "mcqa": TrainConfig(lr=3e-3, batch_size=128, max_steps=3000, target_accuracy=0.995,
                         target_loss=0.03, eval_size=1024, eval_every=100),
