@@ -232,6 +232,10 @@ def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
                                  "model.path")
         return make_banks(task, spec.pairs)
     assert spec.task.dataset is not None  # TaskSpec validates exactly one of the two
+    if spec.pairs.scheme != "balanced":
+        raise DatasetError("a dataset's rows are split as they are; pairs.scheme "
+                           f"{spec.pairs.scheme!r} builds a built-in task's banks",
+                           "pairs.scheme")
     path = (context.data_root / spec.task.dataset).resolve()
     if not path.is_relative_to(context.data_root.resolve()):
         raise DatasetError("the dataset path leaves the data root", "task.dataset")

@@ -1,5 +1,5 @@
 """A default net that did not reach its training target is refused; a user's own net only
-draws a warning."""
+draws a warning. A dataset job refuses the paper pair scheme."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.causal.registry import build_task
-from core.errors import ModelLoadError
-from core.job import JobContext, net_warnings, resolve_net
+from core.errors import DatasetError, ModelLoadError
+from core.job import JobContext, net_warnings, resolve_banks, resolve_net
 from core.nets.io import save_net
 from core.nets.registry import build_net
 from core.spec import parse_job_spec
@@ -39,3 +39,13 @@ def test_a_default_net_short_of_its_target_is_refused_and_a_users_own_is_warned(
     (directory / "train.json").write_text(json.dumps(SHORT | {"reached_target": True}))
     resolve_net(spec, context, task)  # reached: runs
     assert net_warnings(directory) == []
+
+
+def test_a_dataset_job_refuses_the_paper_scheme(tmp_path: Path) -> None:
+    spec = parse_job_spec({"task": {"dataset": "pairs.jsonl"}, "model": {"path": "net"},
+                           "pairs": {"scheme": "paper"}})
+    context = JobContext(model_root=tmp_path, data_root=tmp_path, cache_dir=tmp_path)
+    net = build_net(build_task("hierarchical_equality").default_net_config())
+    with pytest.raises(DatasetError) as refused:
+        resolve_banks(spec, context, None, net)
+    assert refused.value.where == "pairs.scheme"
