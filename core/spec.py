@@ -274,6 +274,10 @@ class DasSpec(_Frozen):
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
     low_rank_above: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(64, ge=1)
+    widen_below: float | None = Field(
+        None, ge=0, le=1, description="guided: a variable whose best calibration IIA is "
+        "under this is also trained at every other location with the same ranks (None: "
+        "never)")
 
     @field_validator("mode", mode="before")
     @classmethod
