@@ -19,11 +19,18 @@ Per task, DAS tries ``--dims`` (default: 1..16 for the MLP and GRU, as the refer
 locations). The JSON and markdown also record stage A: each variable's kept sites and
 handle at PLOT's first level (for MCQA, the positions).
 
-The table gives, per method × variable, test IIA mean ± sd over seeds, and per method the
-mean wall time, (pair) forward passes, DAS trainings and speed-up over full DAS. Writes
+``--scheme paper`` draws the PLOT authors' banks (``pairs.scheme: paper``: HEQ 1000 fit,
+1000 WX-only / YZ-only calibration, 1000 sensitive + 1000 invariant test pairs per
+variable; the adder 128 / 64 / 64 bases × 26 structured sources) instead of the balanced ones.
+
+The table gives, per method × variable, test IIA mean ± sd over seeds and the worst seed,
+and the paper's score: ½(sensitivity + invariance) on the test bank, mean and worst seed;
+per method the mean wall time, sites looked at (PLOT: sites of every level; DAS: locations
+trained), (pair) forward passes, DAS trainings and speed-up over full DAS. Writes
 ``compare.json``, ``compare.md`` and ``compare.png`` (IIA vs wall time, log x) to --out.
 
     python bench/compare.py --seeds 0 1 2 --out bench/results
+    python bench/compare.py --seeds 0..9 --scheme paper --out bench/results/paper
     python bench/compare.py --tasks mcqa --seeds 0 --out bench/results/mcqa
 """
 
@@ -40,6 +47,7 @@ from typing import Any
 
 import torch
 
+from core.calibrate import IIA
 from core.controls import run_controls
 from core.das_search import full_targets, run_das, run_das_targets
 from core.das_training import DasTarget, das_config
@@ -51,13 +59,16 @@ from core.nets.mlp import MLP
 from core.progressive import best_handles, run_levels
 from core.result import DasResult, LevelResult
 from core.sites import is_token_net, parse_site, parse_token_location
-from core.spec import DasSpec, JobSpec, parse_job_spec
+from core.spec import DasSpec, JobSpec, PairScheme, parse_job_spec
 
 METHODS = ("PLOT", "PLOT+guided DAS", "full DAS")
 PEER_METHODS = {"pyvene": "full DAS (pyvene)"}  # --peers: other libraries, MLP nets only
 TASKS = ("hierarchical_equality", "binary_addition", "mcqa")
 DEFAULT_TASKS = ("hierarchical_equality", "binary_addition")  # the README's table
 REFERENCE_DIMS = list(range(1, 17))
+# the paper scheme's bank sizes (fit, calibration, test) where they differ from --pairs:
+# the adder's 128 / 64 / 64 bases of 26 sources each
+PAPER_SIZES = {"binary_addition": (3328, 1664, 1664)}
 TASK_DIMS = {"mcqa": [1, 2, 4, 8, 16, 32]}  # clipped to d_model (32 for the default net)
 
 
@@ -102,12 +113,35 @@ def level_summary(levels: list[LevelResult]) -> list[dict[str, Any]]:
                         for v, h in level.handles.items()}} for level in levels]
 
 
+def parse_seeds(words: Sequence[str]) -> list[int]:
+    """Seeds from words like ``0 1 2`` or ``0..9`` (inclusive ranges)."""
+    seeds: list[int] = []
+    for word in words:
+        if ".." in word:
+            low, high = word.split("..", 1)
+            seeds += range(int(low), int(high) + 1)
+        else:
+            seeds.append(int(word))
+    return seeds
+
+
+def paper_score(iia: IIA) -> dict[str, float | None]:
+    """The paper's per-variable test figures: sensitivity, invariance and their mean."""
+    mean = (None if iia.sensitivity is None or iia.invariance is None
+            else (iia.sensitivity + iia.invariance) / 2)
+    return {"sensitivity": iia.sensitivity, "invariance": iia.invariance, "mean": mean}
+
+
 def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
-             das: dict[str, Any], peers: Sequence[str] = ()) -> dict[str, Any]:
+             das: dict[str, Any], peers: Sequence[str] = (),
+             scheme: PairScheme = "balanced") -> dict[str, Any]:
     """The three methods on one task and seed, sharing the net, banks and traces."""
+    fit, calibration, test = (PAPER_SIZES.get(task_name, (pairs,) * 3) if scheme == "paper"
+                              else (pairs,) * 3)
     spec: JobSpec = parse_job_spec({
         "task": {"builtin": task_name}, "seed": seed,
-        "pairs": {"fit": pairs, "calibration": pairs, "test": pairs, "seed": seed},
+        "pairs": {"fit": fit, "calibration": calibration, "test": test, "seed": seed,
+                  "scheme": scheme},
     })
     task = resolve_task(spec, context)
     net, _ = resolve_net(spec, context, task)
@@ -134,9 +168,11 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     full = run_das_targets("full", targets, inputs, full_spec, seed)
     methods: dict[str, Any] = {
         "PLOT": {"wall_s": plot_s, "forward_passes": plot_passes, "trainings": 0,
+                 "site_count": sum(len(level.sites) for level in levels),
                  "iia": {v: h.iia_test.overall for v, h in handles.items()},
                  "sensitivity": {v: h.iia_test.sensitivity for v, h in handles.items()},
                  "sites": {v: h.sites for v, h in handles.items()},
+                 "paper": {v: paper_score(h.iia_test) for v, h in handles.items()},
                  "cost_kind": {v: h.cost_kind for v, h in handles.items()},
                  "verdict": {v: h.verdict for v, h in handles.items()},
                  "verdict_reason": {v: h.verdict_reason for v, h in handles.items()},
@@ -146,13 +182,18 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
             "wall_s": plot_s + guided.runtime_s,
             "forward_passes": plot_passes + guided.forward_passes,
             "trainings": guided.trainings,
+            "site_count": sum(len(level.sites) for level in levels)
+            + len({r.site.split("/das:")[0] for r in guided.runs}),
             "iia": {v: r.iia_test.overall for v, r in guided.best.items()},
+            "paper": {v: paper_score(r.iia_test) for v, r in guided.best.items()},
             "sites": {v: [r.site] for v, r in guided.best.items()},
             "runs": das_runs(guided)},
         "full DAS": {
             "wall_s": full.runtime_s, "forward_passes": full.forward_passes,
             "trainings": full.trainings,
+            "site_count": len({t.location for t in targets}),
             "iia": {v: r.iia_test.overall for v, r in full.best.items()},
+            "paper": {v: paper_score(r.iia_test) for v, r in full.best.items()},
             "sites": {v: [r.site] for v, r in full.best.items()},
             "runs": das_runs(full)},
     }
@@ -162,7 +203,8 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
         methods[PEER_METHODS["pyvene"]] = pyvene_full_das(
             net, banks, full_spec.dims, das_config(full_spec, seed))
     return {
-        "task": task_name, "seed": seed, "variables": list(banks.variables),
+        "task": task_name, "seed": seed, "scheme": scheme, "variables": list(banks.variables),
+        "bank_sizes": [banks.fit.size, banks.calibration.size, banks.test.size],
         "dims": full_spec.dims,
         "full_das_locations": list(dict.fromkeys(t.location for t in targets)),
         "levels": level_summary(levels),
@@ -198,9 +240,14 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for method in method_names(mine):
             cells = [r["methods"][method] for r in mine]
             wall = statistics.fmean(c["wall_s"] for c in cells)
+            variables = mine[0]["variables"]
             rows.append({
                 "task": task, "method": method,
-                "iia": {v: mean_sd([c["iia"][v] for c in cells]) for v in mine[0]["variables"]},
+                "iia": {v: mean_sd([c["iia"][v] for c in cells]) for v in variables},
+                "worst": {v: min(c["iia"][v] for c in cells) for v in variables},
+                "paper": {v: paper_summary([c.get("paper", {}).get(v) for c in cells])
+                          for v in variables},
+                "site_count": statistics.fmean(c.get("site_count", 0) for c in cells),
                 "wall_s": wall,
                 "forward_passes": statistics.fmean(c["forward_passes"] for c in cells),
                 "trainings": statistics.fmean(c["trainings"] for c in cells),
@@ -223,18 +270,34 @@ def verdict_counts(cells: list[dict[str, Any]], variables: list[str]) -> dict[st
     return out
 
 
+def paper_summary(cells: list[dict[str, float | None] | None]) -> dict[str, float] | None:
+    """Mean sensitivity, invariance and ½(sens + inv) over seeds, and the worst seed's
+    ½(sens + inv); None when some seed lacks either (a bank with no such pair)."""
+    if any(c is None or c["mean"] is None for c in cells):
+        return None
+    scores = [c for c in cells if c is not None]
+    return {key: statistics.fmean(float(c[key] or 0.0) for c in scores)
+            for key in ("sensitivity", "invariance", "mean")} | {
+        "worst": min(float(c["mean"] or 0.0) for c in scores)}
+
+
 def markdown(rows: list[dict[str, Any]], header: str,
              runs: list[dict[str, Any]] | None = None) -> str:
     lines = [header, "", "| task | method | verdict per variable (seeds) | test IIA per "
-             "variable (mean ± sd) | wall s | forward passes | DAS trainings | speed-up vs "
-             "full DAS |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+             "variable (mean ± sd, worst) | paper: sens / inv / ½(sens+inv) (worst) | wall s | "
+             "sites | forward passes | DAS trainings | speed-up vs full DAS |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
-        iia = ", ".join(f"{v} {m:.3f} ± {s:.3f}" for v, (m, s) in row["iia"].items())
+        iia = ", ".join(f"{v} {m:.3f} ± {s:.3f} ({row['worst'][v]:.3f})"
+                        for v, (m, s) in row["iia"].items())
         verdicts = "; ".join(f"{v} {text}" for v, text in row.get("verdicts", {}).items())
+        paper = ", ".join(
+            f"{v} {p['sensitivity']:.3f} / {p['invariance']:.3f} / {p['mean']:.3f} "
+            f"({p['worst']:.3f})" if p else f"{v} –" for v, p in row["paper"].items())
         lines.append(f"| {row['task']} | {row['method']} | {verdicts or '–'} | {iia} | "
-                     f"{row['wall_s']:.2f} | {row['forward_passes']:.0f} | "
-                     f"{row['trainings']:.0f} | {row['speedup_vs_full']:.1f}× |")
+                     f"{paper} | {row['wall_s']:.2f} | {row['site_count']:.0f} | "
+                     f"{row['forward_passes']:.0f} | {row['trainings']:.0f} | "
+                     f"{row['speedup_vs_full']:.1f}× |")
     for run in runs or []:
         lines += ["", f"## {run['task']}, seed {run['seed']}: where each method looked", "",
                   f"DAS ranks {run['dims']}; full DAS over {len(run['full_das_locations'])} "
@@ -287,8 +350,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=TASKS,
                         help="default: the HEQ MLP and the adder GRU (add mcqa for the "
                         "transformer)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--pairs", type=int, default=1000, help="pairs per bank")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"],
+                        help="seeds, or inclusive ranges like 0..9")
+    parser.add_argument("--scheme", choices=["balanced", "paper"], default="balanced",
+                        help="pairs.scheme: our balanced banks or the PLOT authors' banks")
+    parser.add_argument("--pairs", type=int, default=1000,
+                        help="pairs per bank (paper scheme: the adder's are 3328 / 1664 / 1664)")
     parser.add_argument("--dims", nargs="+", type=int, default=None,
                         help="subspace ranks of the DAS grid (default 1..16, the reference's; "
                         "1 2 4 8 16 32 for mcqa)")
@@ -303,18 +370,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    args.seeds = parse_seeds(args.seeds)
 
     context = JobContext(model_root=args.cache_dir, data_root=args.cache_dir,
                          cache_dir=args.cache_dir, device=args.device)
     runs = [run_seed(task, seed, context, args.pairs,
                      {"dims": task_dims(task, args.dims), "max_epochs": args.max_epochs},
-                     args.peers)
+                     args.peers, args.scheme)
             for task in args.tasks for seed in args.seeds]
     rows = summarize(runs)
     device = str(context.torch_device())
     dims = "; ".join(f"{t} {task_dims(t, args.dims)}" for t in args.tasks)
-    header = (f"# PLOT vs PLOT-guided DAS vs full DAS\n\nseeds {args.seeds}, {args.pairs} "
-              f"pairs per bank, dims {dims}, device {device}, torch {torch.__version__}, "
+    header = (f"# PLOT vs PLOT-guided DAS vs full DAS\n\nseeds {args.seeds}, scheme "
+              f"{args.scheme}, {args.pairs} pairs per bank, dims {dims}, device {device}, "
+              f"torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} threads")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -216,4 +216,5 @@ def das_iia(net: InterventableNet, traces: BankTraces, bank: PairBank, variable:
     """
     hits = exact_matches(net, traces, fit.interventions(), bank.counterfactual_labels[variable],
                          max_rows)[0]  # (P,)
-    return summarize_iia(hits, bank.changes_output(variable))
+    scored = bank.scored(variable)
+    return summarize_iia(hits[scored], bank.changes_output(variable)[scored])

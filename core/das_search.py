@@ -149,6 +149,33 @@ def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
             for loc in dict.fromkeys(locations)}
 
 
+def widened_targets(result: DasResult, targets: Sequence[DasTarget], net: InterventableNet,
+                    below: float) -> list[DasTarget]:
+    """For each variable whose best guided calibration IIA is under ``below``: every
+    location it was not trained at, with the ranks it was trained at (clipped under the
+    location's width), from a random start.
+
+    A transport handle can steer a variable at a location where no subspace interchange
+    realises it (HEQ, paper banks, seed 0: WX's handle at layer 1 scores 0.999 on
+    calibration, every DAS rank there at most 0.82, layer 0 0.99); the low calibration IIA
+    of the guided runs is what flags it.
+    """
+    widths = net.widths
+    if is_token_net(widths):
+        widths = {s.location: s.size for s in token_sites(widths, ["resid"])}
+    out = []
+    for variable, best in result.best.items():
+        if best.iia_calibration >= below:
+            continue
+        mine = [t for t in targets if t.variable == variable]
+        tried = {t.location for t in mine}
+        ranks = sorted({k for t in mine for k in t.dims})
+        for location, width in widths.items():
+            if location not in tried:
+                out.append(DasTarget(variable, location, clip_dims(ranks, max(width - 1, 1))))
+    return out
+
+
 def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, DasRun]:
     """Per variable: the best calibration IIA, then the smaller k, then the earlier location."""
     def key(run: DasRun) -> tuple[float, int, int]:
@@ -211,5 +238,15 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
     else:
         raise SpecError("DAS is off", "das.mode")
     result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, checkpoint)
+    if spec.mode == "guided" and spec.widen_below is not None:
+        wider = widened_targets(result, targets, inputs.net, spec.widen_below)
+        if wider:
+            more = run_das_targets(spec.mode, wider, inputs, spec, seed, progress, checkpoint)
+            runs = [*result.runs, *more.runs]
+            result = DasResult(mode=spec.mode, runs=runs,
+                               best=select_runs(runs, list(inputs.net.widths)),
+                               trainings=result.trainings + more.trainings,
+                               forward_passes=result.forward_passes + more.forward_passes,
+                               runtime_s=0.0)
     # the runtime counts the PCA frames too
     return result.model_copy(update={"runtime_s": time.perf_counter() - started})

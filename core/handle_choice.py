@@ -55,7 +55,8 @@ def calibrate_variable(
     for name, (chosen_plan, bank) in evaluate.items():
         split: Split = "test" if bank is test else "calibration"
         hits = inputs.backend.matches(split, chosen_plan, bank.counterfactual_labels[variable])[0]
-        iia[name] = summarize_iia(hits, bank.changes_output(variable))
+        scored = bank.scored(variable)
+        iia[name] = summarize_iia(hits[scored], bank.changes_output(variable)[scored])
     plan = plans[best.plan]
     handle = HandleResult(
         variable=variable, level=level, sites=[sites[s].id for s in best.sites],

@@ -27,6 +27,7 @@ from core.errors import SpecError
 
 # The job vocabularies, defined here only; the modules that act on them import them.
 BuiltinTask = Literal["hierarchical_equality", "binary_addition", "mcqa"]
+PairScheme = Literal["balanced", "paper"]
 Granularity = Literal["position", "layer", "step", "head", "block", "neuron", "pca"]
 LevelComponent = Literal["resid", "attn", "mlp"]
 LevelScope = Literal["shared", "per_variable"]
@@ -152,6 +153,14 @@ class PairsSpec(_Frozen):
         0.5, ge=0.0, le=1.0,
         description="target share of pairs where each variable's interchange changes the "
         "output (built-in tasks)",
+    )
+    scheme: PairScheme = Field(
+        "balanced",
+        description="built-in tasks: `balanced` draws every bank with each variable's "
+        "change share at `changed_share`; `paper` builds the PLOT authors' banks (HEQ: "
+        "uniform entities, WX-only / YZ-only calibration, per-variable sensitive and "
+        "invariant test banks; adder: each base with its structured sources; MCQA: the "
+        "answer-position families) and ignores `changed_share`",
     )
 
 
@@ -299,6 +308,10 @@ class DasSpec(_Frozen):
     rank: DasRank = Field("auto", description="full rotation, low-rank D×k basis, or auto "
                           "(low-rank above low_rank_above)")
     low_rank_above: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(64, ge=1)
+    widen_below: float | None = Field(
+        None, ge=0, le=1, description="guided: a variable whose best calibration IIA is "
+        "under this is also trained at every other location with the same ranks (None: "
+        "never)")
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.causal.bank import PairBank
+from core.causal.bank import PairBank, concat_banks
 from core.causal.generated import GeneratedTask
 from core.causal.model import CausalModel, Variable
 from core.causal.sampling import label_pairs
@@ -182,6 +182,32 @@ class MultipleChoiceColours(GeneratedTask):
             self.num_objects, self.num_options,
             lambda text: list(tokenizer.encode(text, add_special_tokens=False)), encode,
             int(net.input_shape[0]), list(net.config["label_token_ids"]))
+
+    def draw_answer_position_pairs(self, n: int, generator: torch.Generator) -> PairBank:
+        """n pairs of the paper's answerPosition family: the source is the base prompt with
+        the answer's option swapped with another, so only the pointer moves."""
+        base = self.sample_inputs(n, generator)
+        options = torch.stack([base[f"x{j}"] for j in range(self.num_options)], dim=1)
+        colours = torch.stack([base[f"c{k}"] for k in range(self.num_objects)], dim=1)
+        answer = colours.gather(1, base["q"].unsqueeze(1))
+        slot = (options == answer).long().argmax(dim=1)
+        other = (slot + torch.randint(1, self.num_options, (n,), generator=generator)
+                 ) % self.num_options
+        rows = torch.arange(n)
+        swapped = options.clone()
+        swapped[rows, slot], swapped[rows, other] = options[rows, other], options[rows, slot]
+        source = dict(base) | {f"x{j}": swapped[:, j] for j in range(self.num_options)}
+        return label_pairs(self.causal, self.encode_candidates, base, source,
+                           self.variables)
+
+    def sample_paper_bank(self, n: int, generator: torch.Generator) -> PairBank:
+        """n pairs as the paper's MCQA banks, adapted to fixed option letters: half of the
+        answerPosition family (the pointer moves, the answer colour stays), half of the
+        family that moves both (``draw_pairs``), unfiltered, in random order."""
+        half = n // 2
+        bank = concat_banks([self.draw_answer_position_pairs(half, generator),
+                             self.draw_pairs(n - half, generator)])
+        return bank.subset(torch.randperm(bank.size, generator=generator))
 
     def named_positions(self) -> dict[str, dict[str, int]]:
         """Positions computed from the prompt: the queried object and each option's colour."""

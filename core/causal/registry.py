@@ -12,6 +12,8 @@ from core.causal.addition import BinaryAddition
 from core.causal.bank import Banks
 from core.causal.heq import HierarchicalEquality
 from core.causal.mcqa import LETTERS, OBJECTS, MultipleChoiceColours
+from core.causal.paper_adder import adder_paper_banks
+from core.causal.paper_heq import heq_paper_banks
 from core.causal.task import CausalTask
 from core.errors import TaskError
 from core.spec import PairsSpec
@@ -89,13 +91,36 @@ def make_banks(task: CausalTask, pairs: PairsSpec) -> Banks:
         pairs: bank sizes, the seed and the target change share.
 
     Returns:
-        Banks whose sizes are ``pairs.fit``, ``pairs.calibration``, ``pairs.test``; the same
-        seed gives identical banks.
+        Banks whose sizes are ``pairs.fit``, ``pairs.calibration``, ``pairs.test`` (the
+        ``paper`` scheme: see ``paper_banks``); the same seed gives identical banks.
     """
     fit, calibration, test = bank_generators(pairs.seed)
+    if pairs.scheme == "paper":
+        return paper_banks(task, pairs, (fit, calibration, test))
     share = pairs.changed_share
     return Banks(
         fit=task.sample_bank(pairs.fit, fit, share),
         calibration=task.sample_bank(pairs.calibration, calibration, share),
         test=task.sample_bank(pairs.test, test, share),
     )
+
+
+def paper_banks(task: CausalTask, pairs: PairsSpec,
+                generators: tuple[torch.Generator, torch.Generator, torch.Generator]) -> Banks:
+    """The PLOT authors' banks of a built-in task (``pairs.scheme: paper``).
+
+    HEQ: ``pairs.fit`` fit pairs, ``pairs.calibration`` WX-only / YZ-only calibration pairs
+    and 4 x ``pairs.test`` test pairs (``core.causal.paper_heq``); the adder: banks of
+    ``size // 26`` whole bases with their structured sources (``core.causal.paper_adder``);
+    MCQA: ``MultipleChoiceColours.sample_paper_bank`` for each bank.
+    """
+    if isinstance(task, HierarchicalEquality):
+        return heq_paper_banks(task, pairs.fit, pairs.calibration, pairs.test, generators)
+    if isinstance(task, BinaryAddition):
+        return adder_paper_banks(task, pairs.fit, pairs.calibration, pairs.test, generators[0])
+    if isinstance(task, MultipleChoiceColours):
+        fit, calibration, test = generators
+        return Banks(fit=task.sample_paper_bank(pairs.fit, fit),
+                     calibration=task.sample_paper_bank(pairs.calibration, calibration),
+                     test=task.sample_paper_bank(pairs.test, test))
+    raise TaskError(f"{task.name} has no paper scheme", "pairs.scheme")

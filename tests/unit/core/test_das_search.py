@@ -166,3 +166,22 @@ def test_das_spec_errors_name_the_field(das: dict[str, object], field: str) -> N
 def test_das_is_off_by_default() -> None:
     spec = parse_job_spec({"task": {"builtin": "hierarchical_equality"}})
     assert spec.das.mode == "off" and spec.das.dims == [1, 2, 4, 8, 16]
+
+
+def test_guided_das_widens_where_its_calibration_iia_is_low(inputs: LevelInputs) -> None:
+    """Q kept only layer:0, where it does not live: its guided runs score low on
+    calibration, so with widen_below they are repeated at layer:1, which finds it."""
+    level = pca_level()
+    level = level.model_copy(update={
+        "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:2"]},
+        "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:2"])}})
+    spec = SPEC.model_copy(update={"mode": "guided", "widen_below": 0.9})
+    wide = run_das(spec, inputs, [level])
+    guided_q = [r for r in wide.runs if r.variable == "Q" and r.site.startswith("layer:0/")]
+    assert guided_q and max(r.iia_calibration for r in guided_q) < 0.9
+    widened = [r for r in wide.runs if r.variable == "Q" and r.site.startswith("layer:1/")]
+    assert {r.dim for r in widened} == {r.dim for r in guided_q}  # the same ranks
+    assert {r.site.split("/")[0] for r in wide.runs if r.variable == "P"} == {"layer:1"}
+    assert wide.trainings == len(wide.runs)
+    assert wide.best["Q"].site.startswith("layer:1/")
+    assert wide.best["Q"].iia_test.overall >= 0.99

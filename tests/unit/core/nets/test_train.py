@@ -152,6 +152,7 @@ def test_sampler_that_does_not_fit_the_net_is_a_task_error(
         ({"batch_size": 0}, "train.batch_size"),
         ({"target_accuracy": 1.5}, "train.target_accuracy"),
         ({"min_lr_ratio": -0.1}, "train.min_lr_ratio"),
+        ({"threads": 0}, "train.threads"),
     ],
 )
 def test_bad_train_config_names_the_field(changes: dict[str, float], where: str) -> None:
@@ -172,3 +173,33 @@ def test_the_checkpoint_runs_before_every_batch_and_can_stop_training() -> None:
         train_net(build_net(SIGN_MLP), sample_sign, seed=0, config=FAST,
                   checkpoint=stop_at_fifth)
     assert len(calls) == 5  # four batches trained, the fifth never started
+
+
+def test_training_runs_on_its_own_thread_count_and_restores_the_callers() -> None:
+    seen: list[int] = []
+
+    def sample(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        seen.append(torch.get_num_threads())
+        return sample_sign(n, generator)
+
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_net(build_net(SIGN_MLP), sample, seed=0, config=replace(FAST, max_steps=3))
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        train_net(build_net(SIGN_MLP), sample, seed=0,
+                  config=replace(FAST, max_steps=3, threads=None))
+        assert set(seen) == {2}  # threads None: the caller's
+    finally:
+        torch.set_num_threads(caller)
+
+
+def test_accept_loss_judges_a_net_that_ran_out_of_steps() -> None:
+    strict = replace(FAST, max_steps=40, target_accuracy=0.5, target_loss=1e-6)
+    report = train_net(build_net(SIGN_MLP), sample_sign, seed=0, config=strict)
+    assert report.steps == 40 and not report.reached_target
+    accepting = replace(strict, accept_loss=report.held_out_loss + 1e-6)
+    again = train_net(build_net(SIGN_MLP), sample_sign, seed=0, config=accepting)
+    assert again.steps == 40 and again.reached_target  # the same run, judged on accept_loss
+    assert again.held_out_loss == report.held_out_loss
