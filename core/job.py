@@ -28,6 +28,7 @@ from core.das_search import run_das
 from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, ModelLoadError
 from core.level_inputs import LevelInputs
+from core.memory import budget_from_env, rows_for_budget
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
@@ -76,6 +77,11 @@ class JobContext:
     data_root: Path
     cache_dir: Path
     device: str = "auto"
+    memory_budget: int | None = None  # bytes a job's traces may hold; None: PLOT_MEMORY_BUDGET
+
+    def budget(self) -> int | None:
+        """The memory budget of a job's traces (``core.memory``); None: unbounded."""
+        return self.memory_budget if self.memory_budget is not None else budget_from_env()
 
     def max_rows(self, requested: int | None) -> int:
         """Rows per stacked forward: the spec's, or sized to the device's memory."""
@@ -269,17 +275,20 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
     net, directory = resolve_net(spec, context, task, control)
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
+    budget = context.budget()
     max_rows = context.max_rows(spec.max_rows)
     if spec.max_rows is None:  # a token net's row carries T positions of activations
-        max_rows = max(1, max_rows // net.tokens_per_row)
-    traces = {split: trace_bank(net, getattr(banks, split), max_rows)
+        max_rows = rows_for_budget(net, budget, max(1, max_rows // net.tokens_per_row))
+    # a token net's levels trace what each needs (LocalBackend.scope); first the logits only
+    first: tuple[str, ...] | None = () if net.scoped_traces else None
+    traces = {split: trace_bank(net, getattr(banks, split), max_rows, first)
               for split in ("fit", "calibration", "test")}
     t_banks = time.perf_counter()
     control.emit("started", {
         "variables": list(banks.variables),
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
                   "test": banks.test.size}})
-    backend = (LocalBackend(net, traces, max_rows) if backend_factory is None
+    backend = (LocalBackend(net, traces, max_rows, banks, budget) if backend_factory is None
                else backend_factory(directory, traces, max_rows))
     controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
@@ -352,6 +361,8 @@ def run_job(
     inputs = job.inputs
     schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)
+    if spec.das.mode != "off" or spec.controls.depth_check or spec.controls.random_net:
+        inputs.backend.scope(None)  # they read locations beyond the last level's
     controls = run_job_controls(schedule, inputs, levels, control)
     das = run_job_das(spec, inputs, levels, control)
     # the last stages may not have polled the cancel check

@@ -18,7 +18,7 @@ from core.control import NO_CONTROL, JobControl
 from core.diagnostics import CouplingDiagnostics, coupling_warnings, diagnose_pairs
 from core.label_permutation import PermutationControl, level_permutation_controls
 from core.level_inputs import LevelInputs
-from core.level_sites import LevelSites, enumerate_level_sites
+from core.level_sites import LevelSites, enumerate_level_sites, level_locations
 from core.level_steps import (
     LevelCost,
     LevelHandles,
@@ -59,6 +59,7 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
         kept: per variable, the sites the previous level kept (None for the first level).
     """
     marks = [time.perf_counter()]
+    inputs.backend.scope(level_locations(level, inputs, kept))  # trace what this level needs
     found = enumerate_level_sites(level, inputs, kept)
     control.emit("level_started", {"level": index, "granularity": level.granularity,
                                    "sites": len(found.sites)})
