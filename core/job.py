@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -40,9 +40,19 @@ from core.spec import JobSpec, LevelSpec
 
 TASK_FILE = "task.json"
 
-# Builds the compute backend of a job from its net directory, the clean traces of its banks
-# and the rows per stacked forward (the Ray pool, say); None: in-process (LocalBackend).
-BackendFactory = Callable[[Path, dict[str, BankTraces], int], ComputeBackend]
+class BackendFactory(Protocol):
+    """Builds a job's compute backend elsewhere (the Ray pool): there the net is loaded and
+    the banks traced; this process keeps the net's outline and the clean logits only."""
+
+    def describe(self, net_dir: Path) -> InterventableNet:
+        """The net's outline (``core.nets.outline.NetOutline``): no weights."""
+        ...
+
+    def __call__(self, net_dir: Path, banks: Banks, max_rows: int, budget: int | None
+                 ) -> tuple[ComputeBackend, dict[str, BankTraces]]:
+        """The backend holding the net and the banks, and the banks' clean traces without
+        activations."""
+        ...
 
 # Bumped whenever what a default net is trained on changes without its config or params
 # changing (a task's factual distribution, say), so a cached net of the old recipe is not reused.
@@ -162,7 +172,14 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
 def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
                 control: JobControl = NO_CONTROL) -> tuple[InterventableNet, Path]:
     """Load the net the spec names, or the built-in task's default net."""
-    device = context.torch_device()
+    directory = resolve_net_directory(spec, context, task, control)
+    return load_net(directory, device=context.torch_device()), directory
+
+
+def resolve_net_directory(spec: JobSpec, context: JobContext, task: CausalTask | None,
+                          control: JobControl = NO_CONTROL) -> Path:
+    """The directory of the net the spec names, or of the built-in task's default net
+    (trained into the cache on first use)."""
     if spec.model.id is not None:
         raise ModelLoadError("a registered model id is resolved by the service; give "
                              "model.path to plot run", "model.id")
@@ -172,7 +189,7 @@ def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
         directory = task_default_net(task, context.cache_dir, spec.seed, control)
     else:
         raise ModelLoadError("a dataset task needs a net: give model.path", "model.path")
-    return load_net(directory, device=device), directory
+    return directory
 
 
 def resolve_task(spec: JobSpec, context: JobContext) -> CausalTask | None:
@@ -272,24 +289,32 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
     ``started``."""
     started = time.perf_counter()
     task = resolve_task(spec, context)
-    net, directory = resolve_net(spec, context, task, control)
+    if backend_factory is None:
+        net, directory = resolve_net(spec, context, task, control)
+    else:  # the actors hold the net; the random-net control copies its weights here
+        directory = resolve_net_directory(spec, context, task, control)
+        net = (load_net(directory, device=context.torch_device()) if spec.controls.random_net
+               else backend_factory.describe(directory))
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
     budget = context.budget()
     max_rows = context.max_rows(spec.max_rows)
     if spec.max_rows is None:  # a token net's row carries T positions of activations
         max_rows = rows_for_budget(net, budget, max(1, max_rows // net.tokens_per_row))
-    # a token net's levels trace what each needs (LocalBackend.scope); first the logits only
-    first: tuple[str, ...] | None = () if net.scoped_traces else None
-    traces = {split: trace_bank(net, getattr(banks, split), max_rows, first)
-              for split in ("fit", "calibration", "test")}
+    backend: ComputeBackend
+    if backend_factory is None:
+        # a token net's levels trace what each needs (LocalBackend.scope); first the logits
+        first: tuple[str, ...] | None = () if net.scoped_traces else None
+        traces = {split: trace_bank(net, getattr(banks, split), max_rows, first)
+                  for split in ("fit", "calibration", "test")}
+        backend = LocalBackend(net, traces, max_rows, banks, budget)
+    else:
+        backend, traces = backend_factory(directory, banks, max_rows, budget)
     t_banks = time.perf_counter()
     control.emit("started", {
         "variables": list(banks.variables),
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
                   "test": banks.test.size}})
-    backend = (LocalBackend(net, traces, max_rows, banks, budget) if backend_factory is None
-               else backend_factory(directory, traces, max_rows))
     controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
                          backend, spec.controls.model_copy(update={"seed": controls_seed}))

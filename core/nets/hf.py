@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -146,13 +147,7 @@ class HFNet(TokenNet):
         return (1, len(self.config["labels"]))
 
     def text_encoder(self) -> Callable[[str], list[int]] | None:
-        def encode(text: str) -> list[int]:
-            ids = list(self.tokenizer.encode(text, add_special_tokens=False))
-            if len(ids) > self.max_len:
-                raise ModelLoadError(f"{len(ids)} tokens, the net takes at most "
-                                     f"{self.max_len}", "text")
-            return ids + [self.pad_token_id] * (self.max_len - len(ids))
-        return encode
+        return HFTextEncoder(self.tokenizer, self.max_len, self.pad_token_id)
 
     def part(self, block: int, name: str) -> nn.Module:
         """Block ``block``'s ``attn``, ``mlp``, ``o_proj``, ``attn_out`` or ``mlp_out``."""
@@ -256,6 +251,23 @@ class HFNet(TokenNet):
             z = t.reshape(*t.shape[:2], self.n_heads, self.d_head)  # (R, T, H, dh)
             return edit_at(z, at, _in_fp32(edit), head).reshape(t.shape)
         return apply
+
+
+@dataclass(frozen=True)
+class HFTextEncoder:
+    """``text -> max_len`` right-padded token ids with the net's tokenizer; picklable (it
+    travels to the job driver with ``NetOutline``)."""
+
+    tokenizer: Any
+    max_len: int
+    pad_token_id: int
+
+    def __call__(self, text: str) -> list[int]:
+        ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+        if len(ids) > self.max_len:
+            raise ModelLoadError(f"{len(ids)} tokens, the net takes at most {self.max_len}",
+                                 "text")
+        return ids + [self.pad_token_id] * (self.max_len - len(ids))
 
 
 def _device(net: nn.Module) -> torch.device:

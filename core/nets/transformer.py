@@ -9,6 +9,7 @@ Inputs are token ids (B, max_len), right-padded with ``pad_token_id`` when it is
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -112,8 +113,7 @@ class TransformerNet(TokenNet):
     def text_encoder(self) -> Callable[[str], list[int]] | None:
         if self.tokenizer is None:
             return None
-        tokenizer, pad = self.tokenizer, self.pad_token_id
-        return lambda text: tokenizer.encode(text, self.max_len, pad)
+        return partial(_encode_words, self.tokenizer, self.max_len, self.pad_token_id)
 
     def project(self, block: int, z: Tensor) -> Tensor:
         """Block ``block``'s output projection: (n, D) concatenated heads -> (n, D)."""
@@ -228,6 +228,12 @@ class TransformerNet(TokenNet):
         mine = [(at[:, column], edit, loc.head if component == "head" else None)
                 for loc, column, edit in edits if loc.component == component]
         return edit_positions(stream, mine)
+
+
+def _encode_words(tokenizer: WordTokenizer, length: int, pad: int | None, text: str
+                  ) -> list[int]:
+    """A picklable text encoder (it travels to the job driver with ``NetOutline``)."""
+    return tokenizer.encode(text, length, pad)
 
 
 def _stack(layers: list[Tensor], shape: tuple[int, ...], like: Tensor) -> Tensor:
