@@ -331,6 +331,7 @@ def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
     timing = {
         "total_s": total_s,
         **job.timing,
+        "trace_s": sum(level.timing.get("trace_s", 0.0) for level in levels),
         "signatures_s": sum(level.timing["signatures_s"] for level in levels),
         "coupling_s": sum(level.timing["coupling_s"] for level in levels),
         "calibration_s": sum(level.timing["calibration_s"] for level in levels),
