@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -93,7 +92,11 @@ def write_pairs(path: Path, pairs: int) -> None:
 def peak_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM: this process's peak RSS since its exec (ru_maxrss also counts the parent's
+    # pages at the fork, and the parent built the models)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status
+                    if line.startswith("VmHWM"))
 
 
 def current_bytes(device: torch.device) -> int:

@@ -94,7 +94,7 @@ class RayBackend:
         that traced them: all the driver keeps."""
         out: dict[str, dict[str, BankTraces]] = {}
         self._run([Call("clean_traces", (self.job_key,))],
-                  lambda index, value: out.setdefault("traces", value))
+                  lambda index, value: out.update(traces=value))
         return out["traces"]
 
     def scope(self, locations: Sequence[str] | None) -> None:
@@ -110,7 +110,7 @@ class RayBackend:
         """The PCA frames, computed on an actor from its traces."""
         out: dict[str, dict[str, Tensor]] = {}
         self._run([Call("pca_frames", (self.job_key, list(locations)))],
-                  lambda index, value: out.setdefault("frames", value))
+                  lambda index, value: out.update(frames=value))
         return {loc: frame.to(self.device) for loc, frame in out["frames"].items()}
 
     def _chunks(self, count: int) -> list[tuple[int, int]]:
@@ -213,7 +213,7 @@ class RayBackend:
 def describe_net(pool: ActorPool, net_dir: Path) -> NetOutline:
     """The net's outline from an actor (which loads the net into its cache)."""
     out: dict[str, NetOutline] = {}
-    pool.run([Call("describe", (str(net_dir),))], lambda index, value: out.setdefault("net", value))
+    pool.run([Call("describe", (str(net_dir),))], lambda index, value: out.update(net=value))
     return out["net"]
 
 

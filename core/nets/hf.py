@@ -202,7 +202,8 @@ class HFNet(TokenNet):
         with hooked(hooks):
             logits = self._logits(inputs, positions[:, self.labels.index(LAST)])
         rows, length = inputs.shape
-        width = int(self.lm.get_input_embeddings().weight.shape[1])
+        lm: Any = self.lm
+        width = int(lm.get_input_embeddings().weight.shape[1])
         empty = logits.new_empty(rows, 0, length, width, dtype=_dtype(self.lm))
         resid_stack = (torch.stack([resid[i] for i in kept.resid], 1) if kept.resid
                        else empty)

@@ -2,8 +2,8 @@
 (~124M parameters, ~500 MB in fp32) random model the driver's peak RSS stays below 1 GiB
 while the intervention actor loads the net and traces the banks.
 
-The driver runs in its own process (a fresh interpreter, so its peak RSS is the job's
-alone), connected to the session's local Ray.
+The driver runs in its own process (a fresh interpreter, so its peak RSS — ``VmHWM``, reset
+at exec — is the job's alone), connected to the session's local Ray.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ MAX_LEN = 24
 GIB = 2**30
 
 DRIVER = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import ray
 from core.job import JobContext, run_job
@@ -44,7 +44,10 @@ context = JobContext(root, root, root / "cache", "cpu")
 with ActorBackends(pool, coupling_tasks=0).for_job() as factory:
     result = run_job(parse_job_spec(spec), context, backend_factory=factory)
 held = ray.get(pool.actors[0].stats.remote())
-print(json.dumps({"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+# VmHWM: this process's peak since its exec (ru_maxrss would count the forked parent's)
+peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith("VmHWM"))
+print(json.dumps({"peak_rss": peak,
                   "levels": [level.granularity for level in result.levels],
                   "handles": sorted(result.handles), "micro_batches": held["micro_batches"]}))
 """
