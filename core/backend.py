@@ -139,8 +139,9 @@ class LocalBackend:
 
     def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
         fit = self.split_traces("fit")
+        device = net_device(self.net)  # host-held traces derive on the host
         return {loc: pca_frame(torch.cat([fit.base.activations[loc],
-                                          fit.source.activations[loc]]))
+                                          fit.source.activations[loc]])).to(device)
                 for loc in dict.fromkeys(locations)}
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],

@@ -97,8 +97,7 @@ def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int,
     parts = []
     for i in range(0, inputs.shape[0], max_rows):
         part = net.trace(inputs[i:i + max_rows], locations)
-        parts.append(part if store is None
-                     else part.to_device(store, activations_only=True, pin=pin))
+        parts.append(part if store is None else part.to_device(store, activations_only=True))
     first = parts[0].activations
     activations = (
         DerivedActivations.concat([p.activations for p in parts
@@ -106,8 +105,10 @@ def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int,
         if isinstance(first, DerivedActivations)
         else {k: torch.cat([p.activations[k] for p in parts]) for k in first}
     )
-    return Trace(inputs=inputs, activations=activations,
-                 logits=torch.cat([p.logits for p in parts]))
+    trace = Trace(inputs=inputs, activations=activations,
+                  logits=torch.cat([p.logits for p in parts]))
+    return trace.to_device(torch.device("cpu"), activations_only=True, pin=True) if pin \
+        else trace
 
 
 def trace_bank(net: InterventableNet, bank: PairBank, max_rows: int = 65536,

@@ -64,7 +64,9 @@ class Trace:
         """This trace with its activations (and, unless ``activations_only``, its inputs and
         logits) on ``device``; ``pin`` pins CPU activations (faster host -> GPU copies)."""
         def move(t: Tensor) -> Tensor:
-            t = t.to(device, non_blocking=True)
+            # asynchronous only towards a GPU (from pinned memory): a copy to the host is
+            # read by the CPU right after
+            t = t.to(device, non_blocking=device.type == "cuda")
             return t.pin_memory() if pin and t.device.type == "cpu" else t
         activations = self.activations
         moved = (activations.map(move) if isinstance(activations, DerivedActivations)
