@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import ray
 import torch
 
 from core.causal.mcqa import VOCAB, MultipleChoiceColours
@@ -38,7 +39,7 @@ from workers.actor_backends import ActorBackends
 from workers.cluster import make_pool
 
 root, spec = Path(sys.argv[1]), json.loads(sys.argv[2])
-ray.init(address="auto", logging_level="ERROR")
+ray.init(address=sys.argv[3], logging_level="ERROR")  # the test session's Ray
 pool = make_pool(actors=1)
 context = JobContext(root, root, root / "cache", "cpu")
 with ActorBackends(pool, coupling_tasks=0).for_job() as factory:
@@ -90,7 +91,8 @@ def test_the_driver_holds_no_weights_while_the_actor_runs_a_124m_model(
         "controls": {"random_net": False, "depth_check": False, "label_permutation": False},
     }
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), json.dumps(spec)],
+    address = ray.get_runtime_context().gcs_address
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path), json.dumps(spec), address],
                           capture_output=True, text=True, env=env, timeout=600,
                           cwd=Path(__file__).resolve().parents[3], check=False)
     assert done.returncode == 0, done.stderr[-3000:]
