@@ -28,7 +28,7 @@ from core.das_search import run_das
 from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, ModelLoadError
 from core.level_inputs import LevelInputs
-from core.memory import budget_from_env, rows_for_budget
+from core.memory import rows_for_budget
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
@@ -87,11 +87,11 @@ class JobContext:
     data_root: Path
     cache_dir: Path
     device: str = "auto"
-    memory_budget: int | None = None  # bytes a job's traces may hold; None: PLOT_MEMORY_BUDGET
+    memory_budget: int | None = None  # bytes a level's traces may hold (core.memory)
 
     def budget(self) -> int | None:
         """The memory budget of a job's traces (``core.memory``); None: unbounded."""
-        return self.memory_budget if self.memory_budget is not None else budget_from_env()
+        return self.memory_budget
 
     def max_rows(self, requested: int | None) -> int:
         """Rows per stacked forward: the spec's, or sized to the device's memory."""

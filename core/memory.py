@@ -10,9 +10,8 @@ banks are traced one at a time, each re-traced when it is needed again.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from core.errors import PlotError
 from core.nets.base import InterventableNet
@@ -49,9 +48,10 @@ def parse_bytes(value: str | int, where: str = BUDGET_ENV) -> int:
     return size
 
 
-def budget_from_env() -> int | None:
-    """The budget ``PLOT_MEMORY_BUDGET`` sets, or None (unbounded)."""
-    value = os.environ.get(BUDGET_ENV, "").strip()
+def budget_from(environment: Mapping[str, str]) -> int | None:
+    """The budget ``PLOT_MEMORY_BUDGET`` sets in ``environment`` (the process's, read at the
+    edges: the CLI and the workers), or None (unbounded)."""
+    value = environment.get(BUDGET_ENV, "").strip()
     return parse_bytes(value) if value else None
 
 
