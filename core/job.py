@@ -387,7 +387,7 @@ def run_job(
     inputs = job.inputs
     schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)
-    if spec.das.mode != "off" or spec.controls.depth_check or spec.controls.random_net:
+    if spec.das.mode != "off" or spec.controls.depth_check:
         inputs.backend.scope(None)  # they read locations beyond the last level's
     controls = run_job_controls(schedule, inputs, levels, control)
     das = run_job_das(spec, inputs, levels, control)
