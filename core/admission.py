@@ -39,8 +39,9 @@ class AdmissionLimits:
         max_forward_passes: rows run through the net by the whole job: clean traces,
             signatures, calibration, test, controls and DAS epochs (1e9: hours on one GPU
             for the small nets, days for a 2B language model).
-        max_trace_bytes: the clean traces of the three banks, pairs × 2 sides × stream
-            width × tokens × 4 bytes (16 GiB: they are kept in memory for the whole job).
+        max_trace_bytes: the clean traces of the three banks that one level holds, pairs ×
+            2 sides × the largest level's traced width (``traced_width``) × tokens × 4
+            bytes (16 GiB).
         max_das_trainings: DAS rotations trained (2,000; full DAS on HEQ is 3 × 5 × 2 = 30).
         max_permutations: label permutations per level (1,000; default 16).
         max_coupling_iterations: ``coupling.max_iter`` (100,000; default 2,000).
@@ -178,6 +179,33 @@ def estimate_sites(schedule: Sequence[LevelSpec], size: NetSize | None, variable
     return sites
 
 
+def traced_width(schedule: Sequence[LevelSpec], size: NetSize, variables: int) -> int:
+    """Coordinates per example and token the largest level's traces keep.
+
+    An MLP or GRU trace keeps every location at every level (``stream_width``). A token
+    net's level keeps only the stream layers its locations need (``core.nets.tokens``): a
+    residual site one layer, an attention, head or MLP site up to three (the residuals around
+    its block and the heads); a position level one block, a layer or head level every
+    block, a finer level its parents' blocks (every block at a first level).
+    """
+    if size.blocks <= 0 or size.d_model <= 0:
+        return size.stream_width
+    width, every, blocks = size.d_model, size.stream_width, size.blocks
+    widest = 0
+    parents: int | None = None  # locations the previous level kept
+    for level in schedule:
+        per_block = 1 if level.component == "resid" else 3
+        if level.granularity == "position":
+            layers = per_block
+        elif level.granularity in ("layer", "head", "step"):
+            layers = blocks * per_block
+        else:
+            layers = 2 * blocks + 1 if parents is None else 3 * parents
+        widest = max(widest, min(layers * width, every))
+        parents = level.keep * variables
+    return widest
+
+
 def _calibration_grid(spec: JobSpec) -> tuple[int, int]:
     """(plans, candidates per variable and level), every cost kind's together."""
     plans = len(spec.coupling.cost) * len(spec.coupling.epsilons) * (
@@ -310,8 +338,8 @@ def admit(spec: JobSpec, limits: AdmissionLimits = DEFAULT_LIMITS,
                f"levels.{i}" if spec.levels else "levels", schedule[i].granularity,
                "candidate sites")
     pairs = spec.pairs.fit + spec.pairs.calibration + spec.pairs.test
-    stream, tokens = ((info.size.stream_width, info.size.tokens) if info.size is not None
-                      else (1, 1))
+    stream, tokens = ((traced_width(schedule, info.size, variables), info.size.tokens)
+                      if info.size is not None else (1, 1))
     trace_bytes = pairs * 2 * stream * tokens * BYTES_PER_VALUE
     _check(trace_bytes, limits.max_trace_bytes, "max_trace_bytes", "pairs", pairs,
            "trace bytes")

@@ -12,15 +12,19 @@ tasks.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
+import torch
 from torch import Tensor
 
 from core.calibrate import exact_matches
+from core.causal.bank import Banks
 from core.das_training import DasTraining, train_target
-from core.engine import BankTraces, Interventions
-from core.nets.base import InterventableNet
+from core.engine import BankTraces, Interventions, trace_bank
+from core.memory import fits, trace_bytes_per_example
+from core.nets.base import InterventableNet, net_device
+from core.pca import pca_frame
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
 from core.result import DasRun
 from core.signatures import neural_signatures
@@ -36,6 +40,16 @@ ProgressFn = Callable[[int, int], None]  # (done, total)
 
 class ComputeBackend(Protocol):
     """Runs one job's batched interchange interventions, coupling solves and DAS trainings."""
+
+    def scope(self, locations: Sequence[str] | None) -> None:
+        """Hold the banks' clean traces for ``locations`` (None: every location) from now
+        on: the level's sites and any resume whose edits are among them."""
+        ...
+
+    def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
+        """(D, K) PCA frames of the fit bank's base and source activations at ``locations``
+        (in scope)."""
+        ...
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:
@@ -65,28 +79,80 @@ class ComputeBackend(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class LocalBackend:
     """The in-process backend: the net and the traced banks live here.
 
     Attributes:
-        traces: "fit" | "calibration" | "test" -> the clean traces of the job's banks.
+        traces: "fit" | "calibration" | "test" -> the clean traces of the job's banks; the
+            same dict as the job's ``LevelInputs.traces`` (``scope`` replaces its values).
         max_rows: rows (intervention × pair) per stacked forward.
+        banks: the banks ``scope`` re-traces; None: ``traces`` are final (``scope`` keeps
+            them).
+        budget: bytes the traces of a level may hold on the net's device (None: no bound).
+            Beyond it they are kept in pinned host memory on a GPU, and on the CPU one bank
+            at a time is traced, re-traced when needed again (``core.memory``).
     """
 
     net: InterventableNet
     traces: dict[str, BankTraces]
     max_rows: int
+    banks: Banks | None = None
+    budget: int | None = None
+    held: list[str] | None = field(default=None, init=False)
+    mode: str = field(default="device", init=False)  # device | host | one bank at a time
+
+    def scope(self, locations: Sequence[str] | None) -> None:
+        if self.banks is None or not self.net.scoped_traces:
+            return  # the traces were given, or the net keeps every location anyway
+        wanted = None if locations is None else sorted(set(locations))
+        if wanted == self.held and self.mode != "one" and self._traced():
+            return
+        for split, traces in self.traces.items():  # free the last scope first
+            self.traces[split] = traces.without_activations()
+        examples = 2 * sum(getattr(self.banks, split).size for split in self.traces)
+        needed = examples * trace_bytes_per_example(self.net, wanted)
+        device = net_device(self.net)
+        self.mode = ("device" if wanted is None or fits(needed, self.budget)
+                     else "host" if device.type == "cuda" else "one")
+        self.held = wanted
+        if self.mode == "one":
+            return  # traced bank by bank in ``split_traces``
+        store = torch.device("cpu") if self.mode == "host" else None
+        for split in self.traces:
+            self.traces[split] = trace_bank(self.net, getattr(self.banks, split),
+                                            self.max_rows, wanted, store)
+
+    def _traced(self) -> bool:
+        return all(t.activation_device() is not None for t in self.traces.values())
+
+    def split_traces(self, split: str) -> BankTraces:
+        """The traces of ``split``; with one bank at a time, the others' are dropped first."""
+        traces = self.traces[split]
+        if self.mode != "one" or traces.activation_device() is not None or self.banks is None:
+            return traces
+        for other, held in self.traces.items():
+            self.traces[other] = held.without_activations()
+        self.traces[split] = trace_bank(self.net, getattr(self.banks, split), self.max_rows,
+                                        self.held)
+        return self.traces[split]
+
+    def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
+        fit = self.split_traces("fit")
+        device = net_device(self.net)  # host-held traces derive on the host
+        return {loc: pca_frame(torch.cat([fit.base.activations[loc],
+                                          fit.source.activations[loc]])).to(device)
+                for loc in dict.fromkeys(locations)}
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:
-        return neural_signatures(self.net, self.traces["fit"], sites, frames, self.max_rows,
-                                 progress)
+        return neural_signatures(self.net, self.split_traces("fit"), sites, frames,
+                                 self.max_rows, progress)
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
                 progress: Callable[[int], None] | None = None, pairs: int | None = None
                 ) -> Tensor:
-        traces = self.traces[split]
+        traces = self.split_traces(split)
         if pairs is not None:
             traces = traces.slice(0, pairs)
         return exact_matches(self.net, traces, interventions, targets, self.max_rows, progress)

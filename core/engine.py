@@ -8,7 +8,7 @@ location, in micro-batches of at most ``max_rows`` rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -33,6 +33,27 @@ class BankTraces:
 
     def slice(self, start: int, stop: int) -> BankTraces:
         return BankTraces(self.base.slice(start, stop), self.source.slice(start, stop))
+
+    def on(self, device: torch.device) -> BankTraces:
+        """These traces with their activations on ``device`` (a no-op when already there)."""
+        if self.activation_device() in (None, device):
+            return self
+        return BankTraces(self.base.to_device(device, activations_only=True),
+                          self.source.to_device(device, activations_only=True))
+
+    def activation_device(self) -> torch.device | None:
+        """Where the activations are kept (None: no activations)."""
+        activations = self.base.activations
+        tensors = list(activations.streams.values() if isinstance(activations, DerivedActivations)
+                       else activations.values())
+        return tensors[0].device if tensors else None
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.base.activation_bytes + self.source.activation_bytes
+
+    def without_activations(self) -> BankTraces:
+        return BankTraces(self.base.without_activations(), self.source.without_activations())
 
 
 @dataclass(frozen=True)
@@ -61,9 +82,22 @@ class Interventions:
 
 
 @torch.no_grad()
-def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int) -> Trace:
-    """Trace (B, *input_shape) in micro-batches and concatenate."""
-    parts = [net.trace(inputs[i:i + max_rows]) for i in range(0, inputs.shape[0], max_rows)]
+def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int,
+                 locations: Collection[str] | None = None,
+                 store: torch.device | None = None) -> Trace:
+    """Trace (B, *input_shape) in micro-batches and concatenate.
+
+    Args:
+        locations: what the trace must serve (``InterventableNet.trace``); None: everything.
+        store: where the activations are kept (the CPU, pinned when the net is on a GPU,
+            for traces beyond the memory budget: ``iter_interventions`` streams them to the
+            device a micro-batch at a time); None: the net's device.
+    """
+    pin = store is not None and store.type == "cpu" and inputs.device.type == "cuda"
+    parts = []
+    for i in range(0, inputs.shape[0], max_rows):
+        part = net.trace(inputs[i:i + max_rows], locations)
+        parts.append(part if store is None else part.to_device(store, activations_only=True))
     first = parts[0].activations
     activations = (
         DerivedActivations.concat([p.activations for p in parts
@@ -71,15 +105,20 @@ def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int) -> Trace:
         if isinstance(first, DerivedActivations)
         else {k: torch.cat([p.activations[k] for p in parts]) for k in first}
     )
-    return Trace(inputs=inputs, activations=activations,
-                 logits=torch.cat([p.logits for p in parts]))
+    trace = Trace(inputs=inputs, activations=activations,
+                  logits=torch.cat([p.logits for p in parts]))
+    return trace.to_device(torch.device("cpu"), activations_only=True, pin=True) if pin \
+        else trace
 
 
-def trace_bank(net: InterventableNet, bank: PairBank, max_rows: int = 65536) -> BankTraces:
-    """Trace a bank's base and source inputs once (2 P forward passes)."""
+def trace_bank(net: InterventableNet, bank: PairBank, max_rows: int = 65536,
+               locations: Collection[str] | None = None,
+               store: torch.device | None = None) -> BankTraces:
+    """Trace a bank's base and source inputs once (2 P forward passes), keeping what
+    ``locations`` need (None: everything), on the net's device or ``store``."""
     device = next(net.parameters()).device
-    return BankTraces(trace_inputs(net, bank.base.to(device), max_rows),
-                      trace_inputs(net, bank.source.to(device), max_rows))
+    return BankTraces(trace_inputs(net, bank.base.to(device), max_rows, locations, store),
+                      trace_inputs(net, bank.source.to(device), max_rows, locations, store))
 
 
 def acting(coefficients: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -105,9 +144,10 @@ def iter_interventions(
     """
     pairs = traces.pairs
     pair_step = min(pairs, max_rows)
+    device = traces.base.logits.device
     for p0 in range(0, pairs, pair_step):
         p1 = min(p0 + pair_step, pairs)
-        chunk = traces.slice(p0, p1)
+        chunk = traces.slice(p0, p1).on(device)  # streamed when kept on the host
         # a token net derives each location's activation on lookup: once per pair chunk
         sources = {loc: chunk.source.activations[loc] for loc in interventions.coefficients}
         copies_step = max(1, max_rows // (p1 - p0))

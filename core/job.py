@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -29,6 +29,7 @@ from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, ModelLoadError
 from core.handle_verdicts import calibration_evidence, with_verdicts
 from core.level_inputs import LevelInputs
+from core.memory import rows_for_budget
 from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
@@ -42,9 +43,19 @@ from core.token_levels import TOKEN_NET_LEVELS
 
 TASK_FILE = "task.json"
 
-# Builds the compute backend of a job from its net directory, the clean traces of its banks
-# and the rows per stacked forward (the Ray pool, say); None: in-process (LocalBackend).
-BackendFactory = Callable[[Path, dict[str, BankTraces], int], ComputeBackend]
+class BackendFactory(Protocol):
+    """Builds a job's compute backend elsewhere (the Ray pool): there the net is loaded and
+    the banks traced; this process keeps the net's outline and the clean logits only."""
+
+    def describe(self, net_dir: Path) -> InterventableNet:
+        """The net's outline (``core.nets.outline.NetOutline``): no weights."""
+        ...
+
+    def __call__(self, net_dir: Path, banks: Banks, max_rows: int, budget: int | None
+                 ) -> tuple[ComputeBackend, dict[str, BankTraces]]:
+        """The backend holding the net and the banks, and the banks' clean traces without
+        activations."""
+        ...
 
 # Bumped whenever what a default net is trained on changes without its config or params
 # changing (a task's factual distribution, say), so a cached net of the old recipe is not reused.
@@ -84,6 +95,11 @@ class JobContext:
     data_root: Path
     cache_dir: Path
     device: str = "auto"
+    memory_budget: int | None = None  # bytes a level's traces may hold (core.memory)
+
+    def budget(self) -> int | None:
+        """The memory budget of a job's traces (``core.memory``); None: unbounded."""
+        return self.memory_budget
 
     def max_rows(self, requested: int | None) -> int:
         """Rows per stacked forward: the spec's, or sized to the device's memory."""
@@ -166,7 +182,14 @@ def train_default_net(task: CausalTask, directory: Path, seed: int = 0,
 def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
                 control: JobControl = NO_CONTROL) -> tuple[InterventableNet, Path]:
     """Load the net the spec names, or the built-in task's default net."""
-    device = context.torch_device()
+    directory = resolve_net_directory(spec, context, task, control)
+    return load_net(directory, device=context.torch_device()), directory
+
+
+def resolve_net_directory(spec: JobSpec, context: JobContext, task: CausalTask | None,
+                          control: JobControl = NO_CONTROL) -> Path:
+    """The directory of the net the spec names, or of the built-in task's default net
+    (trained into the cache on first use)."""
     if spec.model.id is not None:
         raise ModelLoadError("a registered model id is resolved by the service; give "
                              "model.path to plot run", "model.id")
@@ -183,7 +206,7 @@ def resolve_net(spec: JobSpec, context: JobContext, task: CausalTask | None,
                 f"model.path to run on it anyway", "model")
     else:
         raise ModelLoadError("a dataset task needs a net: give model.path", "model.path")
-    return load_net(directory, device=device), directory
+    return directory
 
 
 def training_shortfall(directory: Path) -> str | None:
@@ -323,7 +346,12 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
     ``started``."""
     started = time.perf_counter()
     task = resolve_task(spec, context)
-    net, directory = resolve_net(spec, context, task, control)
+    if backend_factory is None:
+        net, directory = resolve_net(spec, context, task, control)
+    else:  # the actors hold the net; the random-net control copies its weights here
+        directory = resolve_net_directory(spec, context, task, control)
+        net = (load_net(directory, device=context.torch_device()) if spec.controls.random_net
+               else backend_factory.describe(directory))
     task = task_for_net(task, net)
     t_net = time.perf_counter()
     banks = resolve_banks(spec, context, task, net)
@@ -334,22 +362,29 @@ def prepare_job(spec: JobSpec, context: JobContext, control: JobControl,
 def trace_job(spec: JobSpec, context: JobContext, control: JobControl,
               backend_factory: BackendFactory | None, net: InterventableNet, banks: Banks,
               task: CausalTask | None, directory: Path | None, net_s: float) -> PreparedJob:
-    """Trace the banks of a resolved net and build the backend; emit ``started``."""
+    """Trace the banks of a resolved net (here, or on the actors when ``backend_factory``
+    holds them) and build the backend; emit ``started``."""
     t_net = time.perf_counter()
+    budget = context.budget()
     max_rows = context.max_rows(spec.max_rows)
     if spec.max_rows is None:  # a token net's row carries T positions of activations
-        max_rows = max(1, max_rows // net.tokens_per_row)
-    traces = {split: trace_bank(net, getattr(banks, split), max_rows)
-              for split in ("fit", "calibration", "test")}
+        max_rows = rows_for_budget(net, budget, max(1, max_rows // net.tokens_per_row))
+    backend: ComputeBackend
+    if backend_factory is None:
+        # a token net's levels trace what each needs (LocalBackend.scope); first the logits
+        first: tuple[str, ...] | None = () if net.scoped_traces else None
+        traces = {split: trace_bank(net, getattr(banks, split), max_rows, first)
+                  for split in ("fit", "calibration", "test")}
+        backend = LocalBackend(net, traces, max_rows, banks, budget)
+    elif directory is None:
+        raise ModelLoadError("a net held in memory runs in this process only", "model")
+    else:
+        backend, traces = backend_factory(directory, banks, max_rows, budget)
     t_banks = time.perf_counter()
     control.emit("started", {
         "variables": list(banks.variables),
         "pairs": {"fit": banks.fit.size, "calibration": banks.calibration.size,
                   "test": banks.test.size}})
-    if backend_factory is not None and directory is None:
-        raise ModelLoadError("a net held in memory runs in this process only", "model")
-    backend = (LocalBackend(net, traces, max_rows) if backend_factory is None
-               or directory is None else backend_factory(directory, traces, max_rows))
     controls_seed = spec.controls.seed if spec.controls.seed is not None else spec.seed
     inputs = LevelInputs(net, banks, traces, spec.coupling, spec.calibration, max_rows,
                          backend, spec.controls.model_copy(update={"seed": controls_seed}))
@@ -365,6 +400,7 @@ def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
     timing = {
         "total_s": total_s,
         **job.timing,
+        "trace_s": sum(level.timing.get("trace_s", 0.0) for level in levels),
         "signatures_s": sum(level.timing["signatures_s"] for level in levels),
         "coupling_s": sum(level.timing["coupling_s"] for level in levels),
         "calibration_s": sum(level.timing["calibration_s"] for level in levels),
@@ -450,6 +486,8 @@ def run_prepared(spec: JobSpec, context: JobContext, job: PreparedJob,
     inputs = job.inputs
     schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)
+    if spec.das.mode != "off" or spec.controls.depth_check:
+        inputs.backend.scope(None)  # they read locations beyond the last level's
     controls = run_job_controls(schedule, inputs, levels, control)
     das = run_job_das(spec, inputs, levels, control)
     # the last stages may not have polled the cancel check

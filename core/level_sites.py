@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
 from core.errors import SiteError
 from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet
-from core.pca import pca_frame
 from core.sites import (
     Site,
     block_sites,
@@ -160,10 +158,28 @@ def _position(site: Site) -> str | None:
 
 
 def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tensor]:
-    """(D, K) PCA frames of the fit bank's base and source activations at ``locations``."""
-    fit = inputs.traces["fit"]
-    return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
-            for loc in dict.fromkeys(locations)}
+    """(D, K) PCA frames of the fit bank's base and source activations at ``locations``,
+    computed where the traces are (the job's backend)."""
+    return inputs.backend.pca_frames(list(dict.fromkeys(locations)))
+
+
+def level_locations(level: LevelSpec, inputs: LevelInputs,
+                    kept: Mapping[str, Sequence[Site]] | None) -> list[str]:
+    """The locations a level reads and intervenes at, in net order: what its traces keep.
+
+    A PCA level reads its parents' locations (every location at a first level); the other
+    levels, their sites' locations.
+    """
+    groups = coupling_groups(level, inputs.variables, kept)
+    if level.granularity == "pca" and any(group.parents is None for group in groups):
+        locations = list(inputs.net.widths)
+    elif level.granularity == "pca":
+        locations = [p.location for group in groups for p in (group.parents or ())]
+    else:
+        locations = [site.location for group in groups
+                     for site in enumerate_sites(level, inputs.net, group.parents, {})]
+    order = {loc: i for i, loc in enumerate(inputs.net.widths)}
+    return sorted(set(locations), key=order.__getitem__)
 
 
 def level_frames(level: LevelSpec, inputs: LevelInputs, parents: Sequence[Site] | None

@@ -73,20 +73,31 @@ def hf_prefix(tokenizer: Any) -> list[int]:
 
 def hf_encoder(tokenizer: Any, max_len: int) -> Tokenize:
     """``encode(text)``: the tokenizer's leading special tokens and the text's ids, padded
-    with ``hf_pad_id`` to ``max_len``.
+    with ``hf_pad_id`` to ``max_len``; picklable (it travels to a Ray job driver inside
+    ``NetOutline``).
 
     Raises (from ``encode``):
         ModelLoadError: ``where`` ``text``: more than ``max_len`` tokens.
     """
-    prefix, pad = hf_prefix(tokenizer), hf_pad_id(tokenizer)
+    return PromptEncoder(tokenizer, max_len, tuple(hf_prefix(tokenizer)), hf_pad_id(tokenizer))
 
-    def encode(text: str) -> list[int]:
-        ids = prefix + list(tokenizer.encode(text, add_special_tokens=False))
-        if len(ids) > max_len:
-            raise ModelLoadError(f"{len(ids)} tokens, the net takes at most {max_len} "
+
+@dataclass(frozen=True)
+class PromptEncoder:
+    """A text as ``max_len`` token ids: ``prefix`` (the tokenizer's leading special tokens),
+    the text's ids, then ``pad``."""
+
+    tokenizer: Any
+    max_len: int
+    prefix: tuple[int, ...]
+    pad: int
+
+    def __call__(self, text: str) -> list[int]:
+        ids = [*self.prefix, *self.tokenizer.encode(text, add_special_tokens=False)]
+        if len(ids) > self.max_len:
+            raise ModelLoadError(f"{len(ids)} tokens, the net takes at most {self.max_len} "
                                  "(plot.json max_len)", "text")
-        return ids + [pad] * (max_len - len(ids))
-    return encode
+        return ids + [self.pad] * (self.max_len - len(ids))
 
 
 def load_net_text(directory: Path) -> NetText | None:

@@ -18,7 +18,7 @@ from core.control import NO_CONTROL, JobControl
 from core.diagnostics import CouplingDiagnostics, coupling_warnings, diagnose_pairs
 from core.label_permutation import PermutationControl, level_permutation_controls
 from core.level_inputs import LevelInputs
-from core.level_sites import LevelSites, enumerate_level_sites
+from core.level_sites import LevelSites, enumerate_level_sites, level_locations
 from core.level_steps import (
     LevelCost,
     LevelHandles,
@@ -60,6 +60,8 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
         kept: per variable, the sites the previous level kept (None for the first level).
     """
     marks = [time.perf_counter()]
+    inputs.backend.scope(level_locations(level, inputs, kept))  # trace what this level needs
+    marks.append(time.perf_counter())
     found = enumerate_level_sites(level, inputs, kept)
     control.emit("level_started", {"level": index, "granularity": level.granularity,
                                    "sites": len(found.sites)})
@@ -76,7 +78,7 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
                                              inputs.num_classes, [s.id for s in found.sites],
                                              handles, control)
     marks.append(time.perf_counter() if permutation is not None else marks[-1])
-    stages = ("signatures_s", "coupling_s", "calibration_s", "label_permutation_s")
+    stages = ("trace_s", "signatures_s", "coupling_s", "calibration_s", "label_permutation_s")
     spans = [end - start for start, end in itertools.pairwise(marks)]
     timing = dict(zip(stages, spans, strict=True))
     return LevelOutcome(found, signatures, costs, handles, permutation, timing)

@@ -154,7 +154,8 @@ class LevelResult(ResultModel):
             distribution over sites (0 outside a per-variable scope).
         kept: site ids the next level refines (top ``keep`` per variable, in union);
             kept_by_variable: the same per variable.
-        timing: seconds spent on signatures, coupling, calibration and test evaluation,
+        timing: seconds spent tracing the banks for the level (``trace_s``), on
+            signatures, coupling, calibration and test evaluation,
             and on the label-permutation control (``label_permutation_s``).
         forward_passes: (pair × intervention) partial forwards run by this level.
         warnings: near-uniform rows, look-alike variables (core.diagnostics).

@@ -7,13 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.backend import ComputeBackend
+from core.causal.bank import Banks
 from core.control import CancelCheck, never_cancelled
 from core.engine import BankTraces
 from core.job import BackendFactory
+from core.nets.base import InterventableNet
 from workers.cluster import spare_cpus
 from workers.coupling_task import COUPLING_TASK_CPUS, warm_workers
 from workers.pool import ActorPool
-from workers.ray_backend import RayBackend
+from workers.ray_backend import RayBackend, describe_net
 
 
 class ActorBackends:
@@ -46,17 +49,30 @@ class ActorBackends:
             should_cancel: the job's cancel flag; the backend polls it while it waits on
                 Ray and stops the job's running chunks on the actors when it turns true.
         """
-        made: list[RayBackend] = []
-
-        def factory(net_dir: Path, traces: dict[str, BankTraces], max_rows: int
-                    ) -> RayBackend:
-            backend = RayBackend(self.pool, net_dir, traces, max_rows, self.chunks_per_actor,
-                                 should_cancel, self.coupling_tasks)
-            made.append(backend)
-            return backend
-
+        factory = RayBackends(self, should_cancel)
         try:
             yield factory
         finally:
-            for backend in made:
+            for backend in factory.made:
                 backend.close()
+
+
+class RayBackends:
+    """One job's ``core.job.BackendFactory`` on the pool: the actors describe the net,
+    hold it and trace the banks; the driver gets only the outline and the clean logits."""
+
+    def __init__(self, owner: ActorBackends, should_cancel: CancelCheck) -> None:
+        self.owner = owner
+        self.should_cancel = should_cancel
+        self.made: list[RayBackend] = []
+
+    def describe(self, net_dir: Path) -> InterventableNet:
+        return describe_net(self.owner.pool, net_dir)
+
+    def __call__(self, net_dir: Path, banks: Banks, max_rows: int, budget: int | None
+                 ) -> tuple[ComputeBackend, dict[str, BankTraces]]:
+        backend = RayBackend(self.owner.pool, net_dir, None, max_rows,
+                             self.owner.chunks_per_actor, self.should_cancel,
+                             self.owner.coupling_tasks, banks=banks, budget=budget)
+        self.made.append(backend)
+        return backend, backend.clean_traces()

@@ -3,14 +3,16 @@ interventions, coupling grids and DAS trainings here or on the Ray actor pool.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.control import JobControl
 from core.job import JobContext, run_job
+from core.memory import budget_from
 from core.result import LevelResult
 from core.spec import JobSpec
 
@@ -28,6 +30,7 @@ class Engine:
     cache_dir: Path
     device: str = "cpu"
     pool: ActorBackends | None = None  # None: the interventions run in this process
+    memory_budget: int | None = field(default_factory=lambda: budget_from(os.environ))
 
     def __call__(
         self,
@@ -43,7 +46,8 @@ class Engine:
             PlotError: a subclass naming the bad field, file or line.
         """
         context = JobContext(model_root=self.model_root, data_root=self.data_root,
-                             cache_dir=self.cache_dir, device=self.device)
+                             cache_dir=self.cache_dir, device=self.device,
+                             memory_budget=self.memory_budget)
         scope = (self.pool.for_job(control.should_cancel) if self.pool is not None
                  else nullcontext(None))
         with scope as factory:

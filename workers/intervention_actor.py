@@ -21,17 +21,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.backend import Split
-from core.calibrate import exact_matches
+from core.backend import LocalBackend, Split
 from core.causal.bank import Banks
 from core.das_training import DasTraining, train_target
-from core.engine import BankTraces, Interventions
+from core.engine import BankTraces, Interventions, trace_bank
 from core.errors import JobCancelled, PlotError
 from core.level_inputs import LevelInputs
 from core.nets.base import InterventableNet, Trace
 from core.nets.io import load_net, net_digest
+from core.nets.outline import NetOutline
 from core.result import DasRun
-from core.signatures import neural_signatures
 from core.sites import Site
 from core.spec import CalibrationSpec, CouplingSpec, DasSpec
 
@@ -87,12 +86,23 @@ def trace_to(trace: Trace, device: torch.device) -> Trace:
 
 @dataclass(frozen=True)
 class LoadedJob:
-    """What a chunk of one job needs: its net and the clean traces of its banks."""
+    """What a chunk of one job needs: its net and the clean traces of its banks (held by
+    a ``LocalBackend``, which re-traces them per level when the actor traced them)."""
 
     digest: str
-    net: InterventableNet
-    traces: dict[str, BankTraces]
-    max_rows: int
+    backend: LocalBackend
+
+    @property
+    def net(self) -> InterventableNet:
+        return self.backend.net
+
+    @property
+    def traces(self) -> dict[str, BankTraces]:
+        return self.backend.traces
+
+    @property
+    def max_rows(self) -> int:
+        return self.backend.max_rows
 
 
 class InterventionActor:
@@ -119,6 +129,23 @@ class InterventionActor:
     def ping(self) -> str:
         return str(self.device)
 
+    def _net(self, net_dir: str) -> tuple[str, InterventableNet]:
+        digest = net_digest(net_dir)
+        net = self.nets.get(digest)
+        if net is None:
+            net = load_net(Path(net_dir), device=self.device)
+            self.nets.put(digest, net)
+        return digest, net
+
+    def describe(self, net_dir: str) -> NetOutline:
+        """The net's outline (locations, shapes, config, text encoder; no weights), loading
+        the net into the cache: what a job driver needs of it.
+
+        Raises:
+            ModelLoadError: the net directory cannot be read on this node.
+        """
+        return NetOutline(self._net(net_dir)[1])
+
     def load_job(self, job_key: str, net_dir: str, traces: dict[str, BankTraces],
                  max_rows: int) -> str:
         """Hold ``job_key``'s net (loaded once per content digest) and traced banks.
@@ -129,16 +156,52 @@ class InterventionActor:
         Raises:
             ModelLoadError: the net directory cannot be read on this node.
         """
-        digest = net_digest(net_dir)
-        net = self.nets.get(digest)
-        if net is None:
-            net = load_net(Path(net_dir), device=self.device)
-            self.nets.put(digest, net)
+        digest, net = self._net(net_dir)
         on_device = {split: BankTraces(trace_to(t.base, self.device),
                                        trace_to(t.source, self.device))
                      for split, t in traces.items()}
-        self._jobs[job_key] = LoadedJob(digest, net, on_device, max_rows)
+        self._jobs[job_key] = LoadedJob(digest, LocalBackend(net, on_device, max_rows))
         return digest
+
+    def load_banks(self, job_key: str, net_dir: str, banks: Banks, max_rows: int,
+                   budget: int | None = None, locations: Sequence[str] | None = ()
+                   ) -> dict[str, BankTraces]:
+        """Hold ``job_key``'s net and banks and trace them here, for ``locations`` (the
+        job's current scope; ``()``: the clean logits only).
+
+        Returns:
+            The banks' clean traces without activations, on the CPU (what the driver keeps).
+        """
+        digest, net = self._net(net_dir)
+        on_device = Banks(*(getattr(banks, split).to(self.device)
+                            for split in ("fit", "calibration", "test")))
+        first: tuple[str, ...] | None = () if net.scoped_traces else None
+        traces = {split: trace_bank(net, getattr(on_device, split), max_rows, first)
+                  for split in ("fit", "calibration", "test")}
+        backend = LocalBackend(net, traces, max_rows, on_device, budget)
+        if locations != ():
+            backend.scope(locations)
+        self._jobs[job_key] = LoadedJob(digest, backend)
+        cpu = torch.device("cpu")
+        return {split: BankTraces(trace_to(t.base.without_activations(), cpu),
+                                  trace_to(t.source.without_activations(), cpu))
+                for split, t in traces.items()}
+
+    def clean_traces(self, job_key: str) -> dict[str, BankTraces]:
+        """The job's clean traces without activations, on the CPU."""
+        cpu = torch.device("cpu")
+        return {split: BankTraces(trace_to(t.base.without_activations(), cpu),
+                                  trace_to(t.source.without_activations(), cpu))
+                for split, t in self._job(job_key).traces.items()}
+
+    def scope_job(self, job_key: str, locations: Sequence[str] | None) -> None:
+        """Trace the job's banks for ``locations`` (``LocalBackend.scope``)."""
+        self._job(job_key).backend.scope(locations)
+
+    def pca_frames(self, job_key: str, locations: Sequence[str]) -> dict[str, Tensor]:
+        """(D, K) PCA frames of the job's fit activations at ``locations``, on the CPU."""
+        frames = self._job(job_key).backend.pca_frames(locations)
+        return {loc: frame.cpu() for loc, frame in frames.items()}
 
     def release_job(self, job_key: str) -> None:
         """Forget a job's traced banks (its net stays cached) and its cancel flag."""
@@ -193,8 +256,8 @@ class InterventionActor:
         job = self._job(job_key)
         self._checkpoint(job_key)
         frames = {loc: f.to(self.device) for loc, f in frames.items()}
-        out = neural_signatures(job.net, job.traces["fit"], sites, frames, job.max_rows,
-                                lambda done, total: self._count_batch(job_key))
+        out = job.backend.signatures(sites, frames,
+                                     lambda done, total: self._count_batch(job_key))
         return out.cpu()
 
     def matches(self, job_key: str, split: Split, interventions: Interventions,
@@ -203,11 +266,10 @@ class InterventionActor:
         first ``pairs`` pairs when given: calibration screening)."""
         job = self._job(job_key)
         self._checkpoint(job_key)
-        traces = job.traces[split] if pairs is None else job.traces[split].slice(0, pairs)
         moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
                               {k: v.to(self.device) for k, v in interventions.frames.items()})
-        out = exact_matches(job.net, traces, moved, targets.to(self.device), job.max_rows,
-                            lambda rows: self._count_batch(job_key))
+        out = job.backend.matches(split, moved, targets.to(self.device),
+                                  lambda rows: self._count_batch(job_key), pairs)
         return out.cpu()
 
     def train_das(self, job_key: str, training: DasTraining, banks: Banks,

@@ -20,6 +20,7 @@ from core.control import CancelCheck, never_cancelled
 from core.das_training import DasTraining
 from core.engine import BankTraces, Interventions
 from core.level_inputs import LevelInputs
+from core.nets.outline import NetOutline
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
 from core.result import DasRun
 from core.sites import Site
@@ -49,10 +50,11 @@ class RayBackend:
         coupling_tasks: CPU tasks one knob grid is cut into; 0 solves it in this process.
     """
 
-    def __init__(self, pool: ActorPool, net_dir: Path, traces: dict[str, BankTraces],
+    def __init__(self, pool: ActorPool, net_dir: Path, traces: dict[str, BankTraces] | None,
                  max_rows: int, chunks_per_actor: int = 2,
                  should_cancel: CancelCheck = never_cancelled,
-                 coupling_tasks: int = 4) -> None:
+                 coupling_tasks: int = 4, banks: Banks | None = None,
+                 budget: int | None = None) -> None:
         self.pool = pool
         self.job_key = uuid.uuid4().hex
         self.net_dir = str(net_dir)
@@ -60,17 +62,56 @@ class RayBackend:
         self.chunks_per_actor = chunks_per_actor
         self.should_cancel = should_cancel
         self.coupling_tasks = coupling_tasks
-        self.device = traces["fit"].base.logits.device
         cpu = torch.device("cpu")
-        self._traces_ref = ray.put({split: BankTraces(trace_to(t.base, cpu),
-                                                      trace_to(t.source, cpu))
-                                    for split, t in traces.items()})
+        self.budget = budget
+        self._scope: list[str] | tuple[()] | None = ()  # the actors' trace scope (): logits
         self._loaded: dict[int, ActorHandle] = {}
+        if traces is not None:  # traced by the caller: the actors receive them
+            self.device = traces["fit"].base.logits.device
+            self._traces_ref = ray.put({split: BankTraces(trace_to(t.base, cpu),
+                                                          trace_to(t.source, cpu))
+                                        for split, t in traces.items()})
+            self._banks_ref = None
+        elif banks is not None:  # each actor traces the banks itself
+            self.device = cpu
+            self._banks_ref = ray.put(Banks(*(cpu_bank(getattr(banks, split))
+                                              for split in ("fit", "calibration", "test"))))
+        else:
+            raise ValueError("a RayBackend needs the traced banks or the banks to trace")
 
     def _prepare(self, actor: ActorHandle) -> None:
-        if id(actor) not in self._loaded:
+        if id(actor) in self._loaded:
+            return
+        if self._banks_ref is None:
             actor.load_job.remote(self.job_key, self.net_dir, self._traces_ref, self.max_rows)
-            self._loaded[id(actor)] = actor
+        else:
+            actor.load_banks.remote(self.job_key, self.net_dir, self._banks_ref,
+                                    self.max_rows, self.budget, self._scope)
+        self._loaded[id(actor)] = actor
+
+    def clean_traces(self) -> dict[str, BankTraces]:
+        """The banks' clean traces without activations (inputs and logits), from an actor
+        that traced them: all the driver keeps."""
+        out: dict[str, dict[str, BankTraces]] = {}
+        self._run([Call("clean_traces", (self.job_key,))],
+                  lambda index, value: out.update(traces=value))
+        return out["traces"]
+
+    def scope(self, locations: Sequence[str] | None) -> None:
+        """Every actor holding the job re-traces its banks for ``locations`` (before its
+        next chunk: an actor runs one caller's calls in order); later ones load with it."""
+        if self._banks_ref is None:
+            return  # the caller's traces are final
+        self._scope = None if locations is None else list(locations)
+        for actor in self._loaded.values():
+            actor.scope_job.remote(self.job_key, self._scope)
+
+    def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
+        """The PCA frames, computed on an actor from its traces."""
+        out: dict[str, dict[str, Tensor]] = {}
+        self._run([Call("pca_frames", (self.job_key, list(locations)))],
+                  lambda index, value: out.update(frames=value))
+        return {loc: frame.to(self.device) for loc, frame in out["frames"].items()}
 
     def _chunks(self, count: int) -> list[tuple[int, int]]:
         return chunk_bounds(count, self.chunks_per_actor * len(self.pool.actors))
@@ -167,6 +208,13 @@ class RayBackend:
         for actor in self._loaded.values():
             actor.release_job.remote(self.job_key)
         self._loaded.clear()
+
+
+def describe_net(pool: ActorPool, net_dir: Path) -> NetOutline:
+    """The net's outline from an actor (which loads the net into its cache)."""
+    out: dict[str, NetOutline] = {}
+    pool.run([Call("describe", (str(net_dir),))], lambda index, value: out.update(net=value))
+    return out["net"]
 
 
 def cpu_bank(bank: PairBank) -> PairBank:

@@ -24,6 +24,7 @@ from core.control import JobControl
 from core.errors import DatasetError, ModelLoadError, SpecError
 from core.events import EngineEvent, EventSink
 from core.job import JobContext, run_job, train_default_net
+from core.memory import budget_from
 from core.nets.io import resolve_net_dir
 from core.report import render_report
 from core.result import HandleResult, JobResult
@@ -118,7 +119,8 @@ def run_command(args: argparse.Namespace) -> int:
     if not args.no_limits:
         admit(spec, DEFAULT_LIMITS, describe_job(spec, read_net_config(spec, root)))
     return execute(spec, args.out, JobContext(root, args.spec.parent.resolve(),
-                                              default_cache_dir(), args.device),
+                                              default_cache_dir(), args.device,
+                                              budget_from(os.environ)),
                    is_plain(args))
 
 
@@ -167,7 +169,8 @@ def demo_command(args: argparse.Namespace) -> int:
     """The demo job; its default net is trained on the first run, inside the job, so its
     training shows in the same progress as the levels."""
     spec = parse_job_spec(DEMO_SPEC, "demo")
-    context = JobContext(Path.cwd(), Path.cwd(), default_cache_dir(), args.device)
+    context = JobContext(Path.cwd(), Path.cwd(), default_cache_dir(), args.device,
+                         budget_from(os.environ))
     return execute(spec, args.out, context, is_plain(args))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,34 @@ class Trace:
             logits=self.logits[index],
         )
 
+    def to_device(self, device: torch.device, activations_only: bool = False,
+                  pin: bool = False) -> Trace:
+        """This trace with its activations (and, unless ``activations_only``, its inputs and
+        logits) on ``device``; ``pin`` pins CPU activations (faster host -> GPU copies)."""
+        def move(t: Tensor) -> Tensor:
+            # asynchronous only towards a GPU (from pinned memory): a copy to the host is
+            # read by the CPU right after
+            t = t.to(device, non_blocking=device.type == "cuda")
+            return t.pin_memory() if pin and t.device.type == "cpu" else t
+        activations = self.activations
+        moved = (activations.map(move) if isinstance(activations, DerivedActivations)
+                 else {k: move(v) for k, v in activations.items()})
+        if activations_only:
+            return Trace(self.inputs, moved, self.logits)
+        return Trace(self.inputs.to(device), moved, self.logits.to(device))
+
+    def without_activations(self) -> Trace:
+        """Only the inputs and the clean logits (what a level's bookkeeping reads)."""
+        return Trace(self.inputs, {}, self.logits)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes the activations hold."""
+        activations = self.activations
+        tensors = (activations.streams.values() if isinstance(activations, DerivedActivations)
+                   else activations.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
 
 class DerivedActivations(dict[str, Tensor]):
     """Location activations derived on demand from a few batch-first stream tensors.
@@ -85,7 +113,11 @@ class DerivedActivations(dict[str, Tensor]):
 
     def select(self, index: builtins.slice | Tensor) -> DerivedActivations:
         """The streams of the examples at ``index``."""
-        return DerivedActivations({k: v[index] for k, v in self.streams.items()}, self.derive)
+        return self.map(lambda v: v[index])
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> DerivedActivations:
+        """The same derivation over ``fn`` of every stream (a slice, a device move)."""
+        return DerivedActivations({k: fn(v) for k, v in self.streams.items()}, self.derive)
 
     @staticmethod
     def concat(parts: Sequence[DerivedActivations]) -> DerivedActivations:
@@ -124,6 +156,11 @@ class InterventableNet(nn.Module, ABC):
         return torch.float32
 
     @property
+    def scoped_traces(self) -> bool:
+        """Whether ``trace`` keeps less for fewer locations (worth re-tracing per level)."""
+        return False
+
+    @property
     def tokens_per_row(self) -> int:
         """Positions one resumed row carries; the engine divides its row budget by it."""
         return 1
@@ -133,8 +170,15 @@ class InterventableNet(nn.Module, ABC):
         return None
 
     @abstractmethod
-    def trace(self, inputs: Tensor) -> Trace:
-        """Run the clean forward pass on (B, *input_shape) and keep every activation."""
+    def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
+        """Run the clean forward pass on (B, *input_shape) and keep the activations.
+
+        Args:
+            locations: the locations the trace must serve (their activations and a resume
+                whose edits are among them); None: every location. A net may keep more
+                (the MLP and GRU keep everything: a location is one (B, D) row block); a
+                token net keeps only the residual layers and head outputs they need.
+        """
 
     @abstractmethod
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:

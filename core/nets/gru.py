@@ -7,7 +7,7 @@ reads the final state (the adder's carry out).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -42,7 +42,7 @@ class GRUNet(InterventableNet):
     def output_shape(self) -> tuple[int, int]:
         return (self.num_steps + 1, int(self.config["num_classes"]))
 
-    def trace(self, inputs: Tensor) -> Trace:
+    def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
         h = inputs.new_zeros(inputs.shape[0], self.cell.hidden_size)
         activations: dict[str, Tensor] = {}
         logits = []

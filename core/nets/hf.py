@@ -24,7 +24,7 @@ written back in the net's dtype.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,8 +46,10 @@ from core.nets.tokens import (
     parse_named_positions,
     position_labels,
     resolve_positions,
+    streams_needed,
     token_activations,
     token_widths,
+    traced_resid,
 )
 
 HF_CONFIG_FILE = "plot.json"
@@ -182,27 +184,36 @@ class HFNet(TokenNet):
             logits = self.softcap * torch.tanh(logits / self.softcap)
         return logits.unsqueeze(1)
 
-    def trace(self, inputs: Tensor) -> Trace:
+    def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
+        kept = streams_needed(locations, len(self.blocks))
         positions = resolve_positions(inputs, self.pad_token_id, self.named)
-        resid: list[Tensor | None] = [None] * (len(self.blocks) + 1)
-        z: list[Tensor | None] = [None] * len(self.blocks)
+        resid: dict[int, Tensor] = {}
+        z: dict[int, Tensor] = {}
 
-        def keep(store: list[Tensor | None], i: int) -> Callable[[Tensor], None]:
+        def keep(store: dict[int, Tensor], i: int) -> Callable[[Tensor], None]:
             def read(t: Tensor) -> None:
                 store[i] = t
             return read
 
-        hooks = [Hook(self.blocks[0], keep(resid, 0), "input")]
+        hooks = [Hook(self.blocks[0], keep(resid, 0), "input")] if 0 in kept.resid else []
         for i, block in enumerate(self.blocks):
-            hooks.append(Hook(block, keep(resid, i + 1)))
-            hooks.append(Hook(self.part(i, "o_proj"), keep(z, i), "input"))
+            if i + 1 in kept.resid:
+                hooks.append(Hook(block, keep(resid, i + 1)))
+            if i in kept.z:
+                hooks.append(Hook(self.part(i, "o_proj"), keep(z, i), "input"))
         with hooked(hooks):
             logits = self._logits(inputs, positions[:, self.labels.index(LAST)])
         rows, length = inputs.shape
-        heads = torch.stack([t.reshape(rows, length, self.n_heads, self.d_head)
-                             for t in z if t is not None], dim=1)
-        activations = token_activations(torch.stack([t for t in resid if t is not None], 1),
-                                        heads, positions, self.labels, self._project_fp32)
+        lm: Any = self.lm
+        width = int(lm.get_input_embeddings().weight.shape[1])
+        empty = logits.new_empty(rows, 0, length, width, dtype=_dtype(self.lm))
+        resid_stack = (torch.stack([resid[i] for i in kept.resid], 1) if kept.resid
+                       else empty)
+        heads = (torch.stack([z[i].reshape(rows, length, self.n_heads, self.d_head)
+                              for i in kept.z], dim=1) if kept.z
+                 else empty.new_empty(rows, 0, length, self.n_heads, self.d_head))
+        activations = token_activations(resid_stack, heads, positions, self.labels,
+                                        self._project_fp32, kept)
         return Trace(inputs=inputs, activations=activations, logits=logits)
 
     def resume(self, trace: Trace, edits: Mapping[str, Edit], copies: int = 1) -> Tensor:
@@ -225,10 +236,11 @@ class HFNet(TokenNet):
         only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
         skip = (first + 1 if only_resid else first) if self.replay_prefix \
             and self._blocks_return_tensors else 0
-        resid: Tensor = streams["resid"]  # (B, L + 1, T, D); i + 1 is block i's output
-        # only the last replayed block's output reaches a computed block (or an edit)
-        recorded = [resid[:, i + 1] if i < skip - 1 else tile(resid[:, i + 1], copies)
-                    for i in range(skip)]
+        # only the last replayed block's output reaches a computed block (or an edit): the
+        # blocks before it replay that same (untiled) tensor, their output is never read
+        last_output = traced_resid(trace.activations, skip) if skip else None
+        recorded = [cast(Tensor, last_output) if i < skip - 1
+                    else tile(cast(Tensor, last_output), copies) for i in range(skip)]
         with replayed(self.blocks[:skip], recorded), hooked(hooks):
             return self._logits(tile(trace.inputs, copies),
                                 positions[:, self.labels.index(LAST)])

@@ -6,7 +6,7 @@ output head with ``num_classes`` classes, so logits are (B, 1, C).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -41,7 +41,7 @@ class MLP(InterventableNet):
     def output_shape(self) -> tuple[int, int]:
         return (1, int(self.config["num_classes"]))
 
-    def trace(self, inputs: Tensor) -> Trace:
+    def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
         h = inputs
         activations: dict[str, Tensor] = {}
         for i, linear in enumerate(self.linears[:-1]):

@@ -55,6 +55,7 @@ class NetSize:
         max_width: the widest location.
         tokens: positions per example (1 for MLP and GRU).
         arch: ``mlp``, ``gru``, ``transformer`` or ``hf``.
+        blocks, d_model: a token net's blocks and residual width (0 for MLP and GRU).
     """
 
     parameters: int
@@ -65,6 +66,8 @@ class NetSize:
     max_width: int
     tokens: int
     arch: str
+    blocks: int = 0
+    d_model: int = 0
 
 
 def _mlp_size(config: Mapping[str, Any]) -> NetSize:
@@ -106,7 +109,7 @@ def _transformer_size(config: Mapping[str, Any]) -> NetSize:
     heads = int(config["n_heads"])
     return NetSize(total, 4 * total, max(terms, key=terms.__getitem__),
                    layers * (heads + 3), (2 * layers + 1) * width, width, length,
-                   "transformer")
+                   "transformer", layers, width)
 
 
 def _hf_size(config: Mapping[str, Any]) -> NetSize:
@@ -125,7 +128,8 @@ def _hf_size(config: Mapping[str, Any]) -> NetSize:
     per = _DTYPE_BYTES.get(str(config.get("torch_dtype", "float32")), 4)
     length = _int_field(config, "max_len") or 64
     return NetSize(total, per * total, max(terms, key=terms.__getitem__), 3 * layers,
-                   (2 * layers + 1) * hidden, max(hidden, inner), length, "hf")
+                   (2 * layers + 1) * hidden, max(hidden, inner), length, "hf", layers,
+                   hidden)
 
 
 def _int_field(config: Mapping[str, Any], *names: str) -> int:

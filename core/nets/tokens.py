@@ -10,7 +10,7 @@ positions are named.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -116,39 +116,127 @@ def token_widths(n_layers: int, n_heads: int, d_model: int, labels: list[str],
     return widths
 
 
-def token_activations(resid: Tensor, z: Tensor, positions: Tensor, labels: list[str],
-                      project: Projection) -> DerivedActivations:
-    """Lazily derived location activations of a traced batch.
+@dataclass(frozen=True)
+class StreamsKept:
+    """Which layers of the two streams a trace keeps (all positions of each).
 
-    Args:
-        resid: (B, L + 1, T, D) residual stream; index 0 is the embedding, i + 1 after block i.
-        z: (B, L, T, H, d_head) head outputs before the output projection.
-        positions: (B, P) resolved ``labels``.
-        project: the blocks' attention contributions, to derive ``attn`` from ``z``.
-
-    A derived activation is fp32 (the streams may be in the net's half precision).
+    Attributes:
+        resid: indices into the residual stream (0: the embedding, i + 1: after block i).
+        z: blocks whose head outputs are kept.
     """
-    column = {label: i for i, label in enumerate(labels)}
 
-    def derive(streams: dict[str, Tensor], location: str) -> Tensor:
+    resid: tuple[int, ...]
+    z: tuple[int, ...]
+
+    @classmethod
+    def every(cls, n_layers: int) -> StreamsKept:
+        return cls(tuple(range(n_layers + 1)), tuple(range(n_layers)))
+
+
+def streams_needed(locations: Collection[str] | None, n_layers: int) -> StreamsKept:
+    """The stream layers that serve ``locations`` (None: every one): their activations, and a
+    resume whose first edit is among them.
+
+    A resume from an edit in block b starts from the residual entering b (``resid`` b), or,
+    when block b is edited only in its output, from that output edited (``resid`` b + 1).
+    ``resid:b`` reads ``resid`` b + 1; ``head`` and ``attn`` read block b's ``z``; ``mlp``
+    reads both residuals around b and its ``z``.
+
+    Raises:
+        SiteError: a location that is not a token location.
+    """
+    if locations is None:
+        return StreamsKept.every(n_layers)
+    resid: set[int] = set()
+    z: set[int] = set()
+    for location in locations:
         parsed = parse_token_location(location)
-        if parsed is None or parsed.position not in column:
-            raise KeyError(location)
-        rows = torch.arange(streams["positions"].shape[0], device=streams["positions"].device)
-        at = streams["positions"][:, column[parsed.position]]  # (B,)
+        if parsed is None:
+            raise SiteError("not a location of this net", location)
         block = parsed.block
         if parsed.component == "resid":
-            return streams["resid"][rows, block + 1, at].float()
+            resid.add(block + 1)
+            continue
+        resid.add(block)
+        z.add(block)
+        if parsed.component == "mlp":
+            resid.add(block + 1)
+    return StreamsKept(tuple(sorted(resid)), tuple(sorted(z)))
+
+
+@dataclass(frozen=True)
+class TokenDerivation:
+    """Derives a location's (B, D) activation from a trace's kept streams.
+
+    ``resid`` (B, len(kept.resid), T, D) and ``z`` (B, len(kept.z), T, H, d_head) hold the
+    kept layers in ``kept`` order; a location whose layers were not kept raises ``KeyError``
+    (a level traces only the locations it needs: ``core.nets.base.InterventableNet.trace``).
+    A derived activation is fp32 (the streams may be in the net's half precision).
+    """
+
+    labels: tuple[str, ...]
+    project: Projection
+    kept: StreamsKept
+
+    def resid(self, streams: Mapping[str, Tensor], index: int) -> Tensor:
+        """(B, T, D) the residual stream at ``index`` (0: embedding, i + 1: after block i)."""
+        if index not in self.kept.resid:
+            raise KeyError(f"resid layer {index} was not traced (kept {list(self.kept.resid)})")
+        return streams["resid"][:, self.kept.resid.index(index)]
+
+    def z(self, streams: Mapping[str, Tensor], block: int) -> Tensor:
+        """(B, T, H, d_head) block ``block``'s head outputs."""
+        if block not in self.kept.z:
+            raise KeyError(f"block {block}'s heads were not traced (kept {list(self.kept.z)})")
+        return streams["z"][:, self.kept.z.index(block)]
+
+    def __call__(self, streams: dict[str, Tensor], location: str) -> Tensor:
+        parsed = parse_token_location(location)
+        if parsed is None or parsed.position not in self.labels:
+            raise KeyError(location)
+        positions = streams["positions"]
+        rows = torch.arange(positions.shape[0], device=positions.device)
+        at = positions[:, self.labels.index(parsed.position)].to(streams["resid"].device)
+        rows = rows.to(at.device)
+        block = parsed.block
+        if parsed.component == "resid":
+            return self.resid(streams, block + 1)[rows, at].float()
         if parsed.component == "head":
-            return streams["z"][rows, block, at, parsed.head].float()
-        attn = project(block, streams["z"][rows, block, at].flatten(1)).float()  # (B, D)
+            return self.z(streams, block)[rows, at, parsed.head].float()
+        z = self.z(streams, block)[rows, at].flatten(1)
+        attn = self.project(block, z).float()  # (B, D)
         if parsed.component == "attn":
             return attn
         # every block adds attn and mlp to the stream: mlp = Δresid - attn
-        before, after = (streams["resid"][rows, block + i, at].float() for i in (0, 1))
+        before, after = (self.resid(streams, block + i)[rows, at].float() for i in (0, 1))
         return after - before - attn
 
-    return DerivedActivations({"resid": resid, "z": z, "positions": positions}, derive)
+
+def token_activations(resid: Tensor, z: Tensor, positions: Tensor, labels: list[str],
+                      project: Projection, kept: StreamsKept | None = None
+                      ) -> DerivedActivations:
+    """Lazily derived location activations of a traced batch.
+
+    Args:
+        resid: (B, R, T, D) residual stream layers ``kept.resid`` (all L + 1 by default;
+            index 0 is the embedding, i + 1 after block i).
+        z: (B, Z, T, H, d_head) head outputs before the output projection, blocks ``kept.z``.
+        positions: (B, P) resolved ``labels``.
+        project: the blocks' attention contributions, to derive ``attn`` from ``z``.
+        kept: which layers ``resid`` and ``z`` hold; None: every one.
+    """
+    if kept is None:
+        kept = StreamsKept.every(int(resid.shape[1]) - 1)
+    return DerivedActivations({"resid": resid, "z": z, "positions": positions},
+                              TokenDerivation(tuple(labels), project, kept))
+
+
+def traced_resid(trace_activations: object, index: int) -> Tensor:
+    """(B, T, D) residual layer ``index`` of a token net's trace."""
+    assert isinstance(trace_activations, DerivedActivations)
+    derive = trace_activations.derive
+    assert isinstance(derive, TokenDerivation)
+    return derive.resid(trace_activations.streams, index)
 
 
 def group_edits(edits: Mapping[str, Edit], labels: list[str]
@@ -238,3 +326,7 @@ class TokenNet(InterventableNet):
     @property
     def tokens_per_row(self) -> int:
         return self.max_len
+
+    @property
+    def scoped_traces(self) -> bool:
+        return True

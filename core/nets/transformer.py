@@ -8,7 +8,8 @@ Inputs are token ids (B, max_len), right-padded with ``pad_token_id`` when it is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -26,8 +27,10 @@ from core.nets.tokens import (
     parse_named_positions,
     position_labels,
     resolve_positions,
+    streams_needed,
     token_activations,
     token_widths,
+    traced_resid,
 )
 
 
@@ -110,8 +113,7 @@ class TransformerNet(TokenNet):
     def text_encoder(self) -> Callable[[str], list[int]] | None:
         if self.tokenizer is None:
             return None
-        tokenizer, pad = self.tokenizer, self.pad_token_id
-        return lambda text: tokenizer.encode(text, self.max_len, pad)
+        return partial(_encode_words, self.tokenizer, self.max_len, self.pad_token_id)
 
     def project(self, block: int, z: Tensor) -> Tensor:
         """Block ``block``'s output projection: (n, D) concatenated heads -> (n, D)."""
@@ -132,20 +134,26 @@ class TransformerNet(TokenNet):
         logits = functional.linear(self.ln_f(last), self.unembed.weight[label_ids])
         return logits.unsqueeze(1)
 
-    def trace(self, inputs: Tensor) -> Trace:
+    def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
+        kept = streams_needed(locations, self.n_layers)
         positions = resolve_positions(inputs, self.pad_token_id, self.named)  # (B, P)
         where = torch.arange(inputs.shape[1], device=inputs.device)
         x = self.token_embedding(inputs) + self.position_embedding(where)  # (B, T, D)
-        streams, heads = [x], []
+        streams, heads = [x] if 0 in kept.resid else [], []
         for index in range(self.n_layers):
             block = self.block(index)
             z = block.heads(x)  # (B, T, H, dh)
             x = x + block.out(z.flatten(2))
             x = x + block.mlp(x)
-            streams.append(x)
-            heads.append(z)
-        activations = token_activations(torch.stack(streams, dim=1), torch.stack(heads, dim=1),
-                                        positions, self.labels, self.project)
+            if index + 1 in kept.resid:
+                streams.append(x)
+            if index in kept.z:
+                heads.append(z)
+        rows, length, width = x.shape
+        activations = token_activations(_stack(streams, (rows, length, width), x),
+                                        _stack(heads, (rows, length, self.n_heads,
+                                                       width // self.n_heads), x),
+                                        positions, self.labels, self.project, kept)
         return Trace(inputs=inputs, activations=activations,
                      logits=self.readout(x, positions))
 
@@ -190,7 +198,7 @@ class TransformerNet(TokenNet):
         first = min(grouped)
         only_resid = all(loc.component == "resid" for loc, _, _ in grouped[first])
         begin = first + 1 if only_resid else first
-        x: Tensor = streams["resid"][:, begin]  # (B, T, D)
+        x = traced_resid(trace.activations, begin)  # (B, T, D)
         if only_resid:
             x = self._edit(x, positions, grouped[first], "resid")
         return grouped, positions, begin, x
@@ -220,6 +228,19 @@ class TransformerNet(TokenNet):
         mine = [(at[:, column], edit, loc.head if component == "head" else None)
                 for loc, column, edit in edits if loc.component == component]
         return edit_positions(stream, mine)
+
+
+def _encode_words(tokenizer: WordTokenizer, length: int, pad: int | None, text: str
+                  ) -> list[int]:
+    """A picklable text encoder (it travels to the job driver with ``NetOutline``)."""
+    return tokenizer.encode(text, length, pad)
+
+
+def _stack(layers: list[Tensor], shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """(B, len(layers), ...) the kept layers stacked, or an empty (B, 0, ...) tensor."""
+    if layers:
+        return torch.stack(layers, dim=1)
+    return like.new_empty(shape[0], 0, *shape[1:])
 
 
 def query_slots(positions: Tensor, columns: list[int]) -> tuple[Tensor, Tensor]:

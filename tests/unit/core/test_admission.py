@@ -16,6 +16,7 @@ from core.admission import (
     admit,
     describe_job,
     estimate_sites,
+    traced_width,
 )
 from core.errors import PlotError, SpecError
 from core.nets.size import estimate_net_size
@@ -192,3 +193,17 @@ def test_a_json_float_past_a_ceiling_is_refused_with_the_limit(extra: dict[str, 
     with pytest.raises(SpecError) as refused:
         submit({**HEQ, **extra})
     assert f"{where}: " in str(refused.value) and "is over the limit of" in str(refused.value)
+
+
+def test_a_token_nets_trace_bytes_are_its_largest_levels_layers() -> None:
+    size = estimate_net_size({"arch": "transformer", "vocab_size": 40, "d_model": 64,
+                              "n_layers": 6, "n_heads": 4, "d_mlp": 128, "max_len": 10,
+                              "label_token_ids": [1, 2], "pad_token_id": 0})
+    position = LevelSpec(granularity="position")
+    layer = LevelSpec(granularity="layer", keep=1)
+    pca = LevelSpec(granularity="pca")
+    # position: one residual layer; layer: the 6 block outputs; PCA on 1 kept site per
+    # variable (2): at most 3 layers each, capped by every layer (2·6 + 1)
+    assert traced_width([position], size, 2) == 64
+    assert traced_width([position, layer, pca], size, 2) == 6 * 64
+    assert traced_width([pca], size, 2) == 13 * 64 == size.stream_width

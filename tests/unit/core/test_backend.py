@@ -37,6 +37,14 @@ class CountingBackend:
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
+    def scope(self, locations: Sequence[str] | None) -> None:
+        self._count("scope")
+        self.inner.scope(locations)
+
+    def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
+        self._count("pca_frames")
+        return self.inner.pca_frames(locations)
+
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:
         self._count("signatures")

@@ -193,7 +193,7 @@ def test_a_level_result_is_its_steps_written_down(inputs: LevelInputs) -> None:
     assert level.kept_by_variable["P"][0] == P_NEURON
     assert level.kept == list(dict.fromkeys(level.kept_by_variable["P"]
                                             + level.kept_by_variable["Q"]))
-    assert set(level.timing) == {"signatures_s", "coupling_s", "calibration_s",
+    assert set(level.timing) == {"trace_s", "signatures_s", "coupling_s", "calibration_s",
                                  "label_permutation_s"}
     assert level.label_permutation is not None and set(level.label_permutation) == {"P", "Q"}
     assert events[0] == EngineEvent("level_started", {"level": 0, "granularity": "neuron",

@@ -16,8 +16,11 @@ from core.errors import JobCancelled, PlotError
 from core.level_inputs import LevelInputs
 from core.nets.io import load_net, save_net
 from core.nets.mlp import MLP
+from core.nets.outline import NetOutline
 from core.sites import location_sites, neuron_sites
 from core.spec import CalibrationSpec, CouplingSpec, DasSpec
+from tests.unit.core.nets.test_transformer import CONFIG as TOKEN_CONFIG
+from tests.unit.core.nets.test_transformer import tiny, token_ids
 from workers.cluster import slots_for
 from workers.intervention_actor import InterventionActor, NetCache, net_bytes
 from workers.pool import chunk_bounds
@@ -153,3 +156,32 @@ def test_slots_count_free_and_held_gpus_or_fall_back_without_them() -> None:
     assert slots_for(free_gpus=0.0, held_gpus=1.0, fallback=2) == 1  # others hold the rest
     assert slots_for(free_gpus=0.5, held_gpus=1.0, fallback=2) == 1  # a GPU share is no slot
     assert slots_for(free_gpus=3.0, held_gpus=0.0, fallback=2) == 2  # CPU actors: fallback
+
+
+def test_an_actor_traces_the_banks_itself_per_scope_and_describes_the_net(
+        tmp_path: Path) -> None:
+    net_dir = save_net(tiny(), tmp_path / "token-net")
+    outline = InterventionActor(device="cpu").describe(str(net_dir))
+    assert isinstance(outline, NetOutline) and list(outline.parameters()) == []
+    assert outline.widths == load_net(net_dir).widths and outline.config == TOKEN_CONFIG
+
+    def bank(seed: int) -> PairBank:
+        return PairBank(token_ids(6, seed), token_ids(6, seed + 50),
+                        torch.zeros(6, 1, dtype=torch.long),
+                        {"V": torch.ones(6, 1, dtype=torch.long)})
+
+    banks = Banks(bank(0), bank(1), bank(2))
+    net = load_net(net_dir)
+    full = {s: trace_bank(net, getattr(banks, s), 64) for s in ("fit", "calibration", "test")}
+    local = LocalBackend(net, full, 64)
+    actor = InterventionActor(device="cpu")
+    clean = actor.load_banks("job", str(net_dir), banks, 64)
+    # the driver's copy: the clean logits, no activation
+    assert all(t.activation_device() is None for t in clean.values())
+    assert_close(clean["test"].base.logits, full["test"].base.logits, rtol=0, atol=0)
+    sites = [s for s in location_sites(net.widths) if s.location.startswith("resid:1/")][:3]
+    actor.scope_job("job", [s.location for s in sites])
+    assert_close(actor.signatures("job", sites, {}), local.signatures(sites, {}))
+    frames = actor.pca_frames("job", [sites[0].location])
+    assert_close(frames[sites[0].location], local.pca_frames([sites[0].location])[
+        sites[0].location])
