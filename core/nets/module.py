@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -252,11 +252,15 @@ class ModuleNet(InterventableNet):
 
     # ------------------------------------------------------------------ engine
 
-    def trace(self, inputs: Tensor) -> Trace:
+    def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
+        """The logits and the activation at each location (those in ``locations``, or
+        all)."""
         seen, logits = self._run(inputs, {})
         activations: dict[str, Tensor] = {}
         for site in self.module_sites:
             activations.update(self.split(site, seen[site.path]))
+        if locations is not None:
+            activations = {loc: act for loc, act in activations.items() if loc in locations}
         return Trace(inputs=inputs, activations=activations, logits=logits)
 
     def _resume_point(self, path: str) -> ResumeFrom | None:
