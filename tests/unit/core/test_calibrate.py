@@ -3,6 +3,8 @@ planted net whose answer is known."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -18,10 +20,13 @@ from core.calibrate import (
     summarize_iia,
     unique_candidates,
 )
+from core.coupling import Coupling
 from core.engine import BankTraces, Interventions, trace_bank
+from core.handle_choice import calibrate_variable
 from core.nets.mlp import MLP
 from core.sites import Site
-from tests.unit.core.planted import planted_bank, planted_mlp
+from core.spec import CalibrationSpec
+from tests.unit.core.planted import planted_bank, planted_level_inputs, planted_mlp
 
 CPU = torch.device("cpu")
 NEURONS = [Site("layer:1", "dims", i, i + 1) for i in range(6)]  # planted: P in 1, its copy in 0
@@ -157,3 +162,25 @@ def test_batches_grouped_by_location_skip_untouched_ones_with_the_same_matches(
     for row, candidate in enumerate(candidates):
         alone = candidate_interventions([candidate], sites, net.widths, {}, CPU)
         assert torch.equal(together[row], exact_matches(net, traces, alone, target, 4096)[0])
+
+
+def test_screening_picks_the_exhaustive_searchs_handle_on_the_planted_net() -> None:
+    inputs = planted_level_inputs(120, top_k=[1, 2, 3], strengths=[0.5, 1.0, 2.0, 4.0])
+    strengths = [float(s) for s in range(1, 9)]
+    rows = [torch.tensor([0.3, 0.5, 0.0, 0.0, 0.0, 0.2]),  # three plans, two of them equal:
+            torch.tensor([0.3, 0.5, 0.0, 0.0, 0.0, 0.2]),  # their candidates coincide
+            torch.tensor([0.6, 0.1, 0.0, 0.1, 0.0, 0.2])]
+    candidates = build_candidates(rows, torch.zeros(6), [1, 2, 3, 4], strengths)
+    plans = [Coupling(plan=torch.zeros(3, 6), solver="sinkhorn", epsilon=e, beta=None,
+                      n_iter=1, converged=True) for e in (0.01, 0.03, 0.1)]
+    chosen = {}
+    for screen in (0, 30):
+        spec = CalibrationSpec(top_k=[1, 2, 3, 4], strengths=strengths, screen_pairs=screen,
+                               finalists=4)
+        handle, _ = calibrate_variable(0, "P", candidates, plans, NEURONS, inputs.net.widths,
+                                       {}, replace(inputs, calibration=spec),
+                                       lambda done, total: None)
+        chosen[screen] = (handle.sites, handle.k, handle.strength, handle.epsilon,
+                          handle.iia_calibration)
+    assert chosen[30] == chosen[0]
+    assert chosen[0][:3] == (["layer:1/dims:1"], 1, 1.0)  # the planted neuron, plainly
