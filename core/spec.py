@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -233,8 +233,15 @@ class CouplingSpec(_Frozen):
     @field_validator("cost", mode="before")
     @classmethod
     def _one_kind(cls, value: object) -> object:
-        """A single kind (``cost: mse``, as specs before the list) is a one-kind list."""
-        return [value] if isinstance(value, str) else value
+        """A single kind (``cost: mse``, as specs before the list) is a one-kind list; an
+        unknown single name is refused at ``coupling.cost`` itself."""
+        if not isinstance(value, str):
+            return value
+        kinds = get_args(CostKind)
+        if value not in kinds:
+            raise ValueError("Input should be " + ", ".join(f"'{k}'" for k in kinds[:-1])
+                             + f" or '{kinds[-1]}'")
+        return [value]
 
     @field_validator("cost")
     @classmethod

@@ -77,7 +77,8 @@ def test_unknown_keys_are_refused_naming_their_path(data: dict[str, Any], path: 
 
 @pytest.mark.parametrize(("data", "path"), [
     ({"task": TASK, "coupling": {"solver": "lbfgs"}}, "coupling.solver"),
-    ({"task": TASK, "coupling": {"cost": "l1"}}, "coupling.cost.0"),
+    ({"task": TASK, "coupling": {"cost": "l1"}}, "coupling.cost"),
+    ({"task": TASK, "coupling": {"cost": ["mse", "l1"]}}, "coupling.cost.1"),
     ({"task": TASK, "coupling": {"site_marginal": "mass"}}, "coupling.site_marginal"),
     ({"task": TASK, "levels": [{"granularity": "voxel"}]}, "levels.0.granularity"),
     ({"task": TASK, "levels": [{"granularity": "layer", "keep": 0}]}, "levels.0.keep"),
