@@ -106,6 +106,9 @@ class HandleResult(ResultModel):
         iia_calibration: exact-match accuracy on the calibration bank (the selection score).
         iia_test: soft-handle IIA on the test bank; hard_iia_test: the plain interchange
             of the same sites.
+        verdict: ``localized`` | ``not_identifiable`` | ``no_better_than_control`` |
+            ``output_copy`` (None in results written before verdicts); verdict_reason: why,
+            in words; cost_kind: the cost the handle's coupling used.
     """
 
     variable: str
@@ -120,6 +123,9 @@ class HandleResult(ResultModel):
     iia_test: IIA
     hard_iia_calibration: Real
     hard_iia_test: IIA
+    verdict: str | None = None
+    verdict_reason: str | None = None
+    cost_kind: str | None = None
 
 
 # PlanSummary and DepthPoint are pydantic dataclasses: the engine builds them positionally.
@@ -150,6 +156,8 @@ class LevelResult(ResultModel):
         diagnostics: per variable and pair of variables, how much the coupling says.
         label_permutation: per variable, its kept-site mass against permuted labels
             (None when the control is off).
+        site_labels: site id → display label with its token (``resid:3/pos:7 "Paris"``);
+            empty when the level's sites carry no token.
     """
 
     index: int
@@ -168,6 +176,7 @@ class LevelResult(ResultModel):
     warnings: list[str] = Field(default_factory=list)
     diagnostics: CouplingDiagnostics | None = None
     label_permutation: dict[str, PermutationControl] | None = None
+    site_labels: dict[str, str] = Field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A small record for progress events and logs."""
