@@ -58,7 +58,8 @@ class Job(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     name: Mapped[str | None] = mapped_column(String(120), nullable=True)
-    tags: Mapped[str] = mapped_column(String(600), default="", server_default="")  # ",a,b,"
+    # ",a,b,"; no Python-side default, so an insert that leaves it out works on any schema
+    tags: Mapped[str] = mapped_column(String(600), server_default="")
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)

@@ -18,14 +18,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE on both (SQLite 3.35+ drops columns): a batch "copy and move" of jobs
+# on SQLite would drop the old table, and job_levels' ON DELETE CASCADE with it.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('name', sa.String(length=120), nullable=True))
-        batch_op.add_column(sa.Column('tags', sa.String(length=600), nullable=False,
-                                      server_default=''))
+    op.add_column('jobs', sa.Column('name', sa.String(length=120), nullable=True))
+    op.add_column('jobs', sa.Column('tags', sa.String(length=600), nullable=False,
+                                    server_default=''))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_column('tags')
-        batch_op.drop_column('name')
+    op.execute('ALTER TABLE jobs DROP COLUMN tags')
+    op.execute('ALTER TABLE jobs DROP COLUMN name')
