@@ -25,6 +25,9 @@ CHAR_W = 0.62  # a character's width per px of font size (system-ui, roughly)
 SCALE = ((0.0, (247, 251, 255)), (0.25, (198, 219, 239)), (0.5, (107, 174, 214)),
          (0.75, (33, 113, 181)), (1.0, (8, 48, 107)))
 HANDLE_STROKE = "#c2410c"
+# a table's frame: it scrolls sideways when the window is narrow, so keyboards can reach it
+WRAP = ('<div class="wrap" tabindex="0" role="region" '
+        'aria-label="table (scrolls sideways when narrow)">')
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1400px;color:#1b1f24;
@@ -155,7 +158,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A table; cells are HTML already (escape text before)."""
     head = "".join(f"<th>{h}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<div class="wrap"><table><tr>{head}</tr>{body}</table></div>'
+    return f"{WRAP}<table><tr>{head}</tr>{body}</table></div>"
 
 
 def _code(text: str) -> str:
@@ -213,7 +216,7 @@ def _diagnostics_section(level: LevelResult) -> str:
     pairs = [[html.escape(p.first), html.escape(p.second), _fmt(p.signature_cosine),
               _fmt(p.label_agreement), _fmt(p.row_overlap)] for p in diagnostics.pairs]
     return (
-        '<div class="diag"><div class="wrap">'
+        f'<div class="diag">{WRAP}'
         + _table(["variable", "row entropy (1 = uniform)", "best site", "second site",
                 "mass margin", "cost margin", "null share of kept mass",
                 "kept mass: real / permuted / uniform"], rows)
@@ -239,8 +242,9 @@ def _level_section(level: LevelResult) -> str:
         f"({len(level.sites)} sites)</h2>"
         f"<p>{level.runtime_s:.3f} s ({timing}); {level.forward_passes:,} forward passes; "
         f"kept: <code>{html.escape(', '.join(level.kept))}</code></p>{warnings}"
-        f'<div class="scroll">{heatmap}</div>'
-        '<div class="wrap"><table><tr><th>variable</th><th>handle sites</th><th>k</th>'
+        f'<div class="scroll" tabindex="0" role="region" aria-label="level {level.index} '
+        f'heatmap (scrolls)">{heatmap}</div>'
+        f"{WRAP}<table><tr><th>variable</th><th>handle sites</th><th>k</th>"
         "<th>λ</th><th>ε</th><th>IIA calibration</th><th>IIA test (soft)</th>"
         f"<th>IIA test (hard)</th></tr>{rows}</table></div>" + _diagnostics_section(level))
 
@@ -256,7 +260,7 @@ def _das_section(das: DasResult | None) -> str:
     return (
         f"<h2>DAS ({html.escape(das.mode)})</h2><p>{das.trainings} trainings, "
         f"{das.forward_passes:,} forward passes in {das.runtime_s:.2f} s</p>"
-        '<div class="wrap"><table><tr><th>variable</th><th>best site</th>'
+        f"{WRAP}<table><tr><th>variable</th><th>best site</th>"
         "<th>IIA calibration</th><th>IIA test</th><th>epochs</th><th>s</th></tr>"
         f"{rows}</table></div>")
 
@@ -339,10 +343,10 @@ def render_report(result: JobResult, title: str = "PLOT report") -> str:
         + summary_html(result)
         + "<h2>Handles</h2><p>Transport's best handle per variable; the last column says "
         "which method's handle scored best on the calibration bank (DAS below).</p>"
-        '<div class="wrap"><table><tr><th>variable</th><th>level</th><th>sites</th>'
+        f"{WRAP}<table><tr><th>variable</th><th>level</th><th>sites</th>"
         "<th>IIA calibration</th><th>IIA test (soft)</th><th>IIA test (hard)</th>"
         f"<th>best method</th></tr>{handles}</table></div>" + _controls_section(result)
-        + f'<h2>Timing (s)</h2><div class="wrap"><table>{timing}</table></div>'
+        + f"<h2>Timing (s)</h2>{WRAP}<table>{timing}</table></div>"
         + _das_section(result.das)
         + "".join(_level_section(level) for level in result.levels)
         + "</main></body></html>")
