@@ -78,8 +78,9 @@ def finding_result() -> dict[str, Any]:
     handles = result["levels"][0]["handles"]
     handles["var_00"] |= {"verdict": "localized", "verdict_reason": "beats every control"}
     handles["var_01"] |= {"verdict": "not_identifiable", "verdict_reason": "a flat row"}
+    sites = result["levels"][0]["sites"]
     result["levels"][0]["site_labels"] = {
-        site: f'{site.split("/")[1]} "tok{i}"' for i, site in enumerate(result["levels"][0]["sites"])}
+        site: f'{site.split("/")[1]} "tok{i}"' for i, site in enumerate(sites)}
     return result
 
 
