@@ -50,6 +50,8 @@ border:1px solid currentColor}
 .diag>.wrap{flex:2 1 520px}.glossary{flex:1 1 260px;font-size:13px;
 border-left:3px solid #d0d7de;padding-left:.75rem}
 .glossary dt{font-weight:600}.glossary dd{margin:0 0 .4rem}
+@media (max-width:900px){body{padding:0 .5rem;margin:1rem auto}th,td{padding:.2rem .3rem}
+code{padding:0}}
 """
 
 
@@ -165,6 +167,11 @@ def _code(text: str) -> str:
     return f"<code>{html.escape(text)}</code>"
 
 
+def _sites(sites: Sequence[str]) -> str:
+    """Site ids, each unbroken, the list free to wrap between them."""
+    return ", ".join(_code(site) for site in sites)
+
+
 def _controls_section(result: JobResult) -> str:
     controls: ControlsResult | None = result.controls
     if controls is None:
@@ -177,7 +184,7 @@ def _controls_section(result: JobResult) -> str:
         depth = controls.depth.get(variable, [])
         rows.append([
             html.escape(variable), _fmt(handle.iia_test.overall),
-            (f"{_fmt(control.iia_test.overall)} {_code(', '.join(control.sites))}"
+            (f"{_fmt(control.iia_test.overall)} {_sites(control.sites)}"
              if control is not None else "off"),
             (f"{_fmt(mass.real_mass)} / {_fmt(mass.control_mass)} / {_fmt(mass.uniform_mass)}"
              f" / {_fmt(mass.max_mass)}" if mass is not None else "off"),
@@ -227,7 +234,7 @@ def _diagnostics_section(level: LevelResult) -> str:
 
 def _level_section(level: LevelResult) -> str:
     rows = "".join(
-        f"<tr><td>{html.escape(v)}</td><td><code>{html.escape(', '.join(h.sites))}</code></td>"
+        f"<tr><td>{html.escape(v)}</td><td>{_sites(h.sites)}</td>"
         f'<td class="num">{h.k}</td><td class="num">{h.strength:g}</td>'
         f'<td class="num">{_fmt(h.epsilon, 4)}</td><td class="num">{_fmt(h.iia_calibration)}</td>'
         f"<td>{_iia(h.iia_test)}</td><td>{_iia(h.hard_iia_test)}</td></tr>"
@@ -326,7 +333,7 @@ def render_report(result: JobResult, title: str = "PLOT report") -> str:
     methods = {f.variable: f.method for f in findings(result)}
     handles = "".join(
         f"<tr><td>{html.escape(v)}</td><td class=\"num\">{h.level}</td>"
-        f"<td><code>{html.escape(', '.join(h.sites))}</code></td>"
+        f"<td>{_sites(h.sites)}</td>"
         f'<td class="num">{_fmt(h.iia_calibration)}</td><td>{_iia(h.iia_test)}</td>'
         f"<td>{_iia(h.hard_iia_test)}</td><td>{html.escape(methods.get(v, 'transport'))}</td>"
         "</tr>"

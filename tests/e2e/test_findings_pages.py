@@ -73,6 +73,13 @@ def at_each_width(page: Page, name: str, screenshots: Path, axe_source: str) -> 
     page.set_viewport_size({"width": 1366, "height": 768})
 
 
+def cut_tables(page: Page, selector: str) -> list[str]:
+    """Tables (in their ``selector`` frames) wider than their frame: columns cut off."""
+    return list(page.locator(selector).evaluate_all(
+        "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
+        ".map(e => e.innerText.slice(0, 60))"))
+
+
 def finding_result() -> dict[str, Any]:
     result = make_result(3, 40, das=make_das("guided", 30.0, 0.97))
     handles = result["levels"][0]["handles"]
@@ -160,6 +167,7 @@ def test_the_job_page_leads_with_the_finding(wide: Page, dashboard: Service, scr
     lines = page.locator("table code").evaluate_all(
         "els => els.map(e => e.textContent.split(', ').length >= e.getClientRects().length)")
     assert all(lines)
+    assert cut_tables(page, ".table-wrap") == []
 
 
 def test_an_own_cancel_reads_cancelled_not_an_error(wide: Page, dashboard: Service) -> None:
@@ -232,3 +240,5 @@ def test_list_queue_compare_submit_and_report_at_800_and_1366(
     page.set_content(report)
     expect(page.locator("section.summary li").first).to_contain_text("found by guided DAS")
     at_each_width(page, "report", screenshots, axe_source)
+    page.set_viewport_size({"width": 800, "height": 900})
+    assert cut_tables(page, ".wrap") == []  # every column on screen at 800 px
