@@ -14,7 +14,7 @@ from api.db import datasets, jobs, nets, results
 from api.db.queue_view import queue_view
 from api.db.tables import Job, split_tags, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
-from api.errors import ConflictError, NotFoundError
+from api.errors import ConflictError, InputError, NotFoundError
 from api.job_log import job_log
 from api.routes.responses import errors
 from api.schemas import (
@@ -145,6 +145,9 @@ def list_jobs(
                                       "(case-insensitive)")] = None,
 ) -> JobPage:
     """The caller's jobs (an admin's: all), newest first."""
+    for where, value in (("tag", tag), ("name", name)):
+        if value is not None and any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise InputError("control characters are not allowed", where)
     rows, total = jobs.list_jobs(session, caller, status, limit, offset, tag, name)
     return JobPage(items=to_public_page(session, rows), total=total, limit=limit, offset=offset)
 

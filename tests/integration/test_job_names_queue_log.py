@@ -62,6 +62,8 @@ def test_names_and_tags_are_listed_and_filtered(client: TestClient) -> None:
     assert ids("tag=a_b") == {submitted["Baseline run"]["id"]}  # "_" is no wildcard
     assert ids("tag=he") == set()  # whole tags only
     assert ids("name=BASELINE") == {submitted["Baseline run"]["id"]}
+    nul = client.get("/v1/jobs", params={"tag": "a\x00b"}, headers=alice)
+    assert nul.status_code == 422 and nul.json()["where"] == "tag"
     bad = client.post("/v1/jobs", json={**TINY_SPEC, "tags": ["has space"]}, headers=alice)
     assert bad.status_code == 422 and bad.json()["where"].startswith("tags")
 
