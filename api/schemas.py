@@ -30,6 +30,8 @@ class JobPublic(BaseModel):
 
     id: str
     owner: str
+    name: str | None = Field(None, description="the spec's display name")
+    tags: list[str] = Field(default_factory=list, description="the spec's tags")
     status: JobStatus
     priority: int
     attempt: int
@@ -52,6 +54,42 @@ class JobPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class LogLinePublic(BaseModel):
+    ts: datetime | None
+    source: Literal["job", "event"] = Field(description="job: the job's row (submitted, "
+                                            "started, ended); event: its progress stream")
+    kind: str
+    level: Literal["info", "warning", "error"]
+    text: str
+
+
+class JobLogPublic(BaseModel):
+    job_id: str
+    lines: list[LogLinePublic]
+    events: Literal["ok", "unavailable"] = Field(description="unavailable: the event bus "
+                                                 "could not be read; only the row's lines")
+
+
+class QueueEntryPublic(BaseModel):
+    position: int = Field(description="0: claimed next, in the fair-share order as it stands")
+    owner: str
+    mine: bool
+    job_id: str | None = Field(description="null for another owner's job")
+    name: str | None
+
+
+class OwnerLoadPublic(BaseModel):
+    owner: str
+    queued: int
+    running: int
+
+
+class QueuePublic(BaseModel):
+    queued: int
+    entries: list[QueueEntryPublic]
+    owners: list[OwnerLoadPublic]
 
 
 class ResultPublic(BaseModel):

@@ -61,6 +61,10 @@ MAX_RESTARTS = 100              # DAS seeds per (location, k, variable)
 MAX_BATCH = 1 << 20             # DAS batch size
 MAX_PERMUTATIONS = 10_000       # label permutations per level
 MAX_ROWS = 1 << 28              # rows per stacked forward
+MAX_NAME_CHARS = 120            # a job's display name
+MAX_TAGS = 16                   # tags of one job
+MAX_TAG_CHARS = 32              # characters of one tag
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"  # no spaces or commas: tags are stored joined
 
 
 
@@ -376,10 +380,30 @@ class JobSpec(_Frozen):
     controls: ControlsSpec = Field(default_factory=ControlsSpec)
     seed: Seed = 0
     priority: int = Field(0, ge=-10, le=10)
+    name: str | None = Field(None, min_length=1, max_length=MAX_NAME_CHARS,
+                             description="a display name for the job list (any text without "
+                             "control characters)")
+    tags: list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS,
+                                    pattern=TAG_PATTERN)]] = Field(
+        default_factory=list, max_length=MAX_TAGS,
+        description="labels the job list filters on: letters, digits and _ . : - "
+        "(starting with a letter or digit)")
     max_rows: Annotated[int, at_most(MAX_ROWS)] | None = Field(
         None, ge=1,
         description="rows (intervention × pair) per stacked forward; None sizes it to the device",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("control characters are not allowed in a job name")
+        return value.strip() or None if value is not None else None
+
+    @field_validator("tags")
+    @classmethod
+    def _distinct_tags(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))  # the first of each, in order
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -11,6 +11,16 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -c deploy/constraints.txt -e ".[service,bench,dev,hf]"
 .venv/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+# axe-core (the browser tests' accessibility check) into .node/, where tests/e2e finds it
+AXE_VERSION=4.14.1
+if [ ! -f .node/node_modules/axe-core/axe.min.js ]; then
+  if command -v npm >/dev/null; then
+    npm install --silent --no-save --no-package-lock --prefix .node "axe-core@${AXE_VERSION}" \
+      || echo "axe-core could not be installed: the accessibility checks will skip (fail under CI=true)"
+  else
+    echo "npm is missing: install Node.js (apt-get install -y npm), or the accessibility checks will skip (fail under CI=true)"
+  fi
+fi
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "installing Debian's chromium for the browser tests (apt-get install chromium)"

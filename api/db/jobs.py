@@ -18,7 +18,7 @@ from api.auth import Caller
 from api.db.owned import get_owned
 from api.db.quota_lock import lock_owner_quota
 from api.db.results import without_levels
-from api.db.tables import Job, JobLevel, utcnow
+from api.db.tables import Job, JobLevel, join_tags, utcnow
 from api.errors import ConflictError, QuotaError
 from core.errors import SpecError
 from core.spec import JobSpec
@@ -94,7 +94,8 @@ def create_job(session: Session, owner: str, spec: JobSpec, max_queued: int) -> 
     if (queued or 0) >= max_queued:
         session.rollback()  # end the transaction: it holds the owner's lock
         raise QuotaError(f"{queued} jobs already queued (limit {max_queued})", "owner")
-    job = Job(owner=owner, status=JobStatus.QUEUED, spec=document, priority=spec.priority)
+    job = Job(owner=owner, status=JobStatus.QUEUED, spec=document, priority=spec.priority,
+              name=spec.name, tags=join_tags(spec.tags))
     session.add(job)
     session.commit()
     return job
@@ -110,14 +111,21 @@ def get_job(session: Session, caller: Caller, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session, caller: Caller, status: JobStatus | None, limit: int, offset: int
+    session: Session, caller: Caller, status: JobStatus | None, limit: int, offset: int,
+    tag: str | None = None, name: str | None = None,
 ) -> tuple[Sequence[Job], int]:
-    """The caller's jobs (an admin's: everyone's), newest first, and their total count."""
+    """The caller's jobs (an admin's: everyone's), newest first, and their total count;
+    with ``tag``, only jobs carrying it; with ``name``, only jobs whose name contains it
+    (case-insensitive)."""
     where: list[ColumnElement[bool]] = []
     if not caller.is_admin:
         where.append(Job.owner == caller.owner)
     if status is not None:
         where.append(Job.status == status)
+    if tag is not None:
+        where.append(Job.tags.contains(f",{tag},", autoescape=True))
+    if name is not None:
+        where.append(func.lower(Job.name).contains(name.lower(), autoescape=True))
     total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
     rows = session.scalars(
         select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).limit(limit)

@@ -57,6 +57,9 @@ class Job(Base):
     status: Mapped[JobStatus] = mapped_column(StatusText(), default=JobStatus.QUEUED)
     spec: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str | None] = mapped_column(String(120), nullable=True)
+    # ",a,b,"; no Python-side default, so an insert that leaves it out works on any schema
+    tags: Mapped[str] = mapped_column(String(600), server_default="")
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
@@ -112,3 +115,12 @@ class RegisteredNet(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+def join_tags(tags: list[str]) -> str:
+    """Tags as the ``jobs.tags`` column holds them: ``,a,b,`` (``''`` when none)."""
+    return f",{','.join(tags)}," if tags else ""
+
+
+def split_tags(column: str | None) -> list[str]:
+    return [tag for tag in (column or "").split(",") if tag]

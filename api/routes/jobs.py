@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db import datasets, jobs, nets, results
-from api.db.tables import Job, utcnow
+from api.db.queue_view import queue_view
+from api.db.tables import Job, split_tags, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
-from api.errors import ConflictError, NotFoundError
+from api.errors import ConflictError, InputError, NotFoundError
+from api.job_log import job_log
 from api.routes.responses import errors
-from api.schemas import JobPage, JobPublic, ProgressPublic, ResultPublic
+from api.schemas import (
+    JobLogPublic,
+    JobPage,
+    JobPublic,
+    LogLinePublic,
+    OwnerLoadPublic,
+    ProgressPublic,
+    QueueEntryPublic,
+    QueuePublic,
+    ResultPublic,
+)
 from core.admission import NetInfo, admit, describe_job
 from core.errors import SpecError
-from core.spec import JobSpec
+from core.spec import MAX_NAME_CHARS, MAX_TAG_CHARS, JobSpec
 from workers.job_status import JobStatus
-from workers.ports import BusUnavailable, EventBus
+from workers.ports import BusUnavailable, EventBus, ProgressEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -28,7 +40,8 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 def to_public(job: Job, levels_done: int, queue_position: int | None) -> JobPublic:
     return JobPublic(
-        id=job.id, owner=job.owner, status=job.status,
+        id=job.id, owner=job.owner, name=job.name, tags=split_tags(job.tags),
+        status=job.status,
         priority=job.priority, attempt=job.attempt, created_at=job.created_at,
         started_at=job.started_at, finished_at=job.finished_at,
         cancel_requested=job.cancel_requested, current_level=job.current_level,
@@ -129,10 +142,33 @@ def list_jobs(
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    tag: Annotated[str | None, Query(min_length=1, max_length=MAX_TAG_CHARS,
+                                     description="only jobs with this tag")] = None,
+    name: Annotated[str | None, Query(min_length=1, max_length=MAX_NAME_CHARS,
+                                      description="only jobs whose name contains this "
+                                      "(case-insensitive)")] = None,
 ) -> JobPage:
     """The caller's jobs (an admin's: all), newest first."""
-    rows, total = jobs.list_jobs(session, caller, status, limit, offset)
+    for where, value in (("tag", tag), ("name", name)):
+        if value is not None and any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise InputError("control characters are not allowed", where)
+    rows, total = jobs.list_jobs(session, caller, status, limit, offset, tag, name)
     return JobPage(items=to_public_page(session, rows), total=total, limit=limit, offset=offset)
+
+
+@router.get("/queue", responses=errors())
+def get_queue(session: SessionDep, caller: CallerDep,
+              limit: Annotated[int, Query(ge=1, le=500)] = 100) -> QueuePublic:
+    """The queue for everyone: each queued job's place in the fair-share order and its
+    owner (the caller's own jobs with id and name; others' ids, names and specs hidden,
+    unless the caller is an admin), and per owner the jobs queued and running."""
+    entries, loads, queued = queue_view(session, caller, limit)
+    return QueuePublic(
+        queued=queued,
+        entries=[QueueEntryPublic(position=e.position, owner=e.owner, mine=e.mine,
+                                  job_id=e.job_id, name=e.name) for e in entries],
+        owners=[OwnerLoadPublic(owner=o.owner, queued=o.queued, running=o.running)
+                for o in loads])
 
 
 @router.get("/{job_id}", responses=errors(404))
@@ -147,6 +183,39 @@ def get_result(job_id: str, session: SessionDep, caller: CallerDep) -> ResultPub
     if job.status != JobStatus.SUCCEEDED or job.result is None:
         raise ConflictError(f"the job is {job.status}, not succeeded", job_id)
     return ResultPublic(job_id=job.id, result=results.load_result(session, job.id, job.result))
+
+
+@router.get("/{job_id}/log", responses=errors(404))
+def get_job_log(job_id: str, session: SessionDep, caller: CallerDep, bus: BusDep
+                ) -> JobLogPublic:
+    """The job's log: its lifecycle from the row and its events in words, oldest first
+    (one line per stage of the many progress events). The events are the bus's: an event
+    stream that expired or a bus that is down leaves the row's lines."""
+    job = jobs.get_job(session, caller, job_id)
+    try:
+        events = read_all_events(bus, job.id)
+        state: Literal["ok", "unavailable"] = "ok"
+    except BusUnavailable:
+        events, state = [], "unavailable"
+    lines = [LogLinePublic.model_validate(line, from_attributes=True)
+             for line in job_log(job, events)]
+    return JobLogPublic(job_id=job.id, lines=lines, events=state)
+
+
+MAX_LOG_EVENTS = 5000
+
+
+def read_all_events(bus: EventBus, job_id: str) -> list[ProgressEvent]:
+    """Up to ``MAX_LOG_EVENTS`` events of the job's stream, oldest first, without waiting."""
+    events: list[ProgressEvent] = []
+    after = None
+    while len(events) < MAX_LOG_EVENTS:
+        batch = bus.read(job_id, after, 500, 0.0)
+        if not batch:
+            break
+        events.extend(batch)
+        after = batch[-1].id
+    return events
 
 
 @router.post("/{job_id}/cancel", responses=errors(404, 409, 413))  # 413: any body over 1 MiB

@@ -31,7 +31,15 @@ def level(index: int, variables: list[str], sites: list[str]) -> dict[str, Any]:
             "kept_by_variable": {v: sites[:2] for v in variables}, "handles": handles,
             "plans": [], "runtime_s": 12.5, "forward_passes": 1_234_567,
             "timing": {"signatures_s": 8.0, "coupling_s": 1.5, "calibration_s": 3.0},
-            "warnings": []}
+            "warnings": [],
+            "diagnostics": {"variables": {v: {
+                "entropy": 0.8, "best_site": sites[(7 * i) % len(sites)],
+                "second_site": sites[(7 * i + 1) % len(sites)], "margin": 0.0012,
+                "cost_margin": 0.01, "null_mass": None, "null_share_kept": 0.2}
+                for i, v in enumerate(variables)}, "pairs": []},
+            "label_permutation": {v: {"kept": sites[:2], "real_mass": 0.4, "control_mass": 0.1,
+                                      "uniform_mass": 2 / len(sites), "max_mass": 1.0,
+                                      "permutations": 16} for v in variables}}
 
 
 def make_result(variables: int, sites: int, das: dict[str, Any] | None = None,

@@ -82,3 +82,7 @@ export function plainError(error) {
   const where = error.where ? ` (at ${error.where})` : "";
   return { lead: `${lead}${where}.`, detail: error.message || "" };
 }
+
+export function tagList(tags) {
+  return h("ul", { class: "tags", "aria-label": "tags" }, tags.map((tag) => h("li", { class: "tag" }, tag)));
+}

@@ -7,6 +7,7 @@ import { renderJobs } from "./views/jobs.js";
 import { renderJob } from "./views/job.js";
 import { renderSubmit } from "./views/submit.js";
 import { renderCompare } from "./views/compare.js";
+import { renderQueue } from "./views/queue.js";
 
 const main = document.getElementById("main");
 let stopView = () => {};
@@ -95,6 +96,7 @@ function route() {
   const job = path.match(/^\/jobs\/([^/]+)$/);
   if (job) stopView = renderJob(main, decodeURIComponent(job[1]));
   else if (path === "/submit") stopView = renderSubmit(main);
+  else if (path === "/queue") stopView = renderQueue(main);
   else if (path === "/compare") stopView = renderCompare(main, (params.get("ids") || "").split(",").filter(Boolean));
   else stopView = renderJobs(main, params);
 }

@@ -6,6 +6,47 @@ import { api } from "../api.js";
 import { h, fmt, shortId } from "../dom.js";
 import { scatter } from "../charts.js";
 import { describeModel, describeTask } from "../jobs.js";
+import { findings } from "../finding.js";
+
+/** Per variable, each job's best handle: method, sites, test IIA, verdict. */
+function variableTable(ids, results) {
+  const rows = [];
+  const variables = [...new Set(results.flatMap((r) => r.variables || Object.keys(r.handles || {})))];
+  for (const variable of variables) {
+    results.forEach((result, i) => {
+      const handle = result.handles?.[variable];
+      if (!handle) return;
+      const finding = findings(result).find((f) => f.variable === variable);
+      const das = finding?.method !== "transport" ? result.das?.best?.[variable] : null;
+      rows.push(h("tr", {},
+        h("th", { scope: "row" }, variable),
+        h("td", {}, h("a", { href: `#/jobs/${encodeURIComponent(ids[i])}` }, h("code", {}, shortId(ids[i])))),
+        h("td", {}, finding?.method || "transport"),
+        h("td", {}, h("code", { class: "sites" }, das ? das.site : handle.sites.join(", "))),
+        h("td", { class: "num" }, fmt(das ? das.iia_test.overall : handle.iia_test.overall)),
+        h("td", {}, finding?.label || "–")));
+    });
+  }
+  return h("div", { class: "table-wrap" }, h("table", { class: "compare-variables" },
+    h("caption", {}, "Per variable: each job's best handle"),
+    h("thead", {}, h("tr", {}, ["variable", "job", "method", "sites", "test IIA", "verdict"].map((n) => h("th", { scope: "col" }, n)))),
+    h("tbody", {}, rows)));
+}
+
+/** Per site (any job's transport handle site): which variables each job put there. */
+function siteTable(ids, results) {
+  const sites = [...new Set(results.flatMap((r) => Object.values(r.handles || {}).flatMap((x) => x.sites)))].sort();
+  const rows = sites.map((site) => h("tr", {},
+    h("th", { scope: "row" }, h("code", {}, site)),
+    results.map((result) => h("td", {}, Object.entries(result.handles || {})
+      .filter(([, x]) => x.sites.includes(site))
+      .map(([variable, x]) => `${variable} (${fmt(x.weights[x.sites.indexOf(site)], 2)})`).join(", ") || "–"))));
+  return h("div", { class: "table-wrap" }, h("table", { class: "compare-sites" },
+    h("caption", {}, "Per site: the variables whose handle uses it (weight)"),
+    h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "site"),
+      ids.map((id) => h("th", { scope: "col" }, shortId(id))))),
+    h("tbody", {}, rows)));
+}
 
 function mean(values) {
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
@@ -75,7 +116,9 @@ export function renderCompare(main, ids) {
         h("div", { class: "table-wrap" }, h("table", { class: "narrow" },
           h("caption", {}, "Points"),
           h("thead", {}, h("tr", {}, ["job", "method", "wall time (s)", "test IIA"].map((n) => h("th", { scope: "col" }, n)))),
-          h("tbody", {}, rows))));
+          h("tbody", {}, rows))),
+        variableTable(ids, results.map((r) => r.result)),
+        siteTable(ids, results.map((r) => r.result)));
     } catch (error) {
       if (!stopped && error.status !== 401) {
         box.replaceChildren(h("p", { class: "form-error", role: "alert" }, `Could not compare: ${error.message}.`));

@@ -6,7 +6,8 @@
 import { api, fetchRaw, followEvents } from "../api.js";
 import { h, fmt, fmtInt, fmtDuration, fmtTime, iiaText, secondsBetween, shortId } from "../dom.js";
 import { heatmap } from "../charts.js";
-import { TERMINAL, describeModel, describeTask, levelText, plainError, progressBar, statusBadge } from "../jobs.js";
+import { findings, glossary, summarySection } from "../finding.js";
+import { TERMINAL, describeModel, describeTask, levelText, plainError, progressBar, statusBadge, tagList } from "../jobs.js";
 
 const POLL_MS = 3000;
 
@@ -21,7 +22,7 @@ function num(value) {
   return h("td", { class: "num" }, value);
 }
 
-function handleRows(handles, withLevel) {
+function handleRows(handles, withLevel, methods = null) {
   return Object.entries(handles).map(([variable, handle]) => h("tr", {},
     h("th", { scope: "row" }, variable),
     withLevel ? num(handle.level) : null,
@@ -30,11 +31,12 @@ function handleRows(handles, withLevel) {
     num(fmt(handle.iia_calibration)),
     num(fmt(handle.iia_test.overall)), num(fmt(handle.iia_test.sensitivity)),
     num(fmt(handle.iia_test.invariance)),
-    h("td", {}, iiaText(handle.hard_iia_test))));
+    h("td", { class: "num", title: iiaText(handle.hard_iia_test) }, fmt(handle.hard_iia_test.overall)),
+    methods ? h("td", {}, methods[variable] || "transport") : null));
 }
 
 const HANDLE_HEADERS = ["handle sites", "k", "λ", "ε", "IIA calibration", "IIA test",
-  "sensitivity", "invariance", "hard IIA test"];
+  "sensi\u00ADtivity", "invari\u00ADance", "hard IIA test"]; // soft hyphens: narrow screens; hard: its overall IIA (all three on hover)
 
 function timingText(timing) {
   return Object.entries(timing || {})
@@ -76,9 +78,11 @@ function diagnosticsTable(level) {
     h("th", { scope: "row" }, variable), num(fmt(d.entropy)), h("td", {}, h("code", {}, d.best_site)),
     num(fmt(d.margin, 4)), num(fmt(d.cost_margin, 4)), num(fmt(d.null_share_kept)),
     num(massText(level.label_permutation?.[variable]))));
-  return table(`Level ${level.index} coupling diagnostics`, ["variable", "row entropy (1 = uniform)",
-    "best site", "mass margin", "cost margin", "null share of kept", "kept mass: real / permuted / uniform"],
-  rows, "diagnostics");
+  return h("div", { class: "diag" },
+    table(`Level ${level.index} coupling diagnostics`, ["variable", "row entropy (1 = uniform)",
+      "best site", "mass margin", "cost margin", "null share of kept", "kept mass: real / permuted / uniform"],
+    rows, "diagnostics"),
+    glossary());
 }
 
 function levelSection(level) {
@@ -91,7 +95,8 @@ function levelSection(level) {
     h("p", {}, "Kept for the next level: ", h("code", { class: "sites" }, level.kept.join(", ") || "none")),
     (level.warnings || []).map((warning) => h("p", { class: "warn" }, `⚠ ${warning}`)),
     heatmap({ variables: level.variables, sites: level.sites, rows: level.coupling,
-      kept: level.kept, caption: `Level ${level.index} coupling` }),
+      kept: level.kept, caption: `Level ${level.index} coupling`, labels: level.site_labels || {},
+      handles: Object.fromEntries(Object.entries(handles).map(([v, x]) => [v, x.sites])) }),
     Object.keys(handles).length
       ? table(`Level ${level.index} handles`, ["variable", ...HANDLE_HEADERS], handleRows(handles, false))
       : h("p", { class: "hint" }, "No handles at this level."),
@@ -115,16 +120,22 @@ function dasSection(das) {
       "IIA test", "sensitivity", "invariance", "epochs", "s", ""], rows, "das"));
 }
 
-function resultSection(result) {
+function resultSection(result, jobId) {
   const timing = Object.entries(result.timing || {}).map(([name, seconds]) =>
     h("tr", {}, h("th", { scope: "row" }, name.replace(/_s$/, "")), num(fmt(seconds, 3))));
+  const methods = Object.fromEntries(findings(result).map((f) => [f.variable, f.method]));
+  const file = URL.createObjectURL(new Blob([JSON.stringify({ job_id: jobId, result }, null, 2)],
+    { type: "application/json" }));
   return h("div", { class: "result" },
+    summarySection(result),
     h("h2", {}, "Result"),
     h("p", {}, `${fmtInt(result.forward_passes)} forward passes in ${fmt(result.timing?.total_s, 2)} s `
-      + `on ${result.device}; net ${result.net?.path ?? result.net?.arch ?? ""}.`),
+      + `on ${result.device}; net ${result.net?.path ?? result.net?.arch ?? ""}. `,
+    h("a", { href: file, download: `result-${jobId}.json`, class: "result-link" }, "result.json"),
+    " (the API's ", h("code", {}, `GET /v1/jobs/${jobId}/result`), ")."),
     h("div", { class: "two-col" },
-      table("Best handle per variable", ["variable", "level", ...HANDLE_HEADERS],
-        handleRows(result.handles || {}, true)),
+      table("Best handle per variable", ["variable", "level", ...HANDLE_HEADERS, "best method"],
+        handleRows(result.handles || {}, true, methods)),
       table("Timing (s)", ["stage", "seconds"], timing, "narrow")),
     controlsSection(result),
     dasSection(result.das),
@@ -157,7 +168,34 @@ export function renderJob(main, jobId) {
   const note = h("p", { class: "form-error", role: "alert" });
   const specBox = h("details", { class: "spec" });
   const resultBox = h("div", {});
-  main.append(h("p", {}, h("a", { href: "#/" }, "← All jobs")), head, note, announce, statusBox, specBox, resultBox);
+  const logList = h("ol", { class: "log-lines" });
+  const logNote = h("p", { class: "hint" });
+  const logBox = h("details", { class: "log", open: true },
+    h("summary", {}, "Log"), logNote, h("div", { class: "log-scroll", tabindex: "0", role: "region", "aria-label": "Job log" }, logList));
+  main.append(h("p", {}, h("a", { href: "#/" }, "← All jobs")), head, note, announce, statusBox, logBox, specBox, resultBox);
+
+  let logAt = 0;
+  let logBusy = false;
+  let logAgain = false;
+  async function refreshLog(force = false) {
+    if (logBusy) { logAgain = logAgain || force; return; }
+    if (!force && Date.now() - logAt < 1500) return;
+    logBusy = true;
+    logAt = Date.now();
+    try {
+      const log = await api(`/v1/jobs/${encodeURIComponent(jobId)}/log`, { signal: controller.signal });
+      logList.replaceChildren(...log.lines.map((line) => h("li", { class: `log-${line.level}` },
+        h("time", { datetime: line.ts || "" }, line.ts ? fmtTime(line.ts) : "–"), " ",
+        h("span", { class: "log-kind" }, line.kind), " ", line.text)));
+      logNote.textContent = log.events === "ok" ? `${log.lines.length} lines: the job's lifecycle and its events.`
+        : "The event bus could not be read: only the job's lifecycle is shown.";
+    } catch (error) {
+      if (error.name !== "AbortError") logNote.textContent = `Could not load the log: ${error.message}.`;
+    } finally {
+      logBusy = false;
+      if (logAgain && !controller.signal.aborted) { logAgain = false; refreshLog(true); }
+    }
+  }
 
   let job = null;
   let timer = null;
@@ -203,11 +241,13 @@ export function renderJob(main, jobId) {
       progressBar(job, "job progress"),
       actions,
     ];
-    if (job.error) {
+    if (job.status === "cancelled") {
+      children.push(h("p", { class: "cancelled-note" }, "Cancelled"
+        + (job.error?.message ? ` (${job.error.message})` : "")
+        + ". Levels finished before it stopped are kept."));
+    } else if (job.error) {
       const { lead, detail } = plainError(job.error);
       children.push(h("div", { class: "error-box", role: "alert" }, h("strong", {}, lead), h("p", {}, detail)));
-    } else if (job.status === "cancelled") {
-      children.push(h("p", { class: "hint" }, "This job was cancelled; levels finished before it stopped are kept."));
     }
     const focusedId = statusBox.contains(document.activeElement) ? document.activeElement.id : "";
     statusBox.setAttribute("aria-busy", "false");
@@ -224,7 +264,7 @@ export function renderJob(main, jobId) {
     resultBox.replaceChildren(h("p", { class: "hint" }, "Loading the result…"));
     try {
       const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/result`, { signal: controller.signal });
-      resultBox.replaceChildren(resultSection(response.result));
+      resultBox.replaceChildren(resultSection(response.result, jobId));
     } catch (error) {
       if (error.name !== "AbortError") resultBox.replaceChildren(h("p", { class: "form-error" }, `Could not load the result: ${error.message}.`));
     }
@@ -240,6 +280,12 @@ export function renderJob(main, jobId) {
       return;
     }
     renderStatus();
+    if (job.name && !head.dataset.named) {
+      head.dataset.named = "1";
+      head.replaceChildren(h("h1", {}, job.name, " ", h("span", { class: "job-id" }, shortId(jobId))));
+    }
+    if (job.tags?.length && !head.querySelector(".tags")) head.append(tagList(job.tags));
+    refreshLog(TERMINAL.has(job.status));
     if (!specBox.childElementCount) {
       specBox.append(h("summary", {}, "Spec"), h("pre", {}, JSON.stringify(job.spec, null, 2)));
     }

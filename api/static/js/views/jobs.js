@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { h, fmtDuration, secondsBetween, shortId } from "../dom.js";
-import { STATUSES, describeModel, describeTask, levelText, progressBar, statusBadge } from "../jobs.js";
+import { STATUSES, describeModel, describeTask, levelText, progressBar, statusBadge, tagList } from "../jobs.js";
 
 const POLL_MS = 2000;
 const PAGE = 50;
@@ -16,12 +16,14 @@ function row(job, picked, onPick) {
   const duration = job.started_at ? fmtDuration(secondsBetween(job.started_at, job.finished_at)) : "–";
   return h("tr", { dataset: { jobId: job.id, status: job.status } },
     h("td", { class: "pick" }, pick),
-    h("td", {}, h("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "job-link" },
-      h("code", {}, shortId(job.id)))),
+    h("td", { class: "job" },
+      h("a", { href: `#/jobs/${encodeURIComponent(job.id)}`, class: "job-link" },
+        job.name ? h("span", { class: "job-name" }, job.name) : null,
+        h("code", {}, shortId(job.id))),
+      job.tags?.length ? tagList(job.tags) : null,
+      h("span", { class: "job-what" }, `${describeModel(job.spec)} · ${describeTask(job.spec)}`)),
     h("td", {}, statusBadge(job)),
     h("td", {}, job.owner),
-    h("td", {}, describeModel(job.spec)),
-    h("td", {}, describeTask(job.spec)),
     h("td", { class: "num" }, levelText(job)),
     h("td", { class: "bar" }, progressBar(job, `progress of job ${shortId(job.id)}`)),
     h("td", { class: "num" }, job.queue_position ?? "–"),
@@ -31,14 +33,27 @@ function row(job, picked, onPick) {
 
 export function renderJobs(main, params) {
   const status = STATUSES.includes(params.get("status")) ? params.get("status") : "";
+  const tag = (params.get("tag") || "").trim();
+  const name = (params.get("name") || "").trim();
   let offset = Math.max(0, Number.parseInt(params.get("offset") || "0", 10) || 0);
   const picked = new Set();
   const select = h("select", { id: "status-filter", name: "status" },
     h("option", { value: "" }, "all"),
     STATUSES.map((name) => h("option", { value: name, selected: name === status }, name)));
-  select.addEventListener("change", () => {
-    location.hash = select.value ? `#/?status=${select.value}` : "#/";
-  });
+  const tagInput = h("input", { id: "tag-filter", name: "tag", type: "search", value: tag, size: 12, placeholder: "any" });
+  const nameInput = h("input", { id: "name-filter", name: "name", type: "search", value: name, size: 14, placeholder: "any" });
+  const go = () => {
+    const query = new URLSearchParams();
+    if (select.value) query.set("status", select.value);
+    if (tagInput.value.trim()) query.set("tag", tagInput.value.trim());
+    if (nameInput.value.trim()) query.set("name", nameInput.value.trim());
+    location.hash = query.size ? `#/?${query}` : "#/";
+  };
+  select.addEventListener("change", go);
+  for (const input of [tagInput, nameInput]) {
+    input.addEventListener("keydown", (event) => { if (event.key === "Enter") go(); });
+    input.addEventListener("change", go);
+  }
   const compare = h("button", { type: "button", id: "compare-picked", disabled: true }, "Compare selected");
   compare.addEventListener("click", () => {
     location.hash = `#/compare?ids=${[...picked].map(encodeURIComponent).join(",")}`;
@@ -58,14 +73,16 @@ export function renderJobs(main, params) {
     h("div", { class: "title-row" }, h("h1", {}, "Jobs"),
       h("a", { class: "button", href: "#/submit" }, "Submit a job")),
     h("div", { class: "toolbar" },
-      h("label", { for: "status-filter" }, "Status"), select, compare,
+      h("label", { for: "status-filter" }, "Status"), select,
+      h("label", { for: "tag-filter" }, "Tag"), tagInput,
+      h("label", { for: "name-filter" }, "Name"), nameInput, compare,
       h("span", { class: "hint" }, "Tick two or more succeeded jobs on the same net and task to compare them.")),
     error,
     h("div", { class: "table-wrap" }, h("table", { class: "jobs" },
       h("caption", { class: "visually-hidden" }, "Jobs, newest first"),
       h("thead", {}, h("tr", {},
-        ["", "Job", "Status", "Owner", "Model", "Task", "Level", "Progress", "Queue", "Age", "Duration"]
-          .map((name) => h("th", { scope: "col" }, name)))),
+        [["", "pick"], ["Job"], ["Status"], ["Owner"], ["Level", "num"], ["Progress"], ["Queue", "num"], ["Age", "num"], ["Duration", "num"]]
+          .map(([title, cls]) => h("th", { scope: "col", class: cls || null }, title ? title : h("span", { class: "visually-hidden" }, "Pick"))))),
       body)),
     h("div", { class: "pager" }, prev, summary, next));
 
@@ -74,6 +91,8 @@ export function renderJobs(main, params) {
   async function load() {
     const query = new URLSearchParams({ limit: String(PAGE), offset: String(offset) });
     if (status) query.set("status", status);
+    if (tag) query.set("tag", tag);
+    if (name) query.set("name", name);
     try {
       const page = await api(`/v1/jobs?${query}`);
       if (stopped) return;
@@ -88,8 +107,8 @@ export function renderJobs(main, params) {
         again?.querySelector(focusedTag === "INPUT" ? "input" : "a")?.focus();
       }
       if (!page.items.length) {
-        body.append(h("tr", {}, h("td", { colspan: "11", class: "empty" },
-          status ? `No ${status} jobs.` : "No jobs yet. Submit one to get started.")));
+        body.append(h("tr", {}, h("td", { colspan: "9", class: "empty" },
+          status || tag || name ? "No jobs match these filters." : "No jobs yet. Submit one to get started.")));
       }
       const last = Math.min(page.total, offset + page.items.length);
       summary.textContent = page.total ? `${offset + 1}–${last} of ${page.total}` : "0 jobs";
