@@ -71,7 +71,7 @@ def test_the_local_cluster_runs_a_job_across_two_ray_nodes_and_cleans_up(
     job_id = re.search(r"^job ([0-9a-f]{32}) queued", out, re.MULTILINE)
     assert job_id, out
     assert f"status: {job_id.group(1)} succeeded attempt 1" in out
-    assert re.search(r"^WX: sites=\['layer:\d'", out, re.MULTILINE), out
+    assert re.search(r"^WX: [a-z_ ]+.*; sites=\['layer:\d'", out, re.MULTILINE), out
     nodes = set(re.findall(r"node_id: (\w+)", out))
     assert len(nodes) == 2, out  # the two actors ran on the two nodes
     assert 'scheduler plot_jobs_finished_total{status="succeeded"} 1.0' in out

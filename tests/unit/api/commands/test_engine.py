@@ -11,10 +11,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from api.cli import main
+from api.commands.engine import results_table
 from core.causal.dataset import write_dataset
 from core.causal.registry import build_task
 from core.nets import build_net
 from core.nets.io import load_net, save_net
+from core.result import JobResult
 
 SMALL = {"pairs": {"fit": 300, "calibration": 300, "test": 300},
          "calibration": {"top_k": [1, 2, 4, 8], "strengths": [1.0, 2.0, 4.0]},
@@ -115,9 +117,9 @@ def test_run_writes_result_and_report_with_the_documented_keys(
                                      "no_better_than_control", "output_copy")
         assert handle["verdict"] in table
         assert level["handles"][variable]["verdict"] is not None
-    handles_table = table[table.index("PLOT handles"):]
-    # the header (its first column the verdict) comes before the first row
-    assert handles_table.index("verdict") < handles_table.index("WX")
+    # the handles table leads with the verdict
+    columns = results_table(JobResult.model_validate(result)).columns
+    assert [column.header for column in columns[:2]] == ["verdict", "variable"]
 
 
 @pytest.mark.slow
