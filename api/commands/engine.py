@@ -87,9 +87,16 @@ def is_plain(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "plain", False)) or not sys.stdout.isatty()
 
 
+PLAIN_WIDTH = 160  # columns of plain output that is not a terminal
+
+
 def make_console(plain: bool) -> Console:
     """The console of results and warnings: without any styling for plain output."""
-    return Console(color_system=None, highlight=False, soft_wrap=True) if plain else Console()
+    if not plain:
+        return Console()
+    # a log file or a pipe has no width: wide enough that no table cell is cut to "loca…"
+    width = None if sys.stdout.isatty() else PLAIN_WIDTH
+    return Console(color_system=None, highlight=False, soft_wrap=True, width=width)
 
 
 def write_line(line: str) -> None:

@@ -31,7 +31,8 @@ TINY_SPEC: dict[str, Any] = {
     "task": {"builtin": "hierarchical_equality"},
     "pairs": {"fit": 200, "calibration": 200, "test": 200},
     "levels": [{"granularity": "neuron"}],
-    "coupling": {"epsilons": [0.03]},
+    # one cost kind: these tests are about the service, not the choice between kinds
+    "coupling": {"epsilons": [0.03], "cost": ["mse"]},
     "calibration": {"top_k": [1, 2], "strengths": [1.0, 2.0]},
 }
 
