@@ -227,3 +227,30 @@ def tile(tensor: Tensor, copies: int) -> Tensor:
 
 def net_device(net: nn.Module) -> torch.device:
     return next(net.parameters()).device
+
+
+class StoredShapes:
+    """The shape properties of a net that records them when it is built (``_widths``,
+    ``_input_shape``, ``_output_shape``, ``_input_dtype``); list it before
+    ``InterventableNet`` among the bases."""
+
+    _widths: dict[str, int]
+    _input_shape: tuple[int, ...]
+    _output_shape: tuple[int, int]
+    _input_dtype: torch.dtype
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return self._widths
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._input_shape
+
+    @property
+    def output_shape(self) -> tuple[int, int]:
+        return self._output_shape
+
+    @property
+    def input_dtype(self) -> torch.dtype:
+        return self._input_dtype

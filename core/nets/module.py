@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from core.errors import SiteError
-from core.nets.base import Edit, InterventableNet, Trace, tile
+from core.nets.base import Edit, InterventableNet, StoredShapes, Trace, tile
 
 Picker = int | str | Callable[[Any], Tensor] | None
 ResumeFrom = Callable[[nn.Module, Tensor], Any]
@@ -100,7 +100,7 @@ def module_not_found(model: nn.Module, path: str, why: str) -> SiteError:
     return SiteError(f"module path {path!r} {why}; nearest: {', '.join(near)}", path)
 
 
-class ModuleNet(InterventableNet):
+class ModuleNet(StoredShapes, InterventableNet):
     """A user's ``nn.Module`` with sites at module paths (see the module docstring).
 
     Args:
@@ -164,22 +164,6 @@ class ModuleNet(InterventableNet):
             for position in range(shape[axis]):
                 widths[f"module:{site.path}/pos:{position}"] = width
         return widths
-
-    @property
-    def widths(self) -> dict[str, int]:
-        return self._widths
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._input_shape
-
-    @property
-    def output_shape(self) -> tuple[int, int]:
-        return self._output_shape
-
-    @property
-    def input_dtype(self) -> torch.dtype:
-        return self._input_dtype
 
     def _site(self, path: str) -> ModuleSite:
         return next(s for s in self.module_sites if s.path == path)

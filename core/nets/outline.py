@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 
-import torch
 from torch import Tensor
 
 from core.errors import PlotError
-from core.nets.base import Edit, InterventableNet, Trace
+from core.nets.base import Edit, InterventableNet, StoredShapes, Trace
 
 TOKEN_ATTRIBUTES = ("tokenizer", "labels", "named", "pad_token_id", "max_len")
 
 
-class NetOutline(InterventableNet):
+class NetOutline(StoredShapes, InterventableNet):
     """The locations, shapes, config and text encoder of ``net``, with no parameter."""
 
     def __init__(self, net: InterventableNet) -> None:
@@ -38,22 +37,6 @@ class NetOutline(InterventableNet):
                 setattr(self, name, getattr(net, name))
         self.parameter_bytes = sum(t.numel() * t.element_size()
                                    for t in [*net.parameters(), *net.buffers()])
-
-    @property
-    def widths(self) -> dict[str, int]:
-        return self._widths
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return self._input_shape
-
-    @property
-    def output_shape(self) -> tuple[int, int]:
-        return self._output_shape
-
-    @property
-    def input_dtype(self) -> torch.dtype:
-        return self._input_dtype
 
     @property
     def tokens_per_row(self) -> int:

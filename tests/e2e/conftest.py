@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
@@ -61,10 +62,10 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    """A fresh context (so a fresh sessionStorage) per test, at 1366×768."""
-    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+def checked_page(browser: Browser, **context_options: Any) -> Iterator[Page]:
+    """A page in a fresh context (so a fresh sessionStorage) at 1366×768; the test fails
+    on an error the page left uncaught."""
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True, **context_options)
     context.set_default_timeout(15_000)
     page = context.new_page()
     errors: list[str] = []
@@ -72,6 +73,12 @@ def page(browser: Browser) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh page per test."""
+    yield from checked_page(browser)
 
 
 @pytest.fixture(scope="session")

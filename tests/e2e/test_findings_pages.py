@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from core.report import render_report
 from core.result import JobResult
+from tests.e2e.conftest import checked_page
 from tests.e2e.synthetic import make_das, make_job, make_result
 from tests.integration.conftest import Service
 
@@ -42,15 +43,7 @@ def axe_source() -> str:
 @pytest.fixture
 def wide(browser: Browser) -> Iterator[Page]:
     """A page that lets axe in (the dashboard's CSP allows no injected script)."""
-    context = browser.new_context(viewport={"width": 1366, "height": 768}, bypass_csp=True,
-                                  accept_downloads=True)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    yield from checked_page(browser, bypass_csp=True)
 
 
 def serious_violations(page: Page, axe_source: str) -> list[str]:
