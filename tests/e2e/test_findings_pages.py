@@ -235,3 +235,14 @@ def test_list_queue_compare_submit_and_report_at_800_and_1366(
     at_each_width(page, "report", screenshots, axe_source)
     page.set_viewport_size({"width": 800, "height": 900})
     assert cut_tables(page, ".wrap") == []  # every column on screen at 800 px
+
+
+def test_the_sign_in_page_and_its_error_at_800_and_1366(
+        wide: Page, dashboard: Service, screenshots: Path, axe_source: str) -> None:
+    wide.goto(dashboard.url + "/")
+    expect(wide.get_by_label("API key")).to_be_visible()
+    at_each_width(wide, "sign-in", screenshots, axe_source)
+    wide.get_by_label("API key").fill("plot_not_a_key")
+    wide.get_by_role("button", name="Sign in").click()
+    expect(wide.get_by_role("alert")).to_be_visible()
+    at_each_width(wide, "sign-in-error", screenshots, axe_source)
