@@ -52,11 +52,11 @@ from core.controls import run_controls
 from core.das_search import full_targets, run_das, run_das_targets
 from core.das_training import DasTarget, das_config
 from core.engine import BankTraces, trace_bank
-from core.handle_verdicts import calibration_evidence, with_verdicts
+from core.handle_verdicts import with_verdicts
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
 from core.level_inputs import LevelInputs
 from core.nets.mlp import MLP
-from core.progressive import best_handles, run_levels
+from core.progressive import run_levels
 from core.result import DasResult, LevelResult
 from core.sites import is_token_net, parse_site, parse_token_location
 from core.spec import DasSpec, JobSpec, PairScheme, parse_job_spec
@@ -160,8 +160,7 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     plot_s = time.perf_counter() - started - permutation_s  # PLOT's own time, as before
     plot_passes = sum(level.forward_passes for level in levels)
     controls, _ = run_controls(controls_spec, seed, schedule, inputs, levels)
-    evidence = calibration_evidence(banks.calibration, list(banks.variables))
-    levels, handles = with_verdicts(levels, best_handles(levels), controls, evidence)
+    levels, handles = with_verdicts(levels, controls, banks.calibration, list(banks.variables))
     guided = run_das(DasSpec(mode="guided", **das), inputs, levels, seed)
     full_spec = DasSpec(mode="full", **das)
     targets = full_das_targets(net, list(banks.variables), full_spec.dims, traces)

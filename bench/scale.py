@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.causal.dataset import write_dataset  # noqa: E402
 from core.causal.mcqa import VOCAB, MultipleChoiceColours  # noqa: E402
 from core.control import NO_CONTROL  # noqa: E402
 from core.job import JobContext, default_levels, prepare_job  # noqa: E402
@@ -45,9 +46,10 @@ MODELS = ("gpt2-small", "gemma2-4l")
 OBJECTS = 3  # MCQA prompts of 25 words: three objects, a question, three options
 
 
-def save_model(name: str, directory: Path, vocab_size: int) -> Path:
+def save_model(name: str, directory: Path, vocab_size: int, max_len: int = 25) -> Path:
     """A random model of ``name``'s shape, a word-level tokenizer over the MCQA words and
-    plot.json, saved with safetensors."""
+    plot.json (``max_len`` tokens), saved with safetensors; ``vocab_size`` is the Gemma-2
+    shape's (the GPT-2 shape keeps GPT-2's 50,257)."""
     import tokenizers
     import transformers
 
@@ -69,7 +71,7 @@ def save_model(name: str, directory: Path, vocab_size: int) -> Path:
         model = transformers.Gemma2ForCausalLM(config)
     model.save_pretrained(directory, safe_serialization=True)
     (directory / "plot.json").write_text(json.dumps(
-        {"arch": "hf", "labels": ["A", "B", "C"], "max_len": 25}))
+        {"arch": "hf", "labels": ["A", "B", "C"], "max_len": max_len}))
     return directory
 
 
@@ -77,16 +79,7 @@ def write_pairs(path: Path, pairs: int) -> None:
     """3 × ``pairs`` MCQA text pairs as a counterfactual dataset (one JSONL row each)."""
     bank = MultipleChoiceColours(num_objects=OBJECTS).sample_bank(
         3 * pairs, torch.Generator().manual_seed(0), 0.5)
-
-    def text(ids: torch.Tensor) -> str:
-        return " ".join(VOCAB[i] for i in ids.tolist())
-
-    rows = [{"base": text(bank.base[i]), "source": text(bank.source[i]),
-             "base_label": int(bank.base_labels[i, 0]),
-             "counterfactual_labels": {v: int(y[i, 0])
-                                       for v, y in bank.counterfactual_labels.items()}}
-            for i in range(bank.size)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_dataset(path, bank, words=VOCAB)
 
 
 def peak_bytes(device: torch.device) -> int:

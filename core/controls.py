@@ -46,9 +46,10 @@ from core.result import (
 )
 from core.sites import is_token_net, parse_site, parse_token_location
 from core.spec import ControlsSpec, LevelSpec, RandomNetScope, RandomWeights
+from core.verdict import OUTPUT_COPY_MARGIN, RANDOM_NET_MARGIN
 
-RANDOM_NET_MARGIN = 0.1  # real handles closer than this to the random net's are flagged
-OUTPUT_COPY_MARGIN = 0.02  # a handle within this of copying the output is flagged
+# a real handle closer than these to the random net's, or to copying the output, is flagged
+# here and is not localized (core.verdict): one pair of margins for both
 
 
 # ---------------------------------------------------------------- random net

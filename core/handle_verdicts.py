@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from core.causal.bank import PairBank
+from core.progressive import best_handles
 from core.result import ControlsResult, HandleResult, LevelResult
 from core.verdict import BankEvidence, ControlEvidence, bank_evidence, judge
 
@@ -44,11 +45,13 @@ def judged(handle: HandleResult, levels: Sequence[LevelResult],
                                      "verdict_reason": judgement.reason})
 
 
-def with_verdicts(levels: Sequence[LevelResult], handles: Mapping[str, HandleResult],
-                  controls: ControlsResult | None, evidence: Mapping[str, BankEvidence]
+def with_verdicts(levels: Sequence[LevelResult], controls: ControlsResult | None,
+                  calibration: PairBank, variables: Sequence[str]
                   ) -> tuple[list[LevelResult], dict[str, HandleResult]]:
-    """Every level's handles and the job's handles, each with its verdict."""
+    """Every level's handles with its verdict, judged on the calibration bank's evidence
+    and the controls, and the job's handles (``best_handles`` of the judged levels)."""
+    evidence = calibration_evidence(calibration, variables)
     judged_levels = [level.model_copy(update={"handles": {
         v: judged(h, levels, controls, evidence) for v, h in level.handles.items()}})
         for level in levels]
-    return judged_levels, {v: judged(h, levels, controls, evidence) for v, h in handles.items()}
+    return judged_levels, best_handles(judged_levels)

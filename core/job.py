@@ -27,7 +27,7 @@ from core.controls import run_controls
 from core.das_search import run_das
 from core.engine import BankTraces, trace_bank
 from core.errors import DatasetError, ModelLoadError
-from core.handle_verdicts import calibration_evidence, with_verdicts
+from core.handle_verdicts import with_verdicts
 from core.level_inputs import LevelInputs
 from core.memory import rows_for_budget
 from core.nets.base import InterventableNet
@@ -35,7 +35,7 @@ from core.nets.io import load_net, net_digest, resolve_net_dir, save_net
 from core.nets.registry import build_net
 from core.nets.train import TrainConfig, TrainProgress, train_net
 from core.nets.transformer import TransformerNet
-from core.progressive import best_handles, run_levels
+from core.progressive import run_levels
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
 from core.sites import is_token_net
 from core.spec import JobSpec, LevelSpec
@@ -96,10 +96,6 @@ class JobContext:
     cache_dir: Path
     device: str = "auto"
     memory_budget: int | None = None  # bytes a level's traces may hold (core.memory)
-
-    def budget(self) -> int | None:
-        """The memory budget of a job's traces (``core.memory``); None: unbounded."""
-        return self.memory_budget
 
     def max_rows(self, requested: int | None) -> int:
         """Rows per stacked forward: the spec's, or sized to the device's memory."""
@@ -252,6 +248,19 @@ def task_for_net(task: CausalTask | None, net: InterventableNet) -> CausalTask |
     return task if adapt is None else adapt(net)
 
 
+def dataset_path(spec: JobSpec, data_root: Path) -> Path:
+    """The spec's dataset file, resolved under ``data_root``.
+
+    Raises:
+        DatasetError: the path leaves the root (``task.dataset``).
+    """
+    assert spec.task.dataset is not None
+    path = (data_root / spec.task.dataset).resolve()
+    if not path.is_relative_to(data_root.resolve()):
+        raise DatasetError("the dataset path leaves the data root", "task.dataset")
+    return path
+
+
 def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
                   net: InterventableNet) -> Banks:
     """Generate the banks of a built-in task, or split the dataset's rows into them."""
@@ -269,9 +278,7 @@ def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
         raise DatasetError("a dataset's rows are split as they are; pairs.scheme "
                            f"{spec.pairs.scheme!r} builds a built-in task's banks",
                            "pairs.scheme")
-    path = (context.data_root / spec.task.dataset).resolve()
-    if not path.is_relative_to(context.data_root.resolve()):
-        raise DatasetError("the dataset path leaves the data root", "task.dataset")
+    path = dataset_path(spec, context.data_root)
     bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape,
                         input_dtype=net.input_dtype, tokenize=net.text_encoder(),
                         name=spec.task.dataset)  # errors name it as the spec does
@@ -365,7 +372,7 @@ def trace_job(spec: JobSpec, context: JobContext, control: JobControl,
     """Trace the banks of a resolved net (here, or on the actors when ``backend_factory``
     holds them) and build the backend; emit ``started``."""
     t_net = time.perf_counter()
-    budget = context.budget()
+    budget = context.memory_budget
     max_rows = context.max_rows(spec.max_rows)
     if spec.max_rows is None:  # a token net's row carries T positions of activations
         max_rows = rows_for_budget(net, budget, max(1, max_rows // net.tokens_per_row))
@@ -407,9 +414,8 @@ def job_result(spec: JobSpec, context: JobContext, job: PreparedJob,
         "das_s": das.runtime_s if das is not None else 0.0,
         **control_timing(control_result),
     }
-    evidence = calibration_evidence(banks.calibration, list(banks.variables))
-    judged_levels, handles = with_verdicts(levels, best_handles(levels), control_result,
-                                           evidence)
+    judged_levels, handles = with_verdicts(levels, control_result, banks.calibration,
+                                           list(banks.variables))
     return JobResult(
         variables=list(banks.variables),
         levels=judged_levels,

@@ -163,6 +163,14 @@ def pca_frames(inputs: LevelInputs, locations: Sequence[str]) -> dict[str, Tenso
     return inputs.backend.pca_frames(list(dict.fromkeys(locations)))
 
 
+def site_positions(inputs: LevelInputs) -> BankPositions | None:
+    """A token net's positions that are sites for the job's fit bank (None: not a token
+    net); what both the level's traces and its sites are chosen from."""
+    fit = inputs.banks.fit
+    return bank_positions(inputs.net, fit.base, fit.source) \
+        if is_token_net(inputs.net.widths) else None
+
+
 def level_locations(level: LevelSpec, inputs: LevelInputs,
                     kept: Mapping[str, Sequence[Site]] | None) -> list[str]:
     """The locations a level reads and intervenes at, in net order: what its traces keep.
@@ -176,8 +184,9 @@ def level_locations(level: LevelSpec, inputs: LevelInputs,
     elif level.granularity == "pca":
         locations = [p.location for group in groups for p in (group.parents or ())]
     else:
+        positions = site_positions(inputs)
         locations = [site.location for group in groups
-                     for site in enumerate_sites(level, inputs.net, group.parents, {})]
+                     for site in enumerate_sites(level, inputs.net, group.parents, {}, positions)]
     order = {loc: i for i, loc in enumerate(inputs.net.widths)}
     return sorted(set(locations), key=order.__getitem__)
 
@@ -201,9 +210,7 @@ def enumerate_level_sites(level: LevelSpec, inputs: LevelInputs,
     groups = coupling_groups(level, inputs.variables, kept)
     every_parent = [p for group in groups for p in (group.parents or ())]
     frames = level_frames(level, inputs, every_parent or None)
-    fit = inputs.banks.fit
-    positions = bank_positions(inputs.net, fit.base, fit.source) \
-        if is_token_net(widths) else None
+    positions = site_positions(inputs)
     per_group = [enumerate_sites(level, inputs.net, group.parents, frames, positions)
                  for group in groups]
     sites = in_net_order([s for group_sites in per_group for s in group_sites], widths)

@@ -182,10 +182,7 @@ class InterventionActor:
         if locations != ():
             backend.scope(locations)
         self._jobs[job_key] = LoadedJob(digest, backend)
-        cpu = torch.device("cpu")
-        return {split: BankTraces(trace_to(t.base.without_activations(), cpu),
-                                  trace_to(t.source.without_activations(), cpu))
-                for split, t in traces.items()}
+        return self.clean_traces(job_key)
 
     def clean_traces(self, job_key: str) -> dict[str, BankTraces]:
         """The job's clean traces without activations, on the CPU."""

@@ -21,9 +21,9 @@ from api.commands.progress_lines import ProgressLines, StepRate, describe_traini
 from core.admission import DEFAULT_LIMITS, admit, describe_job
 from core.causal.registry import build_task
 from core.control import JobControl
-from core.errors import DatasetError, ModelLoadError, SpecError
+from core.errors import ModelLoadError, SpecError
 from core.events import EngineEvent, EventSink
-from core.job import JobContext, run_job, train_default_net
+from core.job import JobContext, dataset_path, run_job, train_default_net
 from core.memory import budget_from
 from core.nets.io import resolve_net_dir
 from core.report import render_report
@@ -144,10 +144,7 @@ def run_module_command(args: argparse.Namespace, spec: JobSpec) -> int:
     data_root = args.spec.parent.resolve()
     causal: Any = spec.task.builtin
     if causal is None:
-        path = (data_root / str(spec.task.dataset)).resolve()
-        if not path.is_relative_to(data_root):
-            raise DatasetError("the dataset path leaves the spec's folder", "task.dataset")
-        causal = path
+        causal = dataset_path(spec, data_root)  # the spec's folder is the data root
     document = spec.model_dump(mode="json", exclude={"model"})
     return execute(spec, args.out, None, is_plain(args),
                    lambda control: localize(net, causal, spec=document, control=control))

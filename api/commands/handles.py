@@ -11,7 +11,7 @@ from typing import Any
 from api.commands.engine import default_cache_dir, write_line
 from api.commands.user_module import load_factory_net
 from core.errors import SpecError
-from core.job import JobContext, resolve_net, resolve_task
+from core.job import JobContext, dataset_path, resolve_net, resolve_task
 from core.nets.base import InterventableNet
 from core.notebook import export
 from core.result import JobResult
@@ -61,7 +61,7 @@ def export_command(args: argparse.Namespace) -> int:
         net = load_factory_net(args.module)
     else:
         net, _ = resolve_net(spec, context, task)
-    causal: Any = task if task is not None else context.data_root / str(spec.task.dataset)
+    causal: Any = task if task is not None else dataset_path(spec, context.data_root)
     out = args.out or args.result.parent / f"handle-{args.variable}"
     directory = export(result, args.variable, out, net=net, causal=causal, format=args.format)
     files = "plot_handle.py" + (", plot_pyvene.py" if args.format == "pyvene" else "")

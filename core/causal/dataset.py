@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from core.causal.bank import Banks, PairBank
 from core.errors import DatasetError, PlotError
@@ -106,14 +107,25 @@ def parse_dataset_bytes(
                         tokenize)
 
 
-def write_dataset(path: str | Path, bank: PairBank) -> None:
-    """Write ``bank`` as JSONL rows that ``read_dataset`` reads back to an equal bank."""
+def write_dataset(path: str | Path, bank: PairBank, words: Sequence[str] | None = None
+                  ) -> None:
+    """Write ``bank`` as JSONL rows that ``read_dataset`` reads back to an equal bank.
+
+    Args:
+        words: for a bank of token ids, each id's word: the inputs are written as text (the
+            words joined by spaces), what a user uploads for a net with a tokenizer.
+    """
     single = bank.base_labels.shape[-1] == 1
 
     def label(y: list[int]) -> int | list[int]:
         return y[0] if single else y
 
-    base, source = bank.base.tolist(), bank.source.tolist()
+    def inputs(rows: Tensor) -> list[Any]:
+        if words is None:
+            return list(rows.tolist())
+        return [" ".join(words[i] for i in row) for row in rows.tolist()]
+
+    base, source = inputs(bank.base), inputs(bank.source)
     base_labels = bank.base_labels.tolist()
     counterfactual = {v: y.tolist() for v, y in bank.counterfactual_labels.items()}
     with Path(path).open("w", encoding="utf-8") as file:

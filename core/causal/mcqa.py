@@ -163,6 +163,11 @@ class MultipleChoiceColours(GeneratedTask):
         keeps the causal inputs here and encodes only the pairs its banks keep)."""
         return self.encode(inputs)
 
+    def encode_kept(self, bank: PairBank) -> PairBank:
+        """A bank of kept candidate pairs as the net reads them: as it is here (its inputs
+        are encoded already); a task that keeps causal values in candidates encodes them."""
+        return bank
+
     def for_net(self, net: InterventableNet) -> MultipleChoiceColours:
         """This task as the given net reads it: the word prompts for our own transformer,
         CopyColors text prompts tokenized by a Hugging Face model's tokenizer
@@ -207,7 +212,7 @@ class MultipleChoiceColours(GeneratedTask):
         half = n // 2
         bank = concat_banks([self.draw_answer_position_pairs(half, generator),
                              self.draw_pairs(n - half, generator)])
-        return bank.subset(torch.randperm(bank.size, generator=generator))
+        return self.encode_kept(bank.subset(torch.randperm(bank.size, generator=generator)))
 
     def named_positions(self) -> dict[str, dict[str, int]]:
         """Positions computed from the prompt: the queried object and each option's colour."""

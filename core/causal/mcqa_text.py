@@ -106,7 +106,10 @@ class CopyColorsPrompts(MultipleChoiceColours):
 
     def sample_bank(self, n: int, generator: torch.Generator,
                     changed_share: float = 0.5) -> PairBank:
-        bank = super().sample_bank(n, generator, changed_share)
+        return self.encode_kept(super().sample_bank(n, generator, changed_share))
+
+    def encode_kept(self, bank: PairBank) -> PairBank:
+        """The kept pairs' prompts tokenized (their inputs were the causal values)."""
         names = self._input_names()
         return replace(bank, base=self.encode(dict(zip(names, bank.base.T, strict=True))),
                        source=self.encode(dict(zip(names, bank.source.T, strict=True))))

@@ -18,11 +18,11 @@ import pytest
 import ray
 import torch
 
+from bench.scale import save_model
+from core.causal.dataset import write_dataset
 from core.causal.mcqa import VOCAB, MultipleChoiceColours
-from tests.unit.core.nets.text_pairs import write_text_pairs
 
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+pytest.importorskip("transformers")  # the hf extra
 
 pytestmark = pytest.mark.slow  # a 500 MB model saved, loaded by an actor, 3 small banks
 
@@ -33,6 +33,8 @@ DRIVER = """
 import json, sys
 from pathlib import Path
 import ray
+import torch
+from bench.scale import peak_bytes
 from core.job import JobContext, run_job
 from core.spec import parse_job_spec
 from workers.actor_backends import ActorBackends
@@ -45,42 +47,21 @@ context = JobContext(root, root, root / "cache", "cpu")
 with ActorBackends(pool, coupling_tasks=0).for_job() as factory:
     result = run_job(parse_job_spec(spec), context, backend_factory=factory)
 held = ray.get(pool.actors[0].stats.remote())
-# VmHWM: this process's peak since its exec (ru_maxrss would count the forked parent's)
-peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-            if line.startswith("VmHWM"))
+peak = peak_bytes(torch.device("cpu"))  # VmHWM, as bench/scale.py reads it
 print(json.dumps({"peak_rss": peak,
                   "levels": [level.granularity for level in result.levels],
                   "handles": sorted(result.handles), "micro_batches": held["micro_batches"]}))
 """
 
 
-def save_gpt2_small(directory: Path) -> Path:
-    """A random GPT-2-small-shaped LM (12 blocks, width 768, 12 heads, GPT-2's vocabulary
-    size) saved once with safetensors, a word-level tokenizer over the MCQA words, and
-    plot.json."""
-    vocab = {word: i for i, word in enumerate(VOCAB)}
-    word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
-    word_level.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>",
-                                         unk_token="<pad>").save_pretrained(directory)
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=50257, n_embd=768, n_layer=12, n_head=12,
-                                     n_positions=64)
-    model = transformers.GPT2LMHeadModel(config)
-    assert 120e6 < sum(p.numel() for p in model.parameters()) < 130e6
-    model.save_pretrained(directory, safe_serialization=True)
-    (directory / "plot.json").write_text(json.dumps({"arch": "hf", "labels": ["A", "B", "C"],
-                                                     "max_len": MAX_LEN}))
-    return directory
-
-
 def test_the_driver_holds_no_weights_while_the_actor_runs_a_124m_model(
         ray_local: None, tmp_path: Path) -> None:
-    net_dir = save_gpt2_small(tmp_path / "gpt2-small")
+    # the bench's GPT-2-small shape (12 blocks, width 768, 12 heads, 124M parameters)
+    net_dir = save_model("gpt2-small", tmp_path / "gpt2-small", len(VOCAB), max_len=MAX_LEN)
     assert (net_dir / "model.safetensors").stat().st_size > 450 * 2**20
     bank = MultipleChoiceColours(num_objects=1).sample_bank(
         24, torch.Generator().manual_seed(4), 0.5)
-    write_text_pairs(tmp_path / "pairs.jsonl", bank)
+    write_dataset(tmp_path / "pairs.jsonl", bank, words=VOCAB)
     spec = {
         "model": {"path": "gpt2-small"}, "task": {"dataset": "pairs.jsonl"},
         "pairs": {"fit": 8, "calibration": 8, "test": 8},

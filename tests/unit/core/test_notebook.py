@@ -13,6 +13,7 @@ import html
 import pytest
 
 from core.report import render_report
+from core.result import JobResult
 from tests.unit.core.notebook_nets import ResidualMLP, as_vector, bit_cnn, random_bits, xor_of_ands
 
 pytestmark = pytest.mark.slow  # runs whole jobs (controls included), ~2 s each
@@ -26,12 +27,7 @@ def test_a_residual_mlp_gives_up_its_planted_variables() -> None:
     result = localize(ResidualMLP(), task, sites=["blocks.0", "blocks.1"],
                       pairs={"fit": 128, "calibration": 128, "test": 256})
     # end of user code
-    assert result.handles["P"].sites == ["module:blocks.0/dims:5"]
-    assert result.handles["Q"].sites == ["module:blocks.0/dims:6"]
-    assert result.controls is not None and result.controls.random_net is not None
-    for variable in ("P", "Q"):
-        assert result.handles[variable].iia_test.overall >= 0.99
-        assert result.controls.random_net.handles[variable].iia_test.overall < 0.9
+    assert_planted(result, {"P": "module:blocks.0/dims:5", "Q": "module:blocks.0/dims:6"})
     assert result.net["config"]["class"] == "ResidualMLP" and result.net["path"] is None
     text = repr(result)
     assert "P: module:blocks.0/dims:5 IIA 1.000 (random net" in text and len(text) < 300
@@ -49,9 +45,14 @@ def test_a_cnn_over_a_sequence_is_localized_by_position_then_neuron() -> None:
                       pairs={"fit": 128, "calibration": 128, "test": 256})
     # end of user code
     assert [level.granularity for level in result.levels] == ["position", "neuron"]
-    assert result.handles["P"].sites == ["module:1/pos:0/dims:0"]
-    assert result.handles["Q"].sites == ["module:1/pos:4/dims:0"]
+    assert_planted(result, {"P": "module:1/pos:0/dims:0", "Q": "module:1/pos:4/dims:0"})
+
+
+def assert_planted(result: JobResult, planted: dict[str, str]) -> None:
+    """Each variable's handle is its planted site alone, at IIA ≥ 0.99, well above the
+    random net's."""
     assert result.controls is not None and result.controls.random_net is not None
-    for variable in ("P", "Q"):
+    for variable, site in planted.items():
+        assert result.handles[variable].sites == [site]
         assert result.handles[variable].iia_test.overall >= 0.99
         assert result.controls.random_net.handles[variable].iia_test.overall < 0.9

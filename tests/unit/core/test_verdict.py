@@ -9,10 +9,10 @@ import torch
 from core.calibrate import IIA
 from core.controls import randomized_net, run_controls
 from core.engine import trace_bank
-from core.handle_verdicts import calibration_evidence, with_verdicts
+from core.handle_verdicts import with_verdicts
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
-from core.progressive import best_handles, run_levels
+from core.progressive import run_levels
 from core.spec import ControlsSpec, LevelSpec
 from core.verdict import ControlEvidence, bank_evidence, judge
 from tests.unit.core.planted import planted_level_inputs
@@ -88,8 +88,8 @@ def _judged_handles(inputs: LevelInputs) -> dict[str, str | None]:
     levels = run_levels(schedule, inputs)
     spec = inputs.controls or ControlsSpec()
     controls, _ = run_controls(spec, 0, schedule, inputs, levels)
-    evidence = calibration_evidence(inputs.banks.calibration, list(inputs.variables))
-    levels, handles = with_verdicts(levels, best_handles(levels), controls, evidence)
+    levels, handles = with_verdicts(levels, controls, inputs.banks.calibration,
+                                    list(inputs.variables))
     out = {v: h.verdict for v, h in handles.items()}
     out.update({f"{v}@{level.index}": h.verdict for level in levels
                 for v, h in level.handles.items()})

@@ -56,6 +56,12 @@ def test_pairs_are_copycolors_prompts_in_the_tokenizers_ids(tokenizer: Any) -> N
         assert LETTERS.index(options[words[4]]) == int(bank.base_labels[row, 0])
 
 
+def test_paper_banks_are_prompts_in_the_tokenizers_ids_too(tokenizer: Any) -> None:
+    bank = task(tokenizer).sample_paper_bank(10, torch.Generator().manual_seed(0))
+    assert bank.base.shape == bank.source.shape == (10, 32) and bank.base.dtype == torch.long
+    assert all(tokenizer.decode(row.tolist()).startswith("<bos> The") for row in bank.base)
+
+
 def test_a_letter_the_tokenizer_splits_is_refused() -> None:
     def characters(text: str) -> list[int]:
         return [ord(c) for c in text]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from core.causal.dataset import write_dataset
 from core.causal.mcqa import VOCAB, MultipleChoiceColours
 from core.errors import ModelLoadError
 from core.job import JobContext, run_job
@@ -17,7 +18,6 @@ from core.nets import load_net
 from core.nets.hf import HFNet
 from core.spec import parse_job_spec
 from tests.unit.core.nets.replay import recomputed
-from tests.unit.core.nets.text_pairs import write_text_pairs
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -205,7 +205,7 @@ def test_a_text_dataset_job_runs_end_to_end_through_arch_hf(gpt2_dir: Path,
                                                             tmp_path: Path) -> None:
     task = MultipleChoiceColours(num_objects=1)
     bank = task.sample_bank(60, torch.Generator().manual_seed(4), 0.5)
-    write_text_pairs(tmp_path / "pairs.jsonl", bank)
+    write_dataset(tmp_path / "pairs.jsonl", bank, words=VOCAB)
     spec: dict[str, Any] = {
         "model": {"path": str(gpt2_dir)}, "task": {"dataset": "pairs.jsonl"},
         "pairs": {"fit": 20, "calibration": 20, "test": 20},

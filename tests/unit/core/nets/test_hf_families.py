@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
+from core.causal.dataset import write_dataset
 from core.causal.mcqa import VOCAB, MultipleChoiceColours
 from core.errors import ModelLoadError
 from core.job import JobContext, run_job
@@ -19,7 +20,6 @@ from core.nets import load_net
 from core.nets.hf import HFNet
 from core.spec import parse_job_spec
 from tests.unit.core.nets.replay import recomputed
-from tests.unit.core.nets.text_pairs import write_text_pairs
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
@@ -262,7 +262,7 @@ def test_a_text_job_runs_on_a_bf16_gemma2(tmp_path: Path) -> None:
     tiny_lm("gemma2", torch.bfloat16, vocab_size=len(VOCAB)).save_pretrained(directory)
     (directory / "plot.json").write_text(json.dumps({"arch": "hf", "labels": LABELS,
                                                      "max_len": 24}))
-    write_text_pairs(tmp_path / "pairs.jsonl", bank)
+    write_dataset(tmp_path / "pairs.jsonl", bank, words=VOCAB)
     spec: dict[str, Any] = {
         "model": {"path": str(directory)}, "task": {"dataset": "pairs.jsonl"},
         "pairs": {"fit": 20, "calibration": 20, "test": 20},
