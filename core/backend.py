@@ -24,7 +24,7 @@ from core.das_training import DasTraining, train_target
 from core.engine import BankTraces, Interventions, trace_bank
 from core.memory import fits, trace_bytes_per_example
 from core.nets.base import InterventableNet, net_device
-from core.pca import pca_frame
+from core.pca import fit_frames
 from core.plan_grid import GridProblem, PlanOutcome, solve_grid
 from core.result import DasRun
 from core.signatures import neural_signatures
@@ -140,9 +140,7 @@ class LocalBackend:
     def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
         fit = self.split_traces("fit")
         device = net_device(self.net)  # host-held traces derive on the host
-        return {loc: pca_frame(torch.cat([fit.base.activations[loc],
-                                          fit.source.activations[loc]])).to(device)
-                for loc in dict.fromkeys(locations)}
+        return {loc: frame.to(device) for loc, frame in fit_frames(fit, locations).items()}
 
     def signatures(self, sites: Sequence[Site], frames: dict[str, Tensor],
                    progress: ProgressFn | None = None) -> Tensor:

@@ -36,7 +36,7 @@ from core.errors import SiteError
 from core.nets.base import InterventableNet
 from core.nets.mlp import MLP
 from core.nets.module import ModuleNet
-from core.pca import pca_frame
+from core.pca import fit_frames
 from core.result import HandleResult
 from core.sites import parse_site
 
@@ -94,8 +94,7 @@ def handle_edits(handle: HandleResult, net: InterventableNet, fit: BankTraces | 
     pca = list(dict.fromkeys(s.location for s in sites if s.kind == "pca"))
     if pca and fit is None:
         raise SiteError("a PCA handle needs the fit bank's traces for its frames", pca[0])
-    frames = {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
-              for loc in pca} if fit is not None else {}
+    frames = fit_frames(fit, pca) if fit is not None else {}
     directions = {loc: int(frames[loc].shape[1]) if loc in frames else width
                   for loc, width in widths.items()}
     device = next(net.parameters()).device

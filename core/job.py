@@ -19,7 +19,7 @@ import torch
 
 from core.backend import ComputeBackend, LocalBackend
 from core.causal.bank import Banks
-from core.causal.dataset import read_dataset, split_dataset
+from core.causal.dataset import check_dataset_scheme, read_dataset, split_dataset
 from core.causal.registry import build_task, make_banks
 from core.causal.task import CausalTask
 from core.control import NO_CONTROL, JobControl
@@ -274,10 +274,7 @@ def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
                                  "model.path")
         return make_banks(task, spec.pairs)
     assert spec.task.dataset is not None  # TaskSpec validates exactly one of the two
-    if spec.pairs.scheme != "balanced":
-        raise DatasetError("a dataset's rows are split as they are; pairs.scheme "
-                           f"{spec.pairs.scheme!r} builds a built-in task's banks",
-                           "pairs.scheme")
+    check_dataset_scheme(spec.pairs)  # before reading the file
     path = dataset_path(spec, context.data_root)
     bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape,
                         input_dtype=net.input_dtype, tokenize=net.text_encoder(),

@@ -24,7 +24,7 @@ Tokenize = Callable[[str], list[int]]
 """text -> the net's input ids, padded to its ``max_len`` (raises PlotError when it does
 not fit)."""
 
-HF_CONFIG_FILE = "plot.json"  # the same name core.nets.hf reads
+HF_CONFIG_FILE = "plot.json"  # a local Hugging Face model's config for this project
 CONFIG_FILE = "config.json"
 
 

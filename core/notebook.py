@@ -30,16 +30,17 @@ from core.causal.bank import Banks, PairBank
 from core.causal.dataset import read_dataset, split_dataset
 from core.causal.generated import GeneratedTask
 from core.causal.model import CausalModel
-from core.causal.registry import BUILTIN_TASKS, bank_generators, build_task, make_banks
+from core.causal.registry import BUILTIN_TASKS, build_task, make_banks
 from core.causal.task import CausalTask
 from core.control import NO_CONTROL, JobControl
 from core.engine import trace_bank
 from core.errors import DatasetError, ModelLoadError
-from core.export import ExportFormat, export_handle, result_handle
-from core.job import JobContext, run_prepared, trace_job
+from core.export import ExportFormat, export_handle, hook_points, result_handle
+from core.job import JobContext, run_prepared, task_for_net, trace_job
 from core.nets.base import InterventableNet
 from core.nets.module import ModuleNet, ModuleSite
 from core.result import JobResult
+from core.sites import parse_site
 from core.spec import JobSpec, parse_job_spec
 
 
@@ -101,7 +102,10 @@ def _banks(causal: Any, spec: JobSpec, input_shape: Sequence[int] | None,
     if isinstance(causal, Mapping):
         return split_dataset(_pair_bank(causal), spec.pairs), None
     if isinstance(causal, str) and causal in BUILTIN_TASKS:
-        task = build_task(causal, spec.task.params)
+        task: CausalTask | None = build_task(causal, spec.task.params)
+        if net is not None:  # MCQA on a Hugging Face model: its CopyColors prompts
+            task = task_for_net(task, net)
+        assert task is not None
         return make_banks(task, spec.pairs), task
     if isinstance(causal, str | Path):
         path = Path(causal)
@@ -116,11 +120,7 @@ def _banks(causal: Any, spec: JobSpec, input_shape: Sequence[int] | None,
                             name=str(path))
         return split_dataset(bank, spec.pairs), None
     if hasattr(causal, "sample_bank"):  # a PythonTask: seeded like a built-in task's banks
-        fit, calibration, test = bank_generators(spec.pairs.seed)
-        share, sizes = spec.pairs.changed_share, spec.pairs
-        return Banks(causal.sample_bank(sizes.fit, fit, share),
-                     causal.sample_bank(sizes.calibration, calibration, share),
-                     causal.sample_bank(sizes.test, test, share)), None
+        return make_banks(causal, spec.pairs), None
     raise DatasetError(f"cannot use a {type(causal).__name__} as the causal side (a task "
                        "name, a dataset file, a PythonTask, a PairBank or pair tensors)", "causal")
 
@@ -138,7 +138,7 @@ def as_net(net: nn.Module, sites: Sequence[str | ModuleSite] | None,
                              "sites")
     if input_shape is None:
         raise ModelLoadError("a plain nn.Module needs input_shape", "input_shape")
-    return ModuleNet(net, sites, input_shape, token_axis=token_axis).eval()
+    return ModuleNet(net, sites, input_shape, token_axis=token_axis)  # in eval mode
 
 
 def net_and_banks(net: nn.Module, causal: Any, spec: JobSpec,
@@ -167,8 +167,9 @@ def export(result: JobResult, variable: str, directory: str | Path, *, net: nn.M
     handle = result_handle(result.handles, variable)
     spec = parse_job_spec(result.spec, "result.spec")
     model, banks, _ = net_and_banks(net, causal, spec, sites, input_shape, token_axis)
-    fit = (trace_bank(model, banks.fit, spec.max_rows or 65536)
-           if any("/pca:" in site for site in handle.sites) else None)
+    hook_points(model)  # a net whose sites are not module outputs is refused before tracing
+    pca = [parse_site(site, model.widths).location for site in handle.sites if "/pca:" in site]
+    fit = trace_bank(model, banks.fit, spec.max_rows or 65536, pca) if pca else None
     return export_handle(handle, model, fit, directory, format)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
+
+from core.engine import BankTraces
 
 
 def pca_frame(activations: Tensor) -> Tensor:
@@ -22,3 +26,9 @@ def pca_frame(activations: Tensor) -> Tensor:
     keep = min(max(activations.shape[0] - 1, 1), activations.shape[1])
     frame: Tensor = vh[:keep].T.to(activations.dtype).contiguous()
     return frame
+
+
+def fit_frames(fit: BankTraces, locations: Sequence[str]) -> dict[str, Tensor]:
+    """(D, K) PCA frames of a fit bank's base and source activations at ``locations``."""
+    return {loc: pca_frame(torch.cat([fit.base.activations[loc], fit.source.activations[loc]]))
+            for loc in dict.fromkeys(locations)}

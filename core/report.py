@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 from core.calibrate import IIA
-from core.finding import findings
+from core.finding import Finding, findings
 from core.result import ControlsResult, DasResult, JobResult, LevelResult
 
 CELL = 18  # px per heatmap cell
@@ -242,7 +242,7 @@ def _level_section(level: LevelResult) -> str:
     warnings = _warnings(level.warnings)
     timing = ", ".join(f"{k.removesuffix('_s')} {v:.3f} s" for k, v in level.timing.items())
     heatmap = heatmap_svg(level.variables, level.sites, level.coupling, level.kept,
-                          getattr(level, "site_labels", None) or {},
+                          level.site_labels,
                           {v: h.sites for v, h in level.handles.items()})
     return (
         f"<h2>Level {level.index}: {html.escape(level.granularity)} "
@@ -304,11 +304,11 @@ def glossary_html() -> str:
             f"<dl>{items}</dl></aside>")
 
 
-def summary_html(result: JobResult) -> str:
+def summary_html(found: Sequence[Finding]) -> str:
     """The summary at the top: per variable its verdict, then the handle in words (the
     headline only when localized) and the method that found it."""
     items = []
-    for finding in findings(result):
+    for finding in found:
         kind = ("localized" if finding.localized
                 else "none" if finding.verdict is None else "other")
         badge = f'<span class="verdict {kind}">{html.escape(finding.label)}</span>'
@@ -330,7 +330,8 @@ def summary_html(result: JobResult) -> str:
 
 def render_report(result: JobResult, title: str = "PLOT report") -> str:
     """The whole report as one HTML string (writing it is the caller's job)."""
-    methods = {f.variable: f.method for f in findings(result)}
+    found = findings(result)
+    methods = {f.variable: f.method for f in found}
     handles = "".join(
         f"<tr><td>{html.escape(v)}</td><td class=\"num\">{h.level}</td>"
         f"<td>{_sites(h.sites)}</td>"
@@ -347,7 +348,7 @@ def render_report(result: JobResult, title: str = "PLOT report") -> str:
         f"<h1>{html.escape(title)}</h1>"
         f"<p>net <code>{html.escape(str(result.net.get('path')))}</code> on {result.device}; "
         f"{result.forward_passes:,} forward passes in {result.timing['total_s']:.2f} s</p>"
-        + summary_html(result)
+        + summary_html(found)
         + "<h2>Handles</h2><p>Transport's best handle per variable; the last column says "
         "which method's handle scored best on the calibration bank (DAS below).</p>"
         f"{WRAP}<table><tr><th>variable</th><th>level</th><th>sites</th>"

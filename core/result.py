@@ -322,7 +322,7 @@ class JobResult(ResultModel):
             control = random.handles.get(variable) if random is not None else None
             rows.append((variable, ", ".join(handle.sites), f"{handle.iia_test.overall:.3f}",
                          f"{control.iia_test.overall:.3f}" if control is not None else "-",
-                         str(getattr(handle, "verdict", None) or "")))
+                         str(handle.verdict or "")))
         return rows
 
     def __repr__(self) -> str:

@@ -139,6 +139,17 @@ def write_dataset(path: str | Path, bank: PairBank, words: Sequence[str] | None 
             file.write(json.dumps(row) + "\n")
 
 
+def check_dataset_scheme(pairs: PairsSpec) -> None:
+    """Refuse a pair scheme for a dataset (its rows are split as they are).
+
+    Raises:
+        DatasetError: ``pairs.scheme`` is not ``balanced``.
+    """
+    if pairs.scheme != "balanced":
+        raise DatasetError("a dataset's rows are split as they are; pairs.scheme "
+                           f"{pairs.scheme!r} builds a built-in task's banks", "pairs.scheme")
+
+
 def split_dataset(bank: PairBank, pairs: PairsSpec) -> Banks:
     """Disjoint random fit / calibration / test subsets of a dataset, drawn with pairs.seed.
 
@@ -150,8 +161,10 @@ def split_dataset(bank: PairBank, pairs: PairsSpec) -> Banks:
         Banks of sizes ``pairs.fit``, ``pairs.calibration``, ``pairs.test``, no row shared.
 
     Raises:
-        DatasetError: the dataset has fewer rows than the three banks need.
+        DatasetError: the dataset has fewer rows than the three banks need, or the spec
+            asks for a pair scheme (a dataset's rows are split as they are).
     """
+    check_dataset_scheme(pairs)
     sizes = (pairs.fit, pairs.calibration, pairs.test)
     need = sum(sizes)
     if bank.size < need:

@@ -34,7 +34,7 @@ from torch.nn import functional
 
 from core.errors import ModelLoadError, PlotError
 from core.hooks import Hook, hooked, replayed
-from core.net_text import hf_encoder
+from core.net_text import HF_CONFIG_FILE, hf_encoder, hf_pad_id
 from core.nets.base import Edit, Trace, tile
 from core.nets.hf_layout import LayoutError, check_layout, find_layout, is_close
 from core.nets.tokenizer import label_token_ids
@@ -51,9 +51,6 @@ from core.nets.tokens import (
     token_widths,
     traced_resid,
 )
-
-HF_CONFIG_FILE = "plot.json"
-
 
 DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16,
                                   "fp32": torch.float32}
@@ -99,9 +96,7 @@ class HFNet(TokenNet):
         self.named = parse_named_positions(config.get("named_positions", {}),
                                            f"{HF_CONFIG_FILE}:named_positions")
         self.labels = position_labels(self.max_len, self.named)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
-            else tokenizer.eos_token_id
-        self.pad_token_id = int(pad if pad is not None else 0)
+        self.pad_token_id = hf_pad_id(tokenizer)
         try:
             ids = label_token_ids(lambda t: list(tokenizer.encode(t, add_special_tokens=False)),
                                   config["labels"])

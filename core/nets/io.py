@@ -17,8 +17,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from core.errors import ModelLoadError
+from core.net_text import HF_CONFIG_FILE
 from core.nets.base import InterventableNet
-from core.nets.hf import HF_CONFIG_FILE, load_hf_net
+from core.nets.hf import load_hf_net
 from core.nets.registry import build_net
 from core.nets.size import check_net_size
 from core.nets.tokenizer import load_word_tokenizer
