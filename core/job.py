@@ -278,6 +278,7 @@ def resolve_banks(spec: JobSpec, context: JobContext, task: CausalTask | None,
     path = dataset_path(spec, context.data_root)
     bank = read_dataset(path, input_shape=net.input_shape, output_shape=net.output_shape,
                         input_dtype=net.input_dtype, tokenize=net.text_encoder(),
+                        label_names=net.label_names(),
                         name=spec.task.dataset)  # errors name it as the spec does
     return split_dataset(bank, spec.pairs)
 

@@ -36,11 +36,13 @@ class NetText:
         encode: text -> ``max_len`` ids, right-padded.
         max_len: the net's input length.
         classes: how many output labels the net reads (a row's labels lie in [0, classes)).
+        label_names: each class's name (a row may give a label by name).
     """
 
     encode: Tokenize
     max_len: int
     classes: int
+    label_names: tuple[str, ...] = ()
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -119,8 +121,9 @@ def load_net_text(directory: Path) -> NetText | None:
     if tokenizer is None:
         return None
     max_len, pad = int(config["max_len"]), config.get("pad_token_id")
-    return NetText(lambda text: tokenizer.encode(text, max_len, pad), max_len,
-                   len(config["label_token_ids"]))
+    label_ids = config["label_token_ids"]
+    return NetText(lambda text: tokenizer.encode(text, max_len, pad), max_len, len(label_ids),
+                   tuple(tokenizer.vocab[i] for i in label_ids))
 
 
 def _hf_text(directory: Path) -> NetText:
@@ -142,7 +145,8 @@ def _hf_text(directory: Path) -> NetText:
     except (OSError, ValueError, KeyError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ModelLoadError(f"has no tokenizer that loads: {first}", directory.name) from None
-    return NetText(hf_encoder(tokenizer, max_len), max_len, len(labels))
+    return NetText(hf_encoder(tokenizer, max_len), max_len, len(labels),
+                   tuple(str(label) for label in labels))
 
 
 def _read_json(path: Path, name: str) -> Any:

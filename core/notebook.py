@@ -117,6 +117,7 @@ def _banks(causal: Any, spec: JobSpec, input_shape: Sequence[int] | None,
                             output_shape=net.output_shape if net is not None else None,
                             input_dtype=net.input_dtype if net is not None else torch.float32,
                             tokenize=net.text_encoder() if net is not None else None,
+                            label_names=net.label_names() if net is not None else (),
                             name=str(path))
         return split_dataset(bank, spec.pairs), None
     if hasattr(causal, "sample_bank"):  # a PythonTask: seeded like a built-in task's banks

@@ -62,7 +62,8 @@ def store_dataset(
     summary = check_dataset_bytes(
         data, name, text.encode if text is not None else None,
         text.input_shape if text is not None else None,
-        text.output_shape if text is not None else None, defer_text=net is None)
+        text.output_shape if text is not None else None, defer_text=net is None,
+        label_names=text.label_names if text is not None else ())
     lock_owner_quota(session, caller.owner)  # the sum and the insert are one step
     stored = session.scalar(
         select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner == caller.owner)
@@ -118,7 +119,7 @@ def check_text_for_net(session: Session, caller: Caller, dataset: Dataset,
                         "model.id")
     data = (dataset_dir / f"{dataset.sha256}.jsonl").read_bytes()
     check_dataset_bytes(data, dataset.name, text.encode, text.input_shape, text.output_shape,
-                        defer_text=False)
+                        defer_text=False, label_names=text.label_names)
     dataset.variables = {**dataset.variables,
                          "tokenized_for": [*tokenized_for(dataset), net_id]}
     session.commit()

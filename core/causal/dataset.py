@@ -42,6 +42,7 @@ class _Layout:
     input_dtype: torch.dtype = torch.float32
     tokenize: Tokenize | None = None
     defer_text: bool = False  # without ``tokenize``: check text inputs, tokenize them later
+    label_names: tuple[str, ...] = ()  # the net's class names: a label may be given by name
     text: bool | None = None  # whether the inputs are text (None before the first one)
     rows: list[tuple[list[float], list[float], list[int], dict[str, list[int]]]] = field(
         default_factory=list
@@ -55,6 +56,7 @@ def read_dataset(
     name: str | None = None,
     input_dtype: torch.dtype = torch.float32,
     tokenize: Tokenize | None = None,
+    label_names: Sequence[str] = (),
 ) -> PairBank:
     """Read a counterfactual JSONL dataset into a PairBank.
 
@@ -68,6 +70,8 @@ def read_dataset(
             service passes the dataset's name relative to its data root.
         input_dtype: dtype of the inputs; an integer dtype (token ids) refuses fractions.
         tokenize: the net's text encoder; with it a row's base and source may be text.
+        label_names: the net's class names (``InterventableNet.label_names``): a label may
+            then be a name (``"B"``) as well as an index.
 
     Returns:
         A PairBank with base/source (P, *input_shape) in ``input_dtype`` and labels (P, O) long, the
@@ -85,9 +89,9 @@ def read_dataset(
             raise DatasetError(f"cannot read the dataset: {error.strerror}",
                                name or str(path)) from None
         return parse_dataset_bytes(data, name or str(path), input_shape, output_shape,
-                                   input_dtype, tokenize)
+                                   input_dtype, tokenize, label_names)
     return _parse_lines(path_or_lines, name or "dataset", input_shape, output_shape,
-                        input_dtype, tokenize)
+                        input_dtype, tokenize, label_names)
 
 
 def parse_dataset_bytes(
@@ -97,6 +101,7 @@ def parse_dataset_bytes(
     output_shape: tuple[int, int] | None = None,
     input_dtype: torch.dtype = torch.float32,
     tokenize: Tokenize | None = None,
+    label_names: Sequence[str] = (),
 ) -> PairBank:
     """Parse an uploaded JSONL dataset (UTF-8 bytes) named ``name``; see ``read_dataset``.
 
@@ -104,7 +109,7 @@ def parse_dataset_bytes(
         DatasetError: the bytes are not UTF-8, or a row is bad (``where`` = ``name:line``).
     """
     return _parse_lines(_lines(data, name), name, input_shape, output_shape, input_dtype,
-                        tokenize)
+                        tokenize, label_names)
 
 
 def write_dataset(path: str | Path, bank: PairBank, words: Sequence[str] | None = None
@@ -201,10 +206,12 @@ def check_dataset_bytes(
     input_shape: tuple[int, ...] | None = None,
     output_shape: tuple[int, int] | None = None,
     defer_text: bool = True,
+    label_names: Sequence[str] = (),
 ) -> DatasetSummary:
     """Check every row of an uploaded dataset. With ``tokenize`` (the net it is meant for)
-    text inputs are tokenized and must fit. Without it, ``defer_text`` checks they are
-    non-empty text, all of a dataset's inputs text or all numbers, to tokenize when a job
+    text inputs are tokenized and must fit, and labels given by name must be among
+    ``label_names``. Without it, ``defer_text`` checks they are non-empty text, all of a
+    dataset's inputs text or all numbers, to tokenize (and resolve named labels) when a job
     names its net (else text is refused). See ``read_dataset`` for the rest.
 
     Raises:
@@ -212,7 +219,8 @@ def check_dataset_bytes(
     """
     layout = _read_layout(_lines(data, name), name, input_shape, output_shape,
                           torch.long if tokenize is not None else torch.float32, tokenize,
-                          defer_text=defer_text and tokenize is None)
+                          defer_text=defer_text and tokenize is None,
+                          label_names=label_names)
     return DatasetSummary(len(layout.rows), layout.variables or (), bool(layout.text))
 
 
@@ -233,6 +241,7 @@ def _read_layout(
     input_dtype: torch.dtype = torch.float32,
     tokenize: Tokenize | None = None,
     defer_text: bool = False,
+    label_names: Sequence[str] = (),
 ) -> _Layout:
     """Every row parsed and checked into a layout holding them."""
     layout = _Layout(
@@ -242,6 +251,7 @@ def _read_layout(
         input_dtype=input_dtype,
         tokenize=tokenize,
         defer_text=defer_text,
+        label_names=tuple(label_names),
     )
     for number, line in enumerate(lines, start=1):
         if line.strip():
@@ -258,8 +268,10 @@ def _parse_lines(
     output_shape: tuple[int, int] | None,
     input_dtype: torch.dtype = torch.float32,
     tokenize: Tokenize | None = None,
+    label_names: Sequence[str] = (),
 ) -> PairBank:
-    layout = _read_layout(lines, name, input_shape, output_shape, input_dtype, tokenize)
+    layout = _read_layout(lines, name, input_shape, output_shape, input_dtype, tokenize,
+                          label_names=label_names)
     assert layout.input_shape is not None and layout.variables is not None
     shape = (len(layout.rows), *layout.input_shape)
     base, source, base_labels, counterfactual = zip(*layout.rows, strict=True)
@@ -368,10 +380,13 @@ def _flatten(value: Any) -> tuple[tuple[int, ...], list[float]]:
 
 
 def _parse_label(value: Any, key: str, where: str, layout: _Layout) -> list[int]:
-    """The heads of one label (an int is one head), checked against the layout."""
+    """The heads of one label (an int is one head), checked against the layout; a head
+    given by name (a string) is its index among the net's class names."""
     heads = value if isinstance(value, list) else [value]
     if not heads:
         raise DatasetError(f"{key}: a label needs at least one head", where)
+    heads = [_named_label(head, key, where, layout) if isinstance(head, str) else head
+             for head in heads]
     for head in heads:
         if isinstance(head, bool) or not isinstance(head, int):
             raise DatasetError(f"{key}: non-integer label {json.dumps(head)}", where)
@@ -387,6 +402,27 @@ def _parse_label(value: Any, key: str, where: str, layout: _Layout) -> list[int]
             where,
         )
     return heads
+
+
+def _named_label(name: str, key: str, where: str, layout: _Layout) -> int:
+    """The index of the class ``name``; while the net is not known yet (an upload whose
+    text is tokenized when a job names its net) a stand-in 0, resolved then. A name matches
+    exactly, else with surrounding spaces ignored (``"B"`` is the label ``" B"``) when that
+    is one label only."""
+    if name in layout.label_names:
+        return layout.label_names.index(name)
+    loose = [i for i, label in enumerate(layout.label_names) if label.strip() == name.strip()]
+    if len(loose) == 1:
+        return loose[0]
+    if layout.label_names:
+        raise DatasetError(f"{key}: label {json.dumps(name)} is not one of the net's labels "
+                           f"{list(layout.label_names)}", where)
+    if layout.defer_text and layout.text:
+        if not name.strip():
+            raise DatasetError(f"{key}: empty label name", where)
+        return 0
+    raise DatasetError(f"{key}: label {json.dumps(name)} is a name, but the net's classes "
+                       "have none (give the class index)", where)
 
 
 def _json_type(value: Any) -> str:

@@ -169,6 +169,11 @@ class InterventableNet(nn.Module, ABC):
         """``encode(text) -> input_shape token ids`` when the net has a tokenizer, else None."""
         return None
 
+    def label_names(self) -> tuple[str, ...]:
+        """The name of each output class (a text net's answer tokens, as a dataset row may
+        give its labels), or () when the classes have no names."""
+        return ()
+
     @abstractmethod
     def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
         """Run the clean forward pass on (B, *input_shape) and keep the activations.

@@ -146,6 +146,9 @@ class HFNet(TokenNet):
         ``max_len`` (``core.net_text.hf_encoder``, as an upload is checked)."""
         return hf_encoder(self.tokenizer, self.max_len)
 
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(str(label) for label in self.config["labels"])
+
     def part(self, block: int, name: str) -> nn.Module:
         """Block ``block``'s ``attn``, ``mlp``, ``o_proj``, ``attn_out`` or ``mlp_out``."""
         return _submodule(self.blocks[block], getattr(self.layout, name))

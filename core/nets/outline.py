@@ -30,6 +30,7 @@ class NetOutline(StoredShapes, InterventableNet):
         self._tokens_per_row = net.tokens_per_row
         self._scoped = net.scoped_traces
         self._encoder = net.text_encoder()
+        self._label_names = net.label_names()
         # what a token net's bank positions and text prompts read (core.token_positions,
         # core.job.task_for_net): the same answers on the driver as on the actors
         for name in TOKEN_ATTRIBUTES:
@@ -48,6 +49,9 @@ class NetOutline(StoredShapes, InterventableNet):
 
     def text_encoder(self) -> Callable[[str], list[int]] | None:
         return self._encoder
+
+    def label_names(self) -> tuple[str, ...]:
+        return self._label_names
 
     def trace(self, inputs: Tensor, locations: Collection[str] | None = None) -> Trace:
         raise PlotError("an outline holds no weights: the actors trace", "net")

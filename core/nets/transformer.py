@@ -115,6 +115,11 @@ class TransformerNet(TokenNet):
             return None
         return partial(_encode_words, self.tokenizer, self.max_len, self.pad_token_id)
 
+    def label_names(self) -> tuple[str, ...]:
+        if self.tokenizer is None:
+            return ()
+        return tuple(self.tokenizer.vocab[i] for i in self.config["label_token_ids"])
+
     def project(self, block: int, z: Tensor) -> Tensor:
         """Block ``block``'s output projection: (n, D) concatenated heads -> (n, D)."""
         out: Tensor = self.block(block).out(z)

@@ -21,8 +21,9 @@ pytest.importorskip("transformers")
 MAX_LEN = 32
 
 
-def text_rows(pairs: int) -> list[dict[str, Any]]:
-    """MCQA pairs as JSONL rows of CopyColors prompt text."""
+def text_rows(pairs: int, named: bool = False) -> list[dict[str, Any]]:
+    """MCQA pairs as JSONL rows of CopyColors prompt text; ``named``: labels by the net's
+    label names ("A", "B", "C") instead of their indices."""
     tokenizer = copycolors_tokenizer()
     task = CopyColorsPrompts(1, 3, lambda t: list(tokenizer.encode(t, add_special_tokens=False)),
                              hf_encoder(tokenizer, MAX_LEN), MAX_LEN,
@@ -32,9 +33,12 @@ def text_rows(pairs: int) -> list[dict[str, Any]]:
     def text(ids: torch.Tensor) -> str:
         return str(tokenizer.decode(ids.tolist(), skip_special_tokens=True))
 
+    def label(index: torch.Tensor) -> int | str:
+        return "ABC"[int(index)] if named else int(index)
+
     return [{"base": text(bank.base[i]), "source": text(bank.source[i]),
-             "base_label": int(bank.base_labels[i, 0]),
-             "counterfactual_labels": {v: int(y[i, 0])
+             "base_label": label(bank.base_labels[i, 0]),
+             "counterfactual_labels": {v: label(y[i, 0])
                                        for v, y in bank.counterfactual_labels.items()}}
             for i in range(bank.size)]
 
@@ -63,9 +67,15 @@ def test_a_text_dataset_job_on_a_registered_gemma2_runs_end_to_end(
         with pytest.raises(ApiError) as refused:
             client.submit({"model": {"id": net["id"]}, "task": {"dataset": late["id"]}})
         assert refused.value.where == "late.jsonl:3"
-        checked = client.upload_dataset("checked.jsonl", jsonl(rows), model=net["id"])
+        named = text_rows(36, named=True)  # labels by name: "B", resolved by the net's labels
+        checked = client.upload_dataset("checked.jsonl", jsonl(named), model=net["id"])
         assert checked["text"] and checked["tokenized_for"] == [net["id"]]
-        dataset = client.upload_dataset("prompts.jsonl", jsonl(rows))
+        with pytest.raises(ApiError) as refused:
+            client.upload_dataset("z.jsonl", jsonl([{**named[0], "base_label": "Z"}]),
+                                  model=net["id"])
+        assert refused.value.where == "z.jsonl:1" and "not one of the net's labels" in str(
+            refused.value)
+        dataset = client.upload_dataset("prompts.jsonl", jsonl(named))
         assert dataset["tokenized_for"] == []
         spec: dict[str, Any] = {  # no levels: the token-net default schedule
             "model": {"id": net["id"]}, "task": {"dataset": dataset["id"]},

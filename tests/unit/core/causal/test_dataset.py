@@ -9,7 +9,13 @@ import torch
 
 from core.causal.addition import BinaryAddition
 from core.causal.bank import PairBank
-from core.causal.dataset import parse_dataset_bytes, read_dataset, split_dataset, write_dataset
+from core.causal.dataset import (
+    check_dataset_bytes,
+    parse_dataset_bytes,
+    read_dataset,
+    split_dataset,
+    write_dataset,
+)
 from core.causal.heq import HierarchicalEquality
 from core.errors import DatasetError
 from core.spec import PairsSpec
@@ -165,3 +171,44 @@ def test_bad_token_rows_are_named_by_line(row: str, reason: str) -> None:
     with pytest.raises(DatasetError, match=reason) as error:
         read_dataset([row], input_shape=(3,), output_shape=(1, 2), input_dtype=torch.long)
     assert error.value.where == "dataset:1"
+
+
+def _named_row(base: str, base_label: object, answer: object) -> str:
+    return json.dumps({"base": base, "source": base, "base_label": base_label,
+                       "counterfactual_labels": {"v": answer}})
+
+
+def test_labels_may_be_given_by_the_nets_class_names() -> None:
+    def tokenize(text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    bank = read_dataset([_named_row("a bb ccc", "B", "C"), _named_row("a b c", 0, [" B"])],
+                        input_shape=(3,), output_shape=(1, 3), input_dtype=torch.long,
+                        tokenize=tokenize, label_names=("A", " B", "C"))
+    assert bank.base_labels.tolist() == [[1], [0]]
+    assert bank.counterfactual_labels["v"].tolist() == [[2], [1]]
+
+
+@pytest.mark.parametrize(("names", "row", "reason"), [
+    (("A", "B"), _named_row("a b", "Z", 0), r'counterfactual_labels|label "Z" is not one of'),
+    ((), _named_row("a b", 0, "B"), "is a name, but the net's classes have none"),
+])
+def test_a_label_name_the_net_does_not_have_is_refused_by_line(
+        names: tuple[str, ...], row: str, reason: str) -> None:
+    def tokenize(text: str) -> list[int]:
+        return [len(word) for word in text.split()]
+
+    with pytest.raises(DatasetError, match=reason) as error:
+        read_dataset([_named_row("a b", 0, 1), row], input_shape=(2,), output_shape=(1, 2),
+                     input_dtype=torch.long, tokenize=tokenize, label_names=names)
+    assert error.value.where == "dataset:2"
+
+
+def test_an_upload_without_its_net_defers_named_labels_only_with_text_inputs() -> None:
+    text = (_named_row("a b", "B", "A") + "\n").encode()
+    assert check_dataset_bytes(text, "up.jsonl").text
+    numbers = (json.dumps({"base": [1.0], "source": [2.0], "base_label": "B",
+                           "counterfactual_labels": {"v": 0}}) + "\n").encode()
+    with pytest.raises(DatasetError, match="is a name") as error:
+        check_dataset_bytes(numbers, "up.jsonl")
+    assert error.value.where == "up.jsonl:1"
