@@ -175,6 +175,9 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
             "interventions": interventions,
             "interventions_per_s": interventions / max(result.timing["signatures_s"], 1e-9),
             "trace_bytes": held, "peak_bytes": peak_bytes(device)})
+        # a level's figures as soon as it is done (a run stopped early keeps them)
+        print(json.dumps({"model": args.model, "level": levels[-1],
+                          "load_average": os.getloadavg()}), file=sys.stderr, flush=True)
     rows = min(inputs.max_rows, levels[0]["interventions"])
     rate = forward_rate(net, inputs.banks.fit.base, rows, device)
     largest = max(level["trace_bytes"] for level in levels)
@@ -253,9 +256,10 @@ def main() -> None:
                        "--budget", args.budget, "--band", str(args.band)]
             if args.dtype:
                 command += ["--dtype", args.dtype]
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            # the child's per-level lines stream to this process's stderr as they come
+            done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
             if done.returncode != 0:
-                sys.exit(f"{name} failed:\n{done.stderr[-4000:]}")
+                sys.exit(f"{name} failed (its stderr is above)")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"{name}: {rows[-1]['total_s']:.0f} s", flush=True)
     report = {"load_average_start": load_start, "load_average_end": os.getloadavg(),

@@ -41,6 +41,12 @@ ProgressFn = Callable[[int, int], None]  # (done, total)
 class ComputeBackend(Protocol):
     """Runs one job's batched interchange interventions, coupling solves and DAS trainings."""
 
+    @property
+    def traced_rows(self) -> int:
+        """Examples run through the net so far to trace the banks for a scope (every
+        re-trace counted, on every process that holds the banks)."""
+        ...
+
     def scope(self, locations: Sequence[str] | None) -> None:
         """Hold the banks' clean traces for ``locations`` (None: every location) from now
         on: the level's sites and any resume whose edits are among them."""
@@ -101,6 +107,7 @@ class LocalBackend:
     budget: int | None = None
     held: list[str] | None = field(default=None, init=False)
     mode: str = field(default="device", init=False)  # device | host | one bank at a time
+    traced_rows: int = field(default=0, init=False)
 
     def scope(self, locations: Sequence[str] | None) -> None:
         if self.banks is None or not self.net.scoped_traces:
@@ -122,6 +129,7 @@ class LocalBackend:
         for split in self.traces:
             self.traces[split] = trace_bank(self.net, getattr(self.banks, split),
                                             self.max_rows, wanted, store)
+        self.traced_rows += examples
 
     def _traced(self) -> bool:
         return all(t.activation_device() is not None for t in self.traces.values())
@@ -135,6 +143,7 @@ class LocalBackend:
             self.traces[other] = held.without_activations()
         self.traces[split] = trace_bank(self.net, getattr(self.banks, split), self.max_rows,
                                         self.held)
+        self.traced_rows += 2 * getattr(self.banks, split).size
         return self.traces[split]
 
     def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:

@@ -41,6 +41,8 @@ class LevelOutcome:
     Attributes:
         timing: seconds per stage (signatures, coupling, calibration, label permutation).
         permutation: per variable, its label-permutation control (None: the control is off).
+        traced_rows: examples run through the net to trace what the level needed (0 when
+            the traces it needed were held).
     """
 
     found: LevelSites
@@ -49,6 +51,7 @@ class LevelOutcome:
     handles: LevelHandles
     permutation: dict[str, PermutationControl] | None
     timing: dict[str, float]
+    traced_rows: int = 0
 
 
 def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
@@ -60,6 +63,7 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
         kept: per variable, the sites the previous level kept (None for the first level).
     """
     marks = [time.perf_counter()]
+    traced_before = inputs.backend.traced_rows
     inputs.backend.scope(level_locations(level, inputs, kept))  # trace what this level needs
     marks.append(time.perf_counter())
     found = enumerate_level_sites(level, inputs, kept)
@@ -81,7 +85,8 @@ def run_level_steps(index: int, level: LevelSpec, inputs: LevelInputs,
     stages = ("trace_s", "signatures_s", "coupling_s", "calibration_s", "label_permutation_s")
     spans = [end - start for start, end in itertools.pairwise(marks)]
     timing = dict(zip(stages, spans, strict=True))
-    return LevelOutcome(found, signatures, costs, handles, permutation, timing)
+    return LevelOutcome(found, signatures, costs, handles, permutation, timing,
+                        inputs.backend.traced_rows - traced_before)
 
 
 def run_level(index: int, level: LevelSpec, inputs: LevelInputs,
@@ -124,7 +129,7 @@ def level_result(index: int, level: LevelSpec, inputs: LevelInputs, outcome: Lev
         handles={v: chosen[v].handle for v in variables},
         plans=plans,
         runtime_s=runtime_s,
-        forward_passes=len(sites) * fit.pairs + outcome.handles.passes,
+        forward_passes=len(sites) * fit.pairs + outcome.handles.passes + outcome.traced_rows,
         timing=outcome.timing,
         warnings=level_warnings(variables, plans, diagnostics, outcome.signatures.variables),
         diagnostics=diagnostics,

@@ -191,9 +191,13 @@ class InterventionActor:
                                   trace_to(t.source.without_activations(), cpu))
                 for split, t in self._job(job_key).traces.items()}
 
-    def scope_job(self, job_key: str, locations: Sequence[str] | None) -> None:
-        """Trace the job's banks for ``locations`` (``LocalBackend.scope``)."""
-        self._job(job_key).backend.scope(locations)
+    def scope_job(self, job_key: str, locations: Sequence[str] | None) -> int:
+        """Trace the job's banks for ``locations`` (``LocalBackend.scope``); the examples
+        traced (0 when it held them)."""
+        backend = self._job(job_key).backend
+        before = backend.traced_rows
+        backend.scope(locations)
+        return backend.traced_rows - before
 
     def pca_frames(self, job_key: str, locations: Sequence[str]) -> dict[str, Tensor]:
         """(D, K) PCA frames of the job's fit activations at ``locations``, on the CPU."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 import torch
+from ray import ObjectRef
 from torch import Tensor
 
 from core.backend import ProgressFn, Split
@@ -66,6 +67,8 @@ class RayBackend:
         self.budget = budget
         self._scope: list[str] | tuple[()] | None = ()  # the actors' trace scope (): logits
         self._loaded: dict[int, ActorHandle] = {}
+        self._traced = 0  # examples the actors traced for scopes (resolved counts)
+        self._tracing: list[ObjectRef[int]] = []  # the actors' counts still to resolve
         if traces is not None:  # traced by the caller: the actors receive them
             self.device = traces["fit"].base.logits.device
             self._traces_ref = ray.put({split: BankTraces(trace_to(t.base, cpu),
@@ -104,7 +107,16 @@ class RayBackend:
             return  # the caller's traces are final
         self._scope = None if locations is None else list(locations)
         for actor in self._loaded.values():
-            actor.scope_job.remote(self.job_key, self._scope)
+            self._tracing.append(actor.scope_job.remote(self.job_key, self._scope))
+
+    @property
+    def traced_rows(self) -> int:
+        """Examples every actor traced for a scope (an actor skips a scope it holds; an
+        actor tracing one bank at a time re-traces inside its calls, not counted here)."""
+        if self._tracing:
+            self._traced += sum(ray.get(self._tracing))
+            self._tracing = []
+        return self._traced
 
     def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
         """The PCA frames, computed on an actor from its traces."""

@@ -103,6 +103,10 @@ def test_one_bank_at_a_time_over_the_budget_gives_the_same_numbers() -> None:
         frames = backend.pca_frames(["resid:0/pos:last"])
         held = [t.activation_device() is not None for t in traces.values()]
         results.append((signatures, cal, test, frames["resid:0/pos:last"], held))
+        # every trace counted: three banks once; one at a time, fit again for the frames
+        assert backend.traced_rows == 2 * 6 * (3 if budget is None else 4)
+        backend.scope(locations)  # the same scope held: nothing re-traced
+        assert backend.traced_rows == 2 * 6 * (3 if budget is None else 4)
     (want, got) = results
     for a, b in zip(want[:4], got[:4], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -180,7 +180,9 @@ def test_an_actor_traces_the_banks_itself_per_scope_and_describes_the_net(
     assert all(t.activation_device() is None for t in clean.values())
     assert_close(clean["test"].base.logits, full["test"].base.logits, rtol=0, atol=0)
     sites = [s for s in location_sites(net.widths) if s.location.startswith("resid:1/")][:3]
-    actor.scope_job("job", [s.location for s in sites])
+    # the examples traced for the scope (its three banks), none again for the same scope
+    assert actor.scope_job("job", [s.location for s in sites]) == 2 * 3 * 6
+    assert actor.scope_job("job", [s.location for s in sites]) == 0
     assert_close(actor.signatures("job", sites, {}), local.signatures(sites, {}))
     frames = actor.pca_frames("job", [sites[0].location])
     assert_close(frames[sites[0].location], local.pca_frames([sites[0].location])[
