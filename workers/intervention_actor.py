@@ -27,7 +27,7 @@ from core.das_training import DasTraining, train_target
 from core.engine import BankTraces, Interventions, trace_bank
 from core.errors import JobCancelled, PlotError
 from core.level_inputs import LevelInputs
-from core.nets.base import InterventableNet, Trace
+from core.nets.base import InterventableNet
 from core.nets.io import load_net, net_digest
 from core.nets.outline import NetOutline
 from core.result import DasRun
@@ -76,12 +76,6 @@ class NetCache:
         self._nets.move_to_end(digest)
         while len(self._nets) > 1 and self.used_bytes > self.budget_bytes:
             self._nets.popitem(last=False)
-
-
-def trace_to(trace: Trace, device: torch.device) -> Trace:
-    return Trace(trace.inputs.to(device),
-                 {k: v.to(device) for k, v in trace.activations.items()},
-                 trace.logits.to(device))
 
 
 @dataclass(frozen=True)
@@ -157,8 +151,8 @@ class InterventionActor:
             ModelLoadError: the net directory cannot be read on this node.
         """
         digest, net = self._net(net_dir)
-        on_device = {split: BankTraces(trace_to(t.base, self.device),
-                                       trace_to(t.source, self.device))
+        on_device = {split: BankTraces(t.base.to_device(self.device),
+                                       t.source.to_device(self.device))
                      for split, t in traces.items()}
         self._jobs[job_key] = LoadedJob(digest, LocalBackend(net, on_device, max_rows))
         return digest
@@ -187,8 +181,8 @@ class InterventionActor:
     def clean_traces(self, job_key: str) -> dict[str, BankTraces]:
         """The job's clean traces without activations, on the CPU."""
         cpu = torch.device("cpu")
-        return {split: BankTraces(trace_to(t.base.without_activations(), cpu),
-                                  trace_to(t.source.without_activations(), cpu))
+        return {split: BankTraces(t.base.without_activations().to_device(cpu),
+                                  t.source.without_activations().to_device(cpu))
                 for split, t in self._job(job_key).traces.items()}
 
     def scope_job(self, job_key: str, locations: Sequence[str] | None) -> int:

@@ -27,7 +27,7 @@ from core.result import DasRun
 from core.sites import Site
 from core.spec import DasSpec
 from workers.coupling_task import solve_grid_on_ray
-from workers.intervention_actor import CONTROL_GROUP, trace_to
+from workers.intervention_actor import CONTROL_GROUP
 from workers.pool import ActorHandle, ActorPool, Call, chunk_bounds
 
 MIN_KNOBS_FOR_TASKS = 2  # smaller grids are solved in the runner
@@ -71,8 +71,8 @@ class RayBackend:
         self._tracing: list[ObjectRef[int]] = []  # the actors' counts still to resolve
         if traces is not None:  # traced by the caller: the actors receive them
             self.device = traces["fit"].base.logits.device
-            self._traces_ref = ray.put({split: BankTraces(trace_to(t.base, cpu),
-                                                          trace_to(t.source, cpu))
+            self._traces_ref = ray.put({split: BankTraces(t.base.to_device(cpu),
+                                                          t.source.to_device(cpu))
                                         for split, t in traces.items()})
             self._banks_ref = None
         elif banks is not None:  # each actor traces the banks itself

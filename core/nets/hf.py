@@ -46,6 +46,7 @@ from core.nets.tokens import (
     parse_named_positions,
     position_labels,
     resolve_positions,
+    stack_layers,
     streams_needed,
     token_activations,
     token_widths,
@@ -203,13 +204,12 @@ class HFNet(TokenNet):
             logits = self._logits(inputs, positions[:, self.labels.index(LAST)])
         rows, length = inputs.shape
         lm: Any = self.lm
-        width = int(lm.get_input_embeddings().weight.shape[1])
-        empty = logits.new_empty(rows, 0, length, width, dtype=_dtype(self.lm))
-        resid_stack = (torch.stack([resid[i] for i in kept.resid], 1) if kept.resid
-                       else empty)
-        heads = (torch.stack([z[i].reshape(rows, length, self.n_heads, self.d_head)
-                              for i in kept.z], dim=1) if kept.z
-                 else empty.new_empty(rows, 0, length, self.n_heads, self.d_head))
+        embedding: Tensor = lm.get_input_embeddings().weight  # the model's dtype and device
+        resid_stack = stack_layers([resid[i] for i in kept.resid],
+                                   (rows, length, int(embedding.shape[1])), embedding)
+        heads = stack_layers([z[i].reshape(rows, length, self.n_heads, self.d_head)
+                              for i in kept.z],
+                             (rows, length, self.n_heads, self.d_head), embedding)
         activations = token_activations(resid_stack, heads, positions, self.labels,
                                         self._project_fp32, kept)
         return Trace(inputs=inputs, activations=activations, logits=logits)

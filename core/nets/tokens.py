@@ -330,3 +330,12 @@ class TokenNet(InterventableNet):
     @property
     def scoped_traces(self) -> bool:
         return True
+
+
+def stack_layers(layers: list[Tensor], shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """(B, len(layers), ...) the kept layers of one stream stacked, or an empty
+    (B, 0, ...) tensor of ``like``'s dtype and device when none is kept; ``shape`` is one
+    layer's (B, ...)."""
+    if layers:
+        return torch.stack(layers, dim=1)
+    return like.new_empty(shape[0], 0, *shape[1:])

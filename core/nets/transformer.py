@@ -27,6 +27,7 @@ from core.nets.tokens import (
     parse_named_positions,
     position_labels,
     resolve_positions,
+    stack_layers,
     streams_needed,
     token_activations,
     token_widths,
@@ -155,8 +156,8 @@ class TransformerNet(TokenNet):
             if index in kept.z:
                 heads.append(z)
         rows, length, width = x.shape
-        activations = token_activations(_stack(streams, (rows, length, width), x),
-                                        _stack(heads, (rows, length, self.n_heads,
+        activations = token_activations(stack_layers(streams, (rows, length, width), x),
+                                        stack_layers(heads, (rows, length, self.n_heads,
                                                        width // self.n_heads), x),
                                         positions, self.labels, self.project, kept)
         return Trace(inputs=inputs, activations=activations,
@@ -239,13 +240,6 @@ def _encode_words(tokenizer: WordTokenizer, length: int, pad: int | None, text: 
                   ) -> list[int]:
     """A picklable text encoder (it travels to the job driver with ``NetOutline``)."""
     return tokenizer.encode(text, length, pad)
-
-
-def _stack(layers: list[Tensor], shape: tuple[int, ...], like: Tensor) -> Tensor:
-    """(B, len(layers), ...) the kept layers stacked, or an empty (B, 0, ...) tensor."""
-    if layers:
-        return torch.stack(layers, dim=1)
-    return like.new_empty(shape[0], 0, *shape[1:])
 
 
 def query_slots(positions: Tensor, columns: list[int]) -> tuple[Tensor, Tensor]:
