@@ -20,9 +20,6 @@ from core.nets.tokens import TokenNet, streams_needed
 BUDGET_ENV = "PLOT_MEMORY_BUDGET"
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-# bytes one resumed row's working set takes per (position × width) unit: the stream, the
-# MLP's hidden layer (4 D), attention's q, k, v and the edit's copies, in fp32
-ROW_BYTES_PER_UNIT = 4 * 16
 DEFAULT_ROWS = 65536  # rows per stacked forward without a budget, as before there was one
 
 
@@ -55,11 +52,6 @@ def budget_from(environment: Mapping[str, str]) -> int | None:
     return parse_bytes(value) if value else None
 
 
-def row_bytes(net: InterventableNet) -> int:
-    """The working set of one resumed row: positions × the widest location × a factor."""
-    return net.tokens_per_row * max(net.widths.values()) * ROW_BYTES_PER_UNIT
-
-
 def rows_for_budget(net: InterventableNet, budget: int | None, default: int = DEFAULT_ROWS
                     ) -> int:
     """Rows per stacked forward: ``default`` (already divided by the positions a row
@@ -67,7 +59,7 @@ def rows_for_budget(net: InterventableNet, budget: int | None, default: int = DE
     """
     if budget is None:
         return default
-    return max(1, min(default, budget // 4 // row_bytes(net)))
+    return max(1, min(default, budget // 4 // net.working_bytes_per_row))
 
 
 def trace_bytes_per_example(net: InterventableNet, locations: Collection[str] | None) -> int:

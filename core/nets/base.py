@@ -165,6 +165,12 @@ class InterventableNet(nn.Module, ABC):
         """Positions one resumed row carries; the engine divides its row budget by it."""
         return 1
 
+    @property
+    def working_bytes_per_row(self) -> int:
+        """Bytes one resumed row's forward holds at its peak (``core.memory`` sizes
+        micro-batches by it): 16 fp32 values of the widest location per position."""
+        return self.tokens_per_row * max(self.widths.values()) * 64
+
     def text_encoder(self) -> Callable[[str], list[int]] | None:
         """``encode(text) -> input_shape token ids`` when the net has a tokenizer, else None."""
         return None

@@ -111,6 +111,10 @@ class HFNet(TokenNet):
             raise ModelLoadError(f"model_type {hf.model_type!r} is not supported: {error}",
                                  "config.json:model_type") from None
         self.config = {**config, "model_type": str(hf.model_type), "label_token_ids": ids}
+        # the widest matrix of the first block's MLP: its hidden width, however a family
+        # names it (GPT-2's Conv1D stores it transposed; a mixture's experts count alike)
+        self.mlp_width = max(max(p.shape) for p in self.part(0, "mlp").parameters()
+                             if p.dim() >= 2)
         self._widths = token_widths(len(self.blocks), n_heads, d_model, self.labels,
                                     self.d_head)
 

@@ -30,6 +30,7 @@ class NetOutline(StoredShapes, InterventableNet):
         self._tokens_per_row = net.tokens_per_row
         self._scoped = net.scoped_traces
         self._encoder = net.text_encoder()
+        self._working_bytes = net.working_bytes_per_row
         self._label_names = net.label_names()
         # what a token net's bank positions and text prompts read (core.token_positions,
         # core.job.task_for_net): the same answers on the driver as on the actors
@@ -38,6 +39,10 @@ class NetOutline(StoredShapes, InterventableNet):
                 setattr(self, name, getattr(net, name))
         self.parameter_bytes = sum(t.numel() * t.element_size()
                                    for t in [*net.parameters(), *net.buffers()])
+
+    @property
+    def working_bytes_per_row(self) -> int:
+        return self._working_bytes
 
     @property
     def tokens_per_row(self) -> int:

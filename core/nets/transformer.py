@@ -93,6 +93,7 @@ class TransformerNet(TokenNet):
         self.config = dict(config)
         d_model, self.n_layers = int(config["d_model"]), int(config["n_layers"])
         self.n_heads, self.max_len = int(config["n_heads"]), int(config["max_len"])
+        self.mlp_width = int(config["d_mlp"])
         self.pad_token_id: int | None = config.get("pad_token_id")
         self.named = parse_named_positions(config.get("named_positions", {}))
         self.labels = position_labels(self.max_len, self.named)

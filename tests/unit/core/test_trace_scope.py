@@ -73,8 +73,16 @@ def test_budget_sizes_parse_and_bound_the_rows() -> None:
         assert error.value.where == "PLOT_MEMORY_BUDGET"
     net = tiny()
     assert rows_for_budget(net, None, 999) == 999
-    # a row of 6 positions × width 16 costs 6 × 16 × 64 bytes: a quarter of 1 MiB holds 42
-    assert rows_for_budget(net, 2**20, 999) == 2**20 // 4 // (6 * 16 * 64)
+    # a row of 6 positions: per token 8 stream-wide (d_model 16) and 5 MLP-wide fp32 values
+    # and two score maps of 6 per head
+    d_mlp, heads = net.config["d_mlp"], net.config["n_heads"]
+    row = 6 * 4 * (8 * 16 + 5 * d_mlp + 2 * heads * 6)
+    assert net.working_bytes_per_row == row
+    assert rows_for_budget(net, 2**20, 999) == 2**20 // 4 // row
+    # a wider MLP: a bigger working set, fewer rows per micro-batch
+    wide = tiny({**net.config, "d_mlp": 4 * d_mlp})
+    assert wide.working_bytes_per_row == row + 6 * 4 * 5 * 3 * d_mlp
+    assert rows_for_budget(wide, 2**20, 999) < rows_for_budget(net, 2**20, 999)
 
 
 def _bank(seed: int, size: int = 6) -> PairBank:
