@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import torch
+from torch import Tensor
 
 from core.backend import ProgressFn
 from core.calibrate import Candidate
@@ -213,10 +214,27 @@ def later_locations(widths: Mapping[str, int], locations: Sequence[str]) -> list
     return sorted(out, key=order.index)
 
 
+def depth_locations(widths: Mapping[str, int], handles: Mapping[str, HandleResult]
+                    ) -> dict[str, tuple[list[str], list[str]]]:
+    """Per variable, its handle's own locations and the depth check's (those and every
+    later one, in forward order)."""
+    out = {}
+    known = dict(widths)
+    for variable, handle in handles.items():
+        own = list(dict.fromkeys(parse_site(s, known).location for s in handle.sites))
+        out[variable] = (own, later_locations(widths, own))
+    return out
+
+
 def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
                     control: JobControl = NO_CONTROL) -> tuple[dict[str, list[DepthPoint]], int]:
     """Per variable, the test IIA of the whole-location interchange at its handle's
     locations and every location after them; the cancel check is polled per location.
+
+    Each location's interchange runs once, on the test bank only, and every variable
+    whose profile passes through it is scored from its predicted labels. The test bank is
+    traced for those locations only where the job's traces do not already hold them
+    (``ComputeBackend.scope``).
 
     Returns:
         The profiles and the number of (pair) partial forwards spent.
@@ -224,20 +242,25 @@ def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
     widths = inputs.net.widths
     device = inputs.traces["test"].base.logits.device
     test = inputs.banks.test.to(device)
-    out: dict[str, list[DepthPoint]] = {}
-    passes = 0
-    for variable, handle in handles.items():
-        own = list(dict.fromkeys(parse_site(s, widths).location for s in handle.sites))
-        points = []
-        for location in later_locations(widths, own):
-            control.check("cancelled during the depth check", "controls.depth_check")
-            whole = Interventions({location: torch.ones(1, widths[location], device=device)},
-                                  {})
-            hits = inputs.backend.matches("test", whole, test.counterfactual_labels[variable])
-            points.append(DepthPoint(location, float(hits.float().mean()), location in own))
-            passes += test.size
-        out[variable] = points
-    return out, passes
+    wanted = depth_locations(widths, handles)
+    locations = sorted({loc for _, later in wanted.values() for loc in later},
+                       key=list(widths).index)
+    if not locations:
+        return {variable: [] for variable in handles}, 0
+    inputs.backend.scope(locations, ["test"])
+    predicted: dict[str, Tensor] = {}
+    for location in locations:
+        control.check("cancelled during the depth check", "controls.depth_check")
+        whole = Interventions({location: torch.ones(1, widths[location], device=device)}, {})
+        predicted[location] = inputs.backend.predictions("test", whole)[0]  # (P, O)
+    out = {}
+    for variable, (own, later) in wanted.items():
+        target = test.counterfactual_labels[variable].to(device)
+        out[variable] = [
+            DepthPoint(loc, float((predicted[loc].to(device) == target).all(-1).float().mean()),
+                       loc in own)
+            for loc in later]
+    return out, len(locations) * test.size
 
 
 # ---------------------------------------------------------------- summary and warnings

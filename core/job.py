@@ -489,8 +489,9 @@ def run_prepared(spec: JobSpec, context: JobContext, job: PreparedJob,
     inputs = job.inputs
     schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)
-    if spec.das.mode != "off" or spec.controls.depth_check:
-        inputs.backend.scope(None)  # they read locations beyond the last level's
+    if spec.das.mode != "off":
+        inputs.backend.scope(None)  # DAS reads locations beyond the last level's
+    # (the depth check traces the test bank for the locations it needs that are not held)
     controls = run_job_controls(schedule, inputs, levels, control)
     das = run_job_das(spec, inputs, levels, control)
     # the last stages may not have polled the cancel check

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from core.backend import LocalBackend
 from core.calibrate import IIA
+from core.causal.bank import Banks, PairBank
 from core.control import JobControl
 from core.controls import (
     control_warnings,
@@ -19,16 +21,19 @@ from core.controls import (
     run_random_net_control,
     site_set_handle,
 )
+from core.engine import Interventions, trace_bank
 from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
+from core.nets.base import InterventableNet
 from core.nets.mlp import MLP
 from core.nets.registry import build_net
 from core.progressive import best_handles, run_levels
 from core.result import DepthPoint, HandleResult, LevelResult, RandomNetControl
-from core.spec import LevelSpec
-from tests.unit.core.nets.test_transformer import tiny
+from core.sites import parse_site
+from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from tests.unit.core.nets.test_transformer import tiny, token_ids
 from tests.unit.core.planted import planted_level_inputs, planted_mlp
 
 GRU = {"arch": "gru", "input_size": 2, "hidden_size": 5, "num_steps": 4, "num_classes": 2}
@@ -150,7 +155,7 @@ def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> 
         assert (point.location, point.in_handle) == ("layer:1", True)
         torch.testing.assert_close(point.iia_test, copy)
         assert 0.3 < copy < 0.7  # far below the planted handle's 1.0
-    assert passes == 2 * test.size
+    assert passes == test.size  # both variables' one location, run once
     assert not control_warnings(handles, None, {}, depth)
 
 
@@ -219,3 +224,87 @@ def test_a_real_handles_site_set_is_recalibrated_on_the_random_net(
     # on the real net the same site set is the planted neuron again
     again, _ = site_set_handle(inputs, planted, lambda done, total: None)
     assert again.iia_test.overall >= 0.99
+
+
+# ---------------------------------------------------------------- depth check on a token net
+
+
+def _old_depth_check(inputs: LevelInputs, handles: dict[str, HandleResult]
+                     ) -> dict[str, list[DepthPoint]]:
+    """The per-variable computation the depth check replaced: every (variable, later
+    location) interchange run on its own, on traces of every location."""
+    widths = inputs.net.widths
+    out = {}
+    for variable, handle in handles.items():
+        own = list(dict.fromkeys(parse_site(s, widths).location for s in handle.sites))
+        points = []
+        for location in later_locations(widths, own):
+            whole = Interventions({location: torch.ones(1, widths[location])}, {})
+            hits = inputs.backend.matches("test", whole,
+                                          inputs.banks.test.counterfactual_labels[variable])
+            points.append(DepthPoint(location, float(hits.float().mean()), location in own))
+        out[variable] = points
+    return out
+
+
+def _token_bank(seed: int, size: int = 40) -> PairBank:
+    generator = torch.Generator().manual_seed(seed)
+    base, source = token_ids(size, seed), token_ids(size, seed + 100)
+    labels = torch.randint(0, 3, (size, 1), generator=generator)
+    # A and B share their locations; C acts later at another position
+    return PairBank(base, source, labels,
+                    {v: torch.randint(0, 3, (size, 1), generator=generator)
+                     for v in ("A", "B", "C")})
+
+
+def _token_inputs(net: InterventableNet, banks: Banks, scoped: bool) -> LevelInputs:
+    """Inputs over ``banks``: every location traced (``scoped=False``), or the logits only
+    with a backend that traces what it is asked for (as a job's)."""
+    first: tuple[str, ...] | None = () if scoped else None
+    traces = {split: trace_bank(net, getattr(banks, split), 64, first)
+              for split in ("fit", "calibration", "test")}
+    backend = LocalBackend(net, traces, 64, banks if scoped else None)
+    return LevelInputs(net, banks, traces, CouplingSpec(), CalibrationSpec(), 64, backend)
+
+
+TOKEN_HANDLES = {"A": ["resid:0/pos:last/dims:0-4", "attn:1/pos:last"],
+                 "B": ["resid:0/pos:last/dims:4-8"], "C": ["resid:1/pos:3"]}
+
+
+def _token_handles() -> dict[str, HandleResult]:
+    return {v: _handle(v, 0.9).model_copy(update={"sites": sites, "weights": [1.0] * len(sites)})
+            for v, sites in TOKEN_HANDLES.items()}
+
+
+def test_the_depth_check_runs_each_location_once_and_matches_the_per_variable_one() -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    handles = _token_handles()
+    want = _old_depth_check(_token_inputs(net, banks, scoped=False), handles)
+    inputs = _token_inputs(net, banks, scoped=True)
+    backend = inputs.backend
+    assert isinstance(backend, LocalBackend)
+    depth, passes = run_depth_check(inputs, handles)
+    assert depth == want  # the same profiles, point for point
+    assert [p.location for p in depth["A"]] == [
+        "resid:0/pos:last", "attn:1/pos:last", "resid:1/pos:last", "resid:2/pos:last"]
+    assert [p.in_handle for p in depth["B"]] == [True, False, False]
+    # A and B share resid:{0,1,2}/pos:last: 6 distinct locations, not 4 + 3 + 2
+    assert passes == 6 * banks.test.size
+    # only the test bank was traced, for the depth check's locations
+    assert backend.held == sorted({p.location for points in depth.values() for p in points})
+    assert [t.activation_device() is not None for t in inputs.traces.values()] == [
+        False, False, True]
+
+
+def test_the_depth_check_reuses_traces_that_hold_its_locations() -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    inputs = _token_inputs(net, banks, scoped=True)
+    backend = inputs.backend
+    assert isinstance(backend, LocalBackend)
+    backend.scope(None)  # every location held (as for DAS)
+    held = {split: traces for split, traces in inputs.traces.items()}
+    depth, _ = run_depth_check(inputs, _token_handles())
+    assert depth == _old_depth_check(_token_inputs(net, banks, scoped=False), _token_handles())
+    assert all(inputs.traces[split] is held[split] for split in held)  # not re-traced
