@@ -101,6 +101,8 @@ class LocalBackend:
         budget: bytes the traces of a level may hold on the net's device (None: no bound).
             Beyond it they are kept in pinned host memory on a GPU, and on the CPU one bank
             at a time is traced, re-traced when needed again (``core.memory``).
+        held: the locations the given ``traces`` were traced for, on the net's device
+            (sorted; None: every location; ``[]``: none, the clean logits only).
     """
 
     net: InterventableNet
@@ -108,8 +110,7 @@ class LocalBackend:
     max_rows: int
     banks: Banks | None = None
     budget: int | None = None
-    # the scope traced (None: every location); the traces given hold none (the logits)
-    held: list[str] | None = field(default_factory=list, init=False)
+    held: list[str] | None = field(default_factory=list)
     mode: str = field(default="device", init=False)  # device | host | one bank at a time
 
     def scope(self, locations: Sequence[str] | None,

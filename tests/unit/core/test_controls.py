@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from core import controls
 from core.backend import LocalBackend
 from core.calibrate import IIA
 from core.causal.bank import Banks, PairBank
@@ -26,6 +27,7 @@ from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
+from core.level_sites import pca_frames
 from core.nets.base import InterventableNet
 from core.nets.mlp import MLP
 from core.nets.registry import build_net
@@ -308,3 +310,75 @@ def test_the_depth_check_reuses_traces_that_hold_its_locations() -> None:
     depth, _ = run_depth_check(inputs, _token_handles())
     assert depth == _old_depth_check(_token_inputs(net, banks, scoped=False), _token_handles())
     assert all(inputs.traces[split] is held[split] for split in held)  # not re-traced
+
+
+# ---------------------------------------------------------------- random net: only the handles'
+
+
+PCA_HANDLES = {"A": ["resid:0/pos:last/pca:2", "resid:1/pos:3/dims:0-4"],
+               "B": ["resid:0/pos:last/pca:2-4"], "C": ["attn:1/pos:3/dims:4-8"]}
+
+
+def _pca_level() -> LevelResult:
+    handles = {v: _handle(v, 0.9).model_copy(update={
+        "sites": sites, "weights": [1.0] * len(sites), "k": len(sites)})
+        for v, sites in PCA_HANDLES.items()}
+    return LevelResult(index=0, granularity="pca", variables=list(handles), sites=[],
+                       cost=[], coupling=[], kept=[], kept_by_variable={}, handles=handles,
+                       plans=[], runtime_s=0.0, forward_passes=0, timing={})
+
+
+def test_the_random_net_traces_only_the_handles_locations_and_frames_each_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    inputs = _token_inputs(net, banks, scoped=True)
+    level = _pca_level()
+    # the old way: the random net traced at every location, each handle's frames its own
+    everything, _ = random_net_inputs(inputs, "reinit", 0, JobControl(), None)
+    want = {v: site_set_handle(everything, h, lambda done, total: None)[0]
+            for v, h in level.handles.items()}
+    traced: list[Any] = []
+    framed: list[list[str]] = []
+    real_trace, real_frames = trace_bank, pca_frames
+
+    def tracing(*args: Any) -> Any:  # the real tracing, its locations recorded
+        traced.append(args[3])
+        return real_trace(*args)
+
+    def framing(inputs: LevelInputs, locations: list[str]) -> Any:
+        framed.append(list(locations))
+        return real_frames(inputs, locations)
+
+    monkeypatch.setattr(controls, "trace_bank", tracing)
+    monkeypatch.setattr(controls, "pca_frames", framing)
+    for budget in (None, 1):  # unbounded; 1 byte: one bank at a time
+        traced.clear()
+        framed.clear()
+        control = run_random_net_control([], inputs, "reinit", 0, real=[level],
+                                         scope="handles", budget=budget)
+        assert control.handles == want  # the same result
+        handles_at = sorted(["resid:0/pos:last", "attn:1/pos:3", "resid:1/pos:3"])
+        # every bank traced once, for the handles' locations (beyond the budget: the
+        # logits first, then the banks one at a time by the backend)
+        assert traced == ([handles_at] * 3 if budget is None else [[]] * 3)
+        assert framed == [["resid:0/pos:last"]]  # A's and B's PCA location, once
+
+
+def test_the_random_net_inputs_hold_only_what_they_are_asked_for() -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    inputs = _token_inputs(net, banks, scoped=True)
+    locations = ["resid:1/pos:3", "resid:0/pos:last"]
+    random, passes = random_net_inputs(inputs, "reinit", 0, JobControl(), locations)
+    everything, _ = random_net_inputs(inputs, "reinit", 0, JobControl(), None)
+    backend = random.backend
+    assert isinstance(backend, LocalBackend)
+    assert backend.held == sorted(locations) and backend.mode == "device"
+    assert passes == 2 * 3 * banks.fit.size
+    for split in ("fit", "calibration", "test"):
+        assert 0 < random.traces[split].activation_bytes < \
+            everything.traces[split].activation_bytes
+        for location in locations:
+            torch.testing.assert_close(random.traces[split].source.activations[location],
+                                       everything.traces[split].source.activations[location])
