@@ -113,11 +113,9 @@ def random_net_inputs(inputs: LevelInputs, weights: RandomWeights, seed: int,
     banks = inputs.banks
     examples = 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
     wanted = None if locations is None else sorted(set(locations))
-    held: list[str] | None = wanted
-    if not net.scoped_traces:
-        held = None
-    elif wanted and not fits(examples * trace_bytes_per_example(net, wanted), budget):
-        held = []  # the logits first; ``scope`` then keeps the traces beyond the budget
+    over = bool(wanted) and not fits(examples * trace_bytes_per_example(net, wanted), budget)
+    # the logits first when over the budget: ``scope`` then keeps the traces beyond it
+    held = None if not net.scoped_traces else [] if over else wanted
     traces = {}
     for split in ("fit", "calibration", "test"):
         control.check("cancelled while tracing the random-net control", "controls.random_net")
@@ -125,7 +123,7 @@ def random_net_inputs(inputs: LevelInputs, weights: RandomWeights, seed: int,
     backend = LocalBackend(net, traces, inputs.max_rows, banks, budget, held)
     random = LevelInputs(net, banks, traces, inputs.coupling, inputs.calibration,
                          inputs.max_rows, backend)
-    if held != wanted and wanted:
+    if net.scoped_traces and over:
         backend.scope(wanted)
         examples *= 2
     return random, examples

@@ -365,7 +365,12 @@ def test_the_random_net_traces_only_the_handles_locations_and_frames_each_once(
         assert framed == [["resid:0/pos:last"]]  # A's and B's PCA location, once
 
 
-def test_the_random_net_inputs_hold_only_what_they_are_asked_for() -> None:
+def test_the_random_net_inputs_hold_only_what_they_are_asked_for(inputs: LevelInputs
+                                                                  ) -> None:
+    # a net whose trace keeps every location is traced once, whole, whatever is asked
+    whole, passes = random_net_inputs(inputs, "reinit", 0, JobControl(), ["layer:1"])
+    assert passes == 2 * 3 * inputs.banks.fit.size
+    assert whole.traces["fit"].source.activations["layer:0"].shape[0] == inputs.banks.fit.size
     net = tiny()
     banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
     inputs = _token_inputs(net, banks, scoped=True)
