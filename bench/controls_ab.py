@@ -4,12 +4,12 @@ process on the same job's levels, alternating, one thread.
 For each task the default job's levels run once (1000 pairs per bank); then, ``--reps``
 times in alternating order, the new ``core.controls`` and an older ``core/controls.py``
 given by ``--old`` (e.g. ``git show 08210f6:core/controls.py > /tmp/old_controls.py``)
-each run the random-net control and the depth check on a fresh backend holding the last
-level's traces, as the job leaves them. The old depth check is timed with the re-trace of
-every location the job ran before it (``scope(None)``). Both sides must give the same
-random-net IIA and depth profiles; the table gives seconds (median of the reps), forward
-passes, the bytes the random net's clean traces hold (old: every location; new: the
-handles' locations) and the load.
+each run (after one untimed warm-up run of each) the random-net control and the depth
+check on a fresh backend holding the last level's traces, as the job leaves them. The old
+depth check is timed with the re-trace of every location the job ran before it
+(``scope(None)``). Both sides must give the same random-net IIA and depth profiles; the
+table gives seconds (median of the reps), forward passes, the bytes the random net's clean
+traces hold (old: every location; new: the handles' locations) and the load.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python bench/controls_ab.py --old /tmp/old_controls.py
 """
@@ -88,7 +88,11 @@ def random_trace_bytes(old: ModuleType, inputs: LevelInputs, levels: Any) -> dic
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| task | levels s | side | random net s (median) | depth check s (median) | "
+    lines = [f"Old: `{report['old']}`; new: this tree. {report['pairs']} pairs per bank, "
+             f"{report.get('reps', 3)} timed runs per side after a warm-up, alternating, one "
+             "thread; seconds are medians. The old depth check includes the job's re-trace of "
+             "every location of the three banks (`scope(None)`) that preceded it.", "",
+             "| task | levels s | side | random net s (median) | depth check s (median) | "
              "random-net passes | random-net trace MiB | depth passes | same results | "
              "load at the end |",
              "|---|---:|---|---:|---:|---:|---:|---:|---|---|"]
@@ -117,7 +121,8 @@ def main() -> None:
     torch.set_num_threads(1)
     old = load_old(args.old)
     context = JobContext(args.cache, args.cache, args.cache, "cpu")
-    report: dict[str, Any] = {"old": str(args.old), "pairs": args.pairs, "tasks": {}}
+    report: dict[str, Any] = {"old": str(args.old), "pairs": args.pairs, "reps": args.reps,
+                              "tasks": {}}
     for task in args.tasks:
         task_default_net(build_task(task, {}), args.cache, 0)  # trained outside the timing
         pairs = {"fit": args.pairs, "calibration": args.pairs, "test": args.pairs, "seed": 0}
@@ -129,6 +134,9 @@ def main() -> None:
         levels_s = time.perf_counter() - started
         backend = job.inputs.backend
         held = backend.held if isinstance(backend, LocalBackend) else None
+        for module in (new, old):  # warm-up, untimed: the first run of either pays it
+            run_side("new" if module is new else "old", module, schedule,
+                     fresh(job.inputs, held), levels)
         rows = []
         for rep in range(args.reps):
             for side in ("new", "old") if rep % 2 == 0 else ("old", "new"):
