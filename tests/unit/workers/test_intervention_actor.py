@@ -189,3 +189,10 @@ def test_an_actor_traces_the_banks_itself_per_scope_and_describes_the_net(
     frames = actor.pca_frames("job", [sites[0].location])
     assert_close(frames[sites[0].location], local.pca_frames([sites[0].location])[
         sites[0].location])
+    # the depth check's scope: the test bank alone, for its locations; same predictions
+    later = ["resid:2/pos:last", "resid:2/pos:3"]
+    actor.scope_job("job", later, ["test"])
+    plan = Interventions({later[0]: torch.ones(1, net.widths[later[0]])}, {})
+    assert torch.equal(actor.predictions("job", "test", plan), local.predictions("test", plan))
+    held = actor._job("job").traces
+    assert [t.activation_device() is not None for t in held.values()] == [False, False, True]
