@@ -21,7 +21,7 @@ from torch import Tensor
 from core.calibrate import exact_matches
 from core.causal.bank import Banks
 from core.das_training import DasTraining, train_target
-from core.engine import BankTraces, Interventions, trace_bank
+from core.engine import BankTraces, Interventions, predicted_labels, trace_bank
 from core.memory import fits, trace_bytes_per_example
 from core.nets.base import InterventableNet, net_device
 from core.pca import fit_frames
@@ -47,9 +47,12 @@ class ComputeBackend(Protocol):
         re-trace counted, on every process that holds the banks)."""
         ...
 
-    def scope(self, locations: Sequence[str] | None) -> None:
+    def scope(self, locations: Sequence[str] | None,
+              splits: Sequence[Split] | None = None) -> None:
         """Hold the banks' clean traces for ``locations`` (None: every location) from now
-        on: the level's sites and any resume whose edits are among them."""
+        on: the level's sites and any resume whose edits are among them. With ``splits``,
+        only those banks need them (the others may be freed); traces already held for
+        more locations are kept as they are."""
         ...
 
     def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
@@ -70,6 +73,12 @@ class ComputeBackend(Protocol):
         With ``pairs``, only the split's first ``pairs`` pairs are used (and ``targets``
         covers those).
         """
+        ...
+
+    def predictions(self, split: Split, interventions: Interventions,
+                    progress: Callable[[int], None] | None = None) -> Tensor:
+        """(N, P, O) long: every head's argmax per intervention and pair of ``split`` (what
+        ``matches`` compares to one target; here scored against several)."""
         ...
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
@@ -98,6 +107,8 @@ class LocalBackend:
         budget: bytes the traces of a level may hold on the net's device (None: no bound).
             Beyond it they are kept in pinned host memory on a GPU, and on the CPU one bank
             at a time is traced, re-traced when needed again (``core.memory``).
+        held: the locations the given ``traces`` were traced for, on the net's device
+            (sorted; None: every location; ``[]``: none, the clean logits only).
     """
 
     net: InterventableNet
@@ -105,19 +116,21 @@ class LocalBackend:
     max_rows: int
     banks: Banks | None = None
     budget: int | None = None
-    held: list[str] | None = field(default=None, init=False)
+    held: list[str] | None = field(default_factory=list)
     mode: str = field(default="device", init=False)  # device | host | one bank at a time
     traced_rows: int = field(default=0, init=False)
 
-    def scope(self, locations: Sequence[str] | None) -> None:
+    def scope(self, locations: Sequence[str] | None,
+              splits: Sequence[Split] | None = None) -> None:
         if self.banks is None or not self.net.scoped_traces:
             return  # the traces were given, or the net keeps every location anyway
         wanted = None if locations is None else sorted(set(locations))
-        if wanted == self.held and self.mode != "one" and self._traced():
-            return
+        needed_splits = list(self.traces) if splits is None else list(dict.fromkeys(splits))
+        if self._serves(wanted) and self._traced(needed_splits):
+            return  # what is held serves these locations: no re-trace
         for split, traces in self.traces.items():  # free the last scope first
             self.traces[split] = traces.without_activations()
-        examples = 2 * sum(getattr(self.banks, split).size for split in self.traces)
+        examples = 2 * sum(getattr(self.banks, split).size for split in needed_splits)
         needed = examples * trace_bytes_per_example(self.net, wanted)
         device = net_device(self.net)
         self.mode = ("device" if wanted is None or fits(needed, self.budget)
@@ -126,13 +139,25 @@ class LocalBackend:
         if self.mode == "one":
             return  # traced bank by bank in ``split_traces``
         store = torch.device("cpu") if self.mode == "host" else None
-        for split in self.traces:
+        for split in needed_splits:
             self.traces[split] = trace_bank(self.net, getattr(self.banks, split),
                                             self.max_rows, wanted, store)
         self.traced_rows += examples
 
-    def _traced(self) -> bool:
-        return all(t.activation_device() is not None for t in self.traces.values())
+    def _serves(self, wanted: list[str] | None) -> bool:
+        """Whether the traces held now serve ``wanted``: the same scope, or on the device
+        (within the budget already) a wider one; host-held or bank-at-a-time traces are
+        re-traced for a narrower scope, which may then fit the device."""
+        if self.mode == "one":
+            return False
+        if wanted == self.held:
+            return True
+        covers = self.held is None or (wanted is not None and set(wanted) <= set(self.held))
+        return self.mode == "device" and covers
+
+    def _traced(self, splits: Sequence[str] | None = None) -> bool:
+        return all(self.traces[split].activation_device() is not None
+                   for split in (self.traces if splits is None else splits))
 
     def split_traces(self, split: str) -> BankTraces:
         """The traces of ``split``; with one bank at a time, the others' are dropped first."""
@@ -163,6 +188,11 @@ class LocalBackend:
         if pairs is not None:
             traces = traces.slice(0, pairs)
         return exact_matches(self.net, traces, interventions, targets, self.max_rows, progress)
+
+    def predictions(self, split: Split, interventions: Interventions,
+                    progress: Callable[[int], None] | None = None) -> Tensor:
+        return predicted_labels(self.net, self.split_traces(split), interventions,
+                                self.max_rows, progress)
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
         return solve_grid(problem)

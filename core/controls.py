@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import torch
+from torch import Tensor
 
-from core.backend import ProgressFn
+from core.backend import LocalBackend, ProgressFn
 from core.calibrate import Candidate
 from core.control import NO_CONTROL, JobControl
 from core.coupling import Coupling
@@ -35,6 +36,7 @@ from core.handle_choice import calibrate_variable
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
 from core.level_sites import pca_frames
+from core.memory import fits, trace_bytes_per_example
 from core.nets.base import InterventableNet
 from core.progressive import best_handles, run_levels
 from core.result import (
@@ -97,33 +99,63 @@ def base_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def random_net_inputs(inputs: LevelInputs, weights: RandomWeights, seed: int,
-                      control: JobControl) -> tuple[LevelInputs, int]:
+                      control: JobControl, locations: Sequence[str] | None = (),
+                      budget: int | None = None) -> tuple[LevelInputs, int]:
     """The job's inputs on a random copy of its net (the random net's own clean traces),
-    in this process; with the forward passes the traces cost."""
+    in this process; with the forward passes the traces cost.
+
+    The banks are traced for ``locations`` only (``()``: the clean logits, each level then
+    traces what it needs; None: every location) and their traces kept to ``budget`` bytes
+    as a job's are (``LocalBackend.scope``: on the host or one bank at a time beyond it).
+    A net whose trace keeps every location anyway is traced once, whole.
+    """
     net = randomized_net(inputs.net, weights, seed)
     banks = inputs.banks
+    examples = 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
+    wanted = None if locations is None else sorted(set(locations))
+    over = bool(wanted) and not fits(examples * trace_bytes_per_example(net, wanted), budget)
+    # the logits first when over the budget: ``scope`` then keeps the traces beyond it
+    held = None if not net.scoped_traces else [] if over else wanted
     traces = {}
     for split in ("fit", "calibration", "test"):
         control.check("cancelled while tracing the random-net control", "controls.random_net")
-        traces[split] = trace_bank(net, getattr(banks, split), inputs.max_rows)
-    random = LevelInputs.local(net, banks, traces, inputs.coupling, inputs.calibration,
-                               inputs.max_rows)
-    return random, 2 * (banks.fit.size + banks.calibration.size + banks.test.size)
+        traces[split] = trace_bank(net, getattr(banks, split), inputs.max_rows, held)
+    backend = LocalBackend(net, traces, inputs.max_rows, banks, budget, held)
+    random = LevelInputs(net, banks, traces, inputs.coupling, inputs.calibration,
+                         inputs.max_rows, backend)
+    if net.scoped_traces and over:
+        backend.scope(wanted)
+        examples *= 2
+    return random, examples
 
 
-def site_set_handle(inputs: LevelInputs, handle: HandleResult,
-                    progress: ProgressFn) -> tuple[HandleResult, int]:
+def handle_locations(widths: Mapping[str, int], handles: Sequence[HandleResult]
+                     ) -> tuple[list[str], list[str]]:
+    """The locations ``handles``' sites read, in net order, and those of their PCA sites."""
+    known = dict(widths)
+    sites = [parse_site(s, known) for handle in handles for s in handle.sites]
+    order = list(widths)
+    every = sorted({s.location for s in sites}, key=order.index)
+    return every, [loc for loc in every if any(s.kind == "pca" and s.location == loc
+                                               for s in sites)]
+
+
+def site_set_handle(inputs: LevelInputs, handle: HandleResult, progress: ProgressFn,
+                    frames: Mapping[str, Tensor] | None = None) -> tuple[HandleResult, int]:
     """A real handle's own sites and weights calibrated on ``inputs`` (the random net): its
     strength chosen again on the calibration bank from the job's grid, then tested.
 
     A PCA site reads its location in the principal directions of the random net's own
-    activations there. Returns the handle and the forward passes spent.
+    activations there: ``frames`` (location -> (D, K)) when given, else computed here.
+    Returns the handle and the forward passes spent.
     """
     widths = inputs.net.widths
     sites = [parse_site(s, widths) for s in handle.sites]
     pca = [s.location for s in sites if s.kind == "pca"]
-    frames = pca_frames(inputs, pca) if pca else {}
-    directions = {loc: int(frames[loc].shape[1]) if loc in frames else width
+    if frames is None:
+        frames = pca_frames(inputs, pca) if pca else {}
+    mine = {loc: frames[loc] for loc in pca}
+    directions = {loc: int(mine[loc].shape[1]) if loc in mine else width
                   for loc, width in widths.items()}
     order = tuple(range(len(sites)))
     candidates = [Candidate(0, handle.k, float(strength), order, tuple(handle.weights))
@@ -131,14 +163,15 @@ def site_set_handle(inputs: LevelInputs, handle: HandleResult,
     plan = Coupling(plan=torch.zeros(1, len(sites)), solver="sinkhorn",
                     epsilon=handle.epsilon, beta=handle.beta, n_iter=0, converged=True)
     return calibrate_variable(handle.level, handle.variable, candidates, [plan], sites,
-                              directions, frames, inputs, progress)
+                              directions, mine, inputs, progress)
 
 
 def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
                            weights: RandomWeights, seed: int,
                            control: JobControl = NO_CONTROL,
                            real: Sequence[LevelResult] = (),
-                           scope: RandomNetScope = "handles") -> RandomNetControl:
+                           scope: RandomNetScope = "handles",
+                           budget: int | None = None) -> RandomNetControl:
     """Calibrate handles on a random copy of ``inputs.net``, in this process.
 
     ``handles`` (the default, a small fraction of the job): every handle the real job chose,
@@ -149,37 +182,45 @@ def run_random_net_control(schedule: Sequence[LevelSpec], inputs: LevelInputs,
     handle is the one with the best calibration IIA, as the job chooses its own. What the
     control asks is whether the sites the job settled on, at a tuned strength, reach the
     real IIA on a net that computes nothing. The banks, coupling and calibration knobs are
-    the job's; the clean traces are the random net's own. Progress is relayed as
-    ``control`` events (not level events, so the job's level counters are not disturbed).
+    the job's; the clean traces are the random net's own, for the locations the levels and
+    handles read only, kept to ``budget`` bytes as the job's are (``random_net_inputs``);
+    each PCA location's frame is computed once for every handle there. Progress is relayed
+    as ``control`` events (not level events, so the job's level counters are not
+    disturbed).
     """
     started = time.perf_counter()
     control.check("cancelled before the random-net control ran", "controls.random_net")
-    random, passes = random_net_inputs(inputs, weights, seed, control)
+    levels = list(schedule) if scope == "schedule" else list(schedule[:1]) \
+        if scope == "first_level" else []
+    recalibrate = [] if scope == "schedule" else [
+        handle for level in real if not (scope == "first_level" and level.index == 0)
+        for handle in level.handles.values()]  # (the first level ran on the random net)
+    locations, pca = handle_locations(inputs.net.widths, recalibrate)
+    random, passes = random_net_inputs(inputs, weights, seed, control,
+                                       () if levels else locations, budget)
 
     def relay(event: EngineEvent) -> None:
         if event.kind == "progress":
             control.emit("control", {"control": "random_net", **event.data})
 
     relayed = replace(control, on_event=relay)
-    levels = list(schedule) if scope == "schedule" else list(schedule[:1]) \
-        if scope == "first_level" else []
     try:
         results = run_levels(levels, random, relayed) if levels else []
         handles = best_handles(results)
         passes += sum(level.forward_passes for level in results)
-        if scope != "schedule":
+        if recalibrate:
             progress = relayed.progress("progress", {"stage": "calibration"},
                                         "cancelled while calibrating the real handles' sites",
                                         "controls.random_net")
-            for level in real:
-                if scope == "first_level" and level.index == 0:
-                    continue  # the first level ran on the random net
-                for variable, handle in level.handles.items():
-                    mine, spent = site_set_handle(random, handle, progress)
-                    passes += spent
-                    if variable not in handles or \
-                            mine.iia_calibration >= handles[variable].iia_calibration:
-                        handles[variable] = mine
+            random.backend.scope(locations)  # (held already unless levels ran)
+            frames = pca_frames(random, pca) if pca else {}
+            for handle in recalibrate:
+                mine, spent = site_set_handle(random, handle, progress, frames)
+                passes += spent
+                variable = handle.variable
+                if variable not in handles or \
+                        mine.iia_calibration >= handles[variable].iia_calibration:
+                    handles[variable] = mine
     except JobCancelled as cancelled:  # name the control, not the job's own level
         raise JobCancelled(f"{cancelled.message} of the random-net control",
                            "controls.random_net") from None
@@ -213,10 +254,27 @@ def later_locations(widths: Mapping[str, int], locations: Sequence[str]) -> list
     return sorted(out, key=order.index)
 
 
+def depth_locations(widths: Mapping[str, int], handles: Mapping[str, HandleResult]
+                    ) -> dict[str, tuple[list[str], list[str]]]:
+    """Per variable, its handle's own locations and the depth check's (those and every
+    later one, in forward order)."""
+    out = {}
+    known = dict(widths)
+    for variable, handle in handles.items():
+        own = list(dict.fromkeys(parse_site(s, known).location for s in handle.sites))
+        out[variable] = (own, later_locations(widths, own))
+    return out
+
+
 def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
                     control: JobControl = NO_CONTROL) -> tuple[dict[str, list[DepthPoint]], int]:
     """Per variable, the test IIA of the whole-location interchange at its handle's
     locations and every location after them; the cancel check is polled per location.
+
+    Each location's interchange runs once, on the test bank only, and every variable
+    whose profile passes through it is scored from its predicted labels. The test bank is
+    traced for those locations only where the job's traces do not already hold them
+    (``ComputeBackend.scope``).
 
     Returns:
         The profiles and the number of (pair) partial forwards spent.
@@ -224,20 +282,25 @@ def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
     widths = inputs.net.widths
     device = inputs.traces["test"].base.logits.device
     test = inputs.banks.test.to(device)
-    out: dict[str, list[DepthPoint]] = {}
-    passes = 0
-    for variable, handle in handles.items():
-        own = list(dict.fromkeys(parse_site(s, widths).location for s in handle.sites))
-        points = []
-        for location in later_locations(widths, own):
-            control.check("cancelled during the depth check", "controls.depth_check")
-            whole = Interventions({location: torch.ones(1, widths[location], device=device)},
-                                  {})
-            hits = inputs.backend.matches("test", whole, test.counterfactual_labels[variable])
-            points.append(DepthPoint(location, float(hits.float().mean()), location in own))
-            passes += test.size
-        out[variable] = points
-    return out, passes
+    wanted = depth_locations(widths, handles)
+    locations = sorted({loc for _, later in wanted.values() for loc in later},
+                       key=list(widths).index)
+    if not locations:
+        return {variable: [] for variable in handles}, 0
+    inputs.backend.scope(locations, ["test"])
+    predicted: dict[str, Tensor] = {}
+    for location in locations:
+        control.check("cancelled during the depth check", "controls.depth_check")
+        whole = Interventions({location: torch.ones(1, widths[location], device=device)}, {})
+        predicted[location] = inputs.backend.predictions("test", whole)[0]  # (P, O)
+    out = {}
+    for variable, (own, later) in wanted.items():
+        target = test.counterfactual_labels[variable].to(device)
+        out[variable] = [
+            DepthPoint(loc, float((predicted[loc].to(device) == target).all(-1).float().mean()),
+                       loc in own)
+            for loc in later]
+    return out, len(locations) * test.size
 
 
 # ---------------------------------------------------------------- summary and warnings
@@ -284,8 +347,10 @@ def control_warnings(handles: Mapping[str, HandleResult], random_net: RandomNetC
 
 def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
                  inputs: LevelInputs, levels: Sequence[LevelResult],
-                 control: JobControl = NO_CONTROL) -> tuple[ControlsResult, int]:
-    """The job-level controls after the levels (the label permutation ran inside them).
+                 control: JobControl = NO_CONTROL, budget: int | None = None
+                 ) -> tuple[ControlsResult, int]:
+    """The job-level controls after the levels (the label permutation ran inside them);
+    ``budget``: the bytes the random net's traces may hold (the job's memory budget).
 
     Returns:
         The result and the (pair) partial forwards the controls ran.
@@ -298,7 +363,8 @@ def run_controls(spec: ControlsSpec, seed: int, schedule: Sequence[LevelSpec],
     if spec.random_net:
         control.emit("control", {"control": "random_net", "done": 0, "total": 1})
         random_net = run_random_net_control(schedule, inputs, spec.random_weights, seed,
-                                            control, levels, spec.random_net_scope)
+                                            control, levels, spec.random_net_scope,
+                                            budget)
         timing["random_net_s"], passes = random_net.runtime_s, random_net.forward_passes
     depth: dict[str, list[DepthPoint]] = {}
     if spec.depth_check:

@@ -8,7 +8,7 @@ location, in micro-batches of at most ``max_rows`` rows.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
 
@@ -161,6 +161,20 @@ def iter_interventions(
             }
             logits = net.resume(chunk.base, edits, copies=n1 - n0)  # (n*p, O, C)
             yield slice(n0, n1), slice(p0, p1), logits.view(n1 - n0, p1 - p0, *logits.shape[1:])
+
+
+def predicted_labels(net: InterventableNet, traces: BankTraces, interventions: Interventions,
+                     max_rows: int, progress: Callable[[int], None] | None = None) -> Tensor:
+    """(N, P, O) long: every output head's argmax per intervention and pair (interventions
+    acting at the same locations are best adjacent: a stacked batch resumes from the
+    earliest location any of its interventions acts at)."""
+    out = torch.empty(interventions.count, traces.pairs, net.output_shape[0],
+                      dtype=torch.long, device=traces.base.logits.device)
+    for n_slice, p_slice, logits in iter_interventions(net, traces, interventions, max_rows):
+        out[n_slice, p_slice] = logits.argmax(-1).to(out.device)
+        if progress is not None:
+            progress((n_slice.stop - n_slice.start) * (p_slice.stop - p_slice.start))
+    return out
 
 
 def run_interventions(

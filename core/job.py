@@ -319,15 +319,17 @@ def control_timing(controls: ControlsResult | None) -> dict[str, float]:
 
 
 def run_job_controls(schedule: Sequence[LevelSpec], inputs: LevelInputs,
-                     levels: Sequence[LevelResult], control: JobControl
-                     ) -> tuple[ControlsResult | None, int]:
+                     levels: Sequence[LevelResult], control: JobControl,
+                     budget: int | None = None) -> tuple[ControlsResult | None, int]:
     """The job-level controls (random net, depth check, the label permutation's summary),
-    or None when every control is off; with the forward passes they ran."""
+    or None when every control is off; with the forward passes they ran. The random net's
+    traces keep to ``budget`` (the job's memory budget) as the levels' do."""
     controls = inputs.controls
     if controls is None or not (controls.random_net or controls.label_permutation
                                 or controls.depth_check):
         return None, 0
-    return run_controls(controls, controls.seed or 0, schedule, inputs, levels, control)
+    return run_controls(controls, controls.seed or 0, schedule, inputs, levels, control,
+                        budget)
 
 
 @dataclass(frozen=True)
@@ -490,9 +492,10 @@ def run_prepared(spec: JobSpec, context: JobContext, job: PreparedJob,
     inputs = job.inputs
     schedule = default_levels(spec, job.task, inputs.net)
     levels = run_levels(schedule, inputs, control, completed, on_level)
-    if spec.das.mode != "off" or spec.controls.depth_check:
-        inputs.backend.scope(None)  # they read locations beyond the last level's
-    controls = run_job_controls(schedule, inputs, levels, control)
+    if spec.das.mode != "off":
+        inputs.backend.scope(None)  # DAS reads locations beyond the last level's
+    # (the depth check traces the test bank for the locations it needs that are not held)
+    controls = run_job_controls(schedule, inputs, levels, control, context.memory_budget)
     das = run_job_das(spec, inputs, levels, control)
     # the last stages may not have polled the cancel check
     control.check("cancelled before the result was returned", "job")

@@ -185,12 +185,13 @@ class InterventionActor:
                                   t.source.without_activations().to_device(cpu))
                 for split, t in self._job(job_key).traces.items()}
 
-    def scope_job(self, job_key: str, locations: Sequence[str] | None) -> int:
-        """Trace the job's banks for ``locations`` (``LocalBackend.scope``); the examples
-        traced (0 when it held them)."""
+    def scope_job(self, job_key: str, locations: Sequence[str] | None,
+                  splits: Sequence[Split] | None = None) -> int:
+        """Trace the job's banks (``splits``: those) for ``locations`` unless they are
+        held (``LocalBackend.scope``); the examples traced (0 when it held them)."""
         backend = self._job(job_key).backend
         before = backend.traced_rows
-        backend.scope(locations)
+        backend.scope(locations, splits)
         return backend.traced_rows - before
 
     def pca_frames(self, job_key: str, locations: Sequence[str]) -> dict[str, Tensor]:
@@ -265,6 +266,17 @@ class InterventionActor:
                               {k: v.to(self.device) for k, v in interventions.frames.items()})
         out = job.backend.matches(split, moved, targets.to(self.device),
                                   lambda rows: self._count_batch(job_key), pairs)
+        return out.cpu()
+
+    def predictions(self, job_key: str, split: Split, interventions: Interventions
+                    ) -> Tensor:
+        """(N, P, O) argmax labels of ``interventions`` on the job's ``split`` bank, on the
+        CPU."""
+        job = self._job(job_key)
+        self._checkpoint(job_key)
+        moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
+                              {k: v.to(self.device) for k, v in interventions.frames.items()})
+        out = job.backend.predictions(split, moved, lambda rows: self._count_batch(job_key))
         return out.cpu()
 
     def train_das(self, job_key: str, training: DasTraining, banks: Banks,

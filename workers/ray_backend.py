@@ -100,14 +100,17 @@ class RayBackend:
                   lambda index, value: out.update(traces=value))
         return out["traces"]
 
-    def scope(self, locations: Sequence[str] | None) -> None:
-        """Every actor holding the job re-traces its banks for ``locations`` (before its
-        next chunk: an actor runs one caller's calls in order); later ones load with it."""
+    def scope(self, locations: Sequence[str] | None,
+              splits: Sequence[Split] | None = None) -> None:
+        """Every actor holding the job re-traces its banks (``splits``: those) for
+        ``locations`` unless it holds them (before its next chunk: an actor runs one
+        caller's calls in order); later ones load with the scope, every bank traced."""
         if self._banks_ref is None:
             return  # the caller's traces are final
         self._scope = None if locations is None else list(locations)
         for actor in self._loaded.values():
-            self._tracing.append(actor.scope_job.remote(self.job_key, self._scope))
+            self._tracing.append(actor.scope_job.remote(
+                self.job_key, self._scope, None if splits is None else list(splits)))
 
     @property
     def traced_rows(self) -> int:
@@ -184,6 +187,24 @@ class RayBackend:
 
         self._run(calls, gather)
         return torch.cat([parts[i] for i in range(len(bounds))]).to(targets.device)
+
+    def predictions(self, split: Split, interventions: Interventions,
+                    progress: Callable[[int], None] | None = None) -> Tensor:
+        """(N, P, O) argmax labels, chunked over the N interventions."""
+        bounds = self._chunks(interventions.count)
+        cpu_frames = {k: v.cpu() for k, v in interventions.frames.items()}
+        calls = [Call("predictions", (self.job_key, split, Interventions(
+            {k: v[a:b].cpu() for k, v in interventions.coefficients.items()}, cpu_frames)))
+            for a, b in bounds]
+        parts: dict[int, Tensor] = {}
+
+        def gather(index: int, value: Tensor) -> None:
+            parts[index] = value
+            if progress is not None:
+                progress(int(value.shape[0] * value.shape[1]))
+
+        self._run(calls, gather)
+        return torch.cat([parts[i] for i in range(len(bounds))]).to(self.device)
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
         """The knob grid's plans and candidates, as CPU tasks (``workers.coupling_task``).

@@ -34,9 +34,14 @@ class OwnerLoad:
 def queue_view(session: Session, caller: Caller, limit: int
                ) -> tuple[list[QueueEntry], list[OwnerLoad], int]:
     """The first ``limit`` queued jobs in claim order, every owner's counts (most queued
-    first), and the number of queued jobs."""
-    order = fair_share_order(session)
-    shown = order[:limit]
+    first), and the number of queued jobs.
+
+    Only each owner's first ``limit`` queued jobs are ordered (``fair_share_order``'s
+    ``depth``, a window in SQL): the claim order goes round by round, one job per owner a
+    round, so an owner's job past its ``limit``-th comes after ``limit`` others and is never
+    shown; the queue's length is a count.
+    """
+    shown = fair_share_order(session, depth=limit)[:limit]
     rows = {job.id: job for job in session.scalars(select(Job).where(Job.id.in_(shown)))}
     entries = []
     for position, job_id in enumerate(shown):
@@ -53,4 +58,4 @@ def queue_view(session: Session, caller: Caller, limit: int
     loads = [OwnerLoad(owner, int(queued.get(owner, 0)), running.get(owner, 0))
              for owner in set(queued) | set(running)]
     loads.sort(key=lambda load: (-load.queued, -load.running, load.owner))
-    return entries, loads, len(order)
+    return entries, loads, sum(int(count) for count in queued.values())

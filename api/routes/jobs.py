@@ -6,13 +6,14 @@ import logging
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+import anyio
+from fastapi import APIRouter, Query, Request, status
 from sqlalchemy.orm import Session
 
 from api.auth import Caller
 from api.db import datasets, jobs, nets, results
 from api.db.queue_view import queue_view
-from api.db.tables import Job, split_tags, utcnow
+from api.db.tables import Dataset, Job, RegisteredNet, split_tags, utcnow
 from api.deps import BusDep, CallerDep, MetricsDep, SessionDep, SettingsDep
 from api.errors import ConflictError, InputError, NotFoundError
 from api.job_log import job_log
@@ -73,8 +74,13 @@ def estimate_eta(job: Job) -> float | None:
     return round(elapsed / job.progress_done * left, 3)
 
 
-def check_references(session: Session, caller: Caller, spec: JobSpec) -> None:
+def check_references(session: Session, caller: Caller, spec: JobSpec
+                     ) -> tuple[RegisteredNet | None, Dataset | None]:
     """A service job names its dataset and net by id, and only the caller's own.
+
+    Returns:
+        The registered net and the uploaded dataset the spec names (None: none named), read
+        once for the whole submit.
 
     Raises:
         SpecError: a file path instead of an id, or an id the caller does not have.
@@ -82,27 +88,29 @@ def check_references(session: Session, caller: Caller, spec: JobSpec) -> None:
     if spec.model.path is not None:
         raise SpecError("register the net with POST /v1/models and give model.id",
                         "model.path")
+    net = dataset = None
     try:
         if spec.model.id is not None:
-            nets.get_net(session, caller, spec.model.id)
+            net = nets.get_net(session, caller, spec.model.id)
     except NotFoundError:
         raise SpecError("no such registered model", "model.id") from None
     try:
         if spec.task.dataset is not None:
-            datasets.get_dataset(session, caller, spec.task.dataset)
+            dataset = datasets.get_dataset(session, caller, spec.task.dataset)
     except NotFoundError:
         raise SpecError("no such uploaded dataset", "task.dataset") from None
+    return net, dataset
 
 
-def admission_info(session: Session, caller: Caller, spec: JobSpec) -> NetInfo:
+def admission_info(spec: JobSpec, net: RegisteredNet | None, dataset: Dataset | None
+                   ) -> NetInfo:
     """What admission knows of a job: the registered net's stored config (else the built-in
     task's default net) and the uploaded dataset's variables."""
-    config = nets.get_net(session, caller, spec.model.id).config if spec.model.id else None
     variables = None
-    if spec.task.dataset is not None:
-        names = datasets.get_dataset(session, caller, spec.task.dataset).variables.get("names")
+    if dataset is not None:
+        names = dataset.variables.get("names")
         variables = len(names) if isinstance(names, list) else None
-    return describe_job(spec, config, variables)
+    return describe_job(spec, net.config if net is not None else None, variables)
 
 
 def publish_best_effort(bus: EventBus, job_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -115,25 +123,33 @@ def publish_best_effort(bus: EventBus, job_id: str, kind: str, data: dict[str, A
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors(400, 413, 429))
-def submit_job(
-    spec: JobSpec, session: SessionDep, caller: CallerDep, settings: SettingsDep,
-    bus: BusDep, metrics: MetricsDep,
+async def submit_job(
+    spec: JobSpec, request: Request, session: SessionDep, caller: CallerDep,
+    settings: SettingsDep, bus: BusDep, metrics: MetricsDep,
 ) -> JobPublic:
     """Queue a job. The spec is admitted under the deployment's limits (a 422 names the
     field, its value and the limit, and nothing is stored), then the row is written and the
     id returned; a runner picks it up."""
-    check_references(session, caller, spec)
-    if spec.task.dataset is not None:  # a text dataset is tokenized for the job's net
-        datasets.check_text_for_net(
-            session, caller, datasets.get_dataset(session, caller, spec.task.dataset),
-            spec.model.id, settings.dataset_dir, settings.resolved_model_root)
-    admit(spec, settings.admission_limits_for(caller.owner),
-          admission_info(session, caller, spec))
-    job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
-    metrics.jobs_submitted.inc()
-    log.info("job queued for %s", caller.owner, extra={"job_id": job.id})
-    publish_best_effort(bus, job.id, "queued", {"priority": job.priority})
-    return to_public_job(session, job)
+    # the database work in the default worker threads, as a plain route's
+    net, dataset = await anyio.to_thread.run_sync(check_references, session, caller, spec)
+    if dataset is not None and datasets.is_text(dataset):
+        # tokenizing every row for the job's net is CPU work: under the limiter of the
+        # upload parsers (as tokenizing at upload is), so the default pool stays free
+        await anyio.to_thread.run_sync(
+            datasets.check_text_for_net, session, caller, dataset, spec.model.id,
+            settings.dataset_dir, settings.resolved_model_root,
+            limiter=request.app.state.body_parsers)
+
+    def queue() -> JobPublic:
+        admit(spec, settings.admission_limits_for(caller.owner),
+              admission_info(spec, net, dataset))
+        job = jobs.create_job(session, caller.owner, spec, settings.max_queued_jobs_per_owner)
+        metrics.jobs_submitted.inc()
+        log.info("job queued for %s", caller.owner, extra={"job_id": job.id})
+        publish_best_effort(bus, job.id, "queued", {"priority": job.priority})
+        return to_public_job(session, job)
+
+    return await anyio.to_thread.run_sync(queue)
 
 
 @router.get("", responses=errors())

@@ -37,9 +37,10 @@ class CountingBackend:
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
-    def scope(self, locations: Sequence[str] | None) -> None:
+    def scope(self, locations: Sequence[str] | None,
+              splits: Sequence[Split] | None = None) -> None:
         self._count("scope")
-        self.inner.scope(locations)
+        self.inner.scope(locations, splits)
 
     def pca_frames(self, locations: Sequence[str]) -> dict[str, Tensor]:
         self._count("pca_frames")
@@ -55,6 +56,11 @@ class CountingBackend:
                 ) -> Tensor:
         self._count("matches")
         return self.inner.matches(split, interventions, targets, progress, pairs)
+
+    def predictions(self, split: Split, interventions: Interventions,
+                    progress: Callable[[int], None] | None = None) -> Tensor:
+        self._count("predictions")
+        return self.inner.predictions(split, interventions, progress)
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
         self._count("solve_grid")

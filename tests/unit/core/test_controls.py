@@ -8,7 +8,10 @@ import pytest
 import torch
 from torch import nn
 
+from core import controls
+from core.backend import LocalBackend
 from core.calibrate import IIA
+from core.causal.bank import Banks, PairBank
 from core.control import JobControl
 from core.controls import (
     control_warnings,
@@ -19,16 +22,20 @@ from core.controls import (
     run_random_net_control,
     site_set_handle,
 )
+from core.engine import Interventions, trace_bank
 from core.errors import JobCancelled
 from core.events import EngineEvent
 from core.label_permutation import PermutationControl
 from core.level_inputs import LevelInputs
+from core.level_sites import pca_frames
+from core.nets.base import InterventableNet
 from core.nets.mlp import MLP
 from core.nets.registry import build_net
 from core.progressive import best_handles, run_levels
 from core.result import DepthPoint, HandleResult, LevelResult, RandomNetControl
-from core.spec import LevelSpec
-from tests.unit.core.nets.test_transformer import tiny
+from core.sites import parse_site
+from core.spec import CalibrationSpec, CouplingSpec, LevelSpec
+from tests.unit.core.nets.test_transformer import tiny, token_ids
 from tests.unit.core.planted import planted_level_inputs, planted_mlp
 
 GRU = {"arch": "gru", "input_size": 2, "hidden_size": 5, "num_steps": 4, "num_classes": 2}
@@ -150,7 +157,7 @@ def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> 
         assert (point.location, point.in_handle) == ("layer:1", True)
         torch.testing.assert_close(point.iia_test, copy)
         assert 0.3 < copy < 0.7  # far below the planted handle's 1.0
-    assert passes == 2 * test.size
+    assert passes == test.size  # both variables' one location, run once
     assert not control_warnings(handles, None, {}, depth)
 
 
@@ -219,3 +226,164 @@ def test_a_real_handles_site_set_is_recalibrated_on_the_random_net(
     # on the real net the same site set is the planted neuron again
     again, _ = site_set_handle(inputs, planted, lambda done, total: None)
     assert again.iia_test.overall >= 0.99
+
+
+# ---------------------------------------------------------------- depth check on a token net
+
+
+def _old_depth_check(inputs: LevelInputs, handles: dict[str, HandleResult]
+                     ) -> dict[str, list[DepthPoint]]:
+    """The per-variable computation the depth check replaced: every (variable, later
+    location) interchange run on its own, on traces of every location."""
+    widths = inputs.net.widths
+    out = {}
+    for variable, handle in handles.items():
+        own = list(dict.fromkeys(parse_site(s, widths).location for s in handle.sites))
+        points = []
+        for location in later_locations(widths, own):
+            whole = Interventions({location: torch.ones(1, widths[location])}, {})
+            hits = inputs.backend.matches("test", whole,
+                                          inputs.banks.test.counterfactual_labels[variable])
+            points.append(DepthPoint(location, float(hits.float().mean()), location in own))
+        out[variable] = points
+    return out
+
+
+def _token_bank(seed: int, size: int = 40) -> PairBank:
+    generator = torch.Generator().manual_seed(seed)
+    base, source = token_ids(size, seed), token_ids(size, seed + 100)
+    labels = torch.randint(0, 3, (size, 1), generator=generator)
+    # A and B share their locations; C acts later at another position
+    return PairBank(base, source, labels,
+                    {v: torch.randint(0, 3, (size, 1), generator=generator)
+                     for v in ("A", "B", "C")})
+
+
+def _token_inputs(net: InterventableNet, banks: Banks, scoped: bool) -> LevelInputs:
+    """Inputs over ``banks``: every location traced (``scoped=False``), or the logits only
+    with a backend that traces what it is asked for (as a job's)."""
+    first: tuple[str, ...] | None = () if scoped else None
+    traces = {split: trace_bank(net, getattr(banks, split), 64, first)
+              for split in ("fit", "calibration", "test")}
+    backend = LocalBackend(net, traces, 64, banks if scoped else None)
+    return LevelInputs(net, banks, traces, CouplingSpec(), CalibrationSpec(), 64, backend)
+
+
+TOKEN_HANDLES = {"A": ["resid:0/pos:last/dims:0-4", "attn:1/pos:last"],
+                 "B": ["resid:0/pos:last/dims:4-8"], "C": ["resid:1/pos:3"]}
+
+
+def _token_handles() -> dict[str, HandleResult]:
+    return {v: _handle(v, 0.9).model_copy(update={"sites": sites, "weights": [1.0] * len(sites)})
+            for v, sites in TOKEN_HANDLES.items()}
+
+
+def test_the_depth_check_runs_each_location_once_and_matches_the_per_variable_one() -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    handles = _token_handles()
+    want = _old_depth_check(_token_inputs(net, banks, scoped=False), handles)
+    inputs = _token_inputs(net, banks, scoped=True)
+    backend = inputs.backend
+    assert isinstance(backend, LocalBackend)
+    depth, passes = run_depth_check(inputs, handles)
+    assert depth == want  # the same profiles, point for point
+    assert [p.location for p in depth["A"]] == [
+        "resid:0/pos:last", "attn:1/pos:last", "resid:1/pos:last", "resid:2/pos:last"]
+    assert [p.in_handle for p in depth["B"]] == [True, False, False]
+    # A and B share resid:{0,1,2}/pos:last: 6 distinct locations, not 4 + 3 + 2
+    assert passes == 6 * banks.test.size
+    # only the test bank was traced, for the depth check's locations
+    assert backend.held == sorted({p.location for points in depth.values() for p in points})
+    assert [t.activation_device() is not None for t in inputs.traces.values()] == [
+        False, False, True]
+
+
+def test_the_depth_check_reuses_traces_that_hold_its_locations() -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    inputs = _token_inputs(net, banks, scoped=True)
+    backend = inputs.backend
+    assert isinstance(backend, LocalBackend)
+    backend.scope(None)  # every location held (as for DAS)
+    held = {split: traces for split, traces in inputs.traces.items()}
+    depth, _ = run_depth_check(inputs, _token_handles())
+    assert depth == _old_depth_check(_token_inputs(net, banks, scoped=False), _token_handles())
+    assert all(inputs.traces[split] is held[split] for split in held)  # not re-traced
+
+
+# ---------------------------------------------------------------- random net: only the handles'
+
+
+PCA_HANDLES = {"A": ["resid:0/pos:last/pca:2", "resid:1/pos:3/dims:0-4"],
+               "B": ["resid:0/pos:last/pca:2-4"], "C": ["attn:1/pos:3/dims:4-8"]}
+
+
+def _pca_level() -> LevelResult:
+    handles = {v: _handle(v, 0.9).model_copy(update={
+        "sites": sites, "weights": [1.0] * len(sites), "k": len(sites)})
+        for v, sites in PCA_HANDLES.items()}
+    return LevelResult(index=0, granularity="pca", variables=list(handles), sites=[],
+                       cost=[], coupling=[], kept=[], kept_by_variable={}, handles=handles,
+                       plans=[], runtime_s=0.0, forward_passes=0, timing={})
+
+
+def test_the_random_net_traces_only_the_handles_locations_and_frames_each_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    inputs = _token_inputs(net, banks, scoped=True)
+    level = _pca_level()
+    # the old way: the random net traced at every location, each handle's frames its own
+    everything, _ = random_net_inputs(inputs, "reinit", 0, JobControl(), None)
+    want = {v: site_set_handle(everything, h, lambda done, total: None)[0]
+            for v, h in level.handles.items()}
+    traced: list[Any] = []
+    framed: list[list[str]] = []
+    real_trace, real_frames = trace_bank, pca_frames
+
+    def tracing(*args: Any) -> Any:  # the real tracing, its locations recorded
+        traced.append(args[3])
+        return real_trace(*args)
+
+    def framing(inputs: LevelInputs, locations: list[str]) -> Any:
+        framed.append(list(locations))
+        return real_frames(inputs, locations)
+
+    monkeypatch.setattr(controls, "trace_bank", tracing)
+    monkeypatch.setattr(controls, "pca_frames", framing)
+    for budget in (None, 1):  # unbounded; 1 byte: one bank at a time
+        traced.clear()
+        framed.clear()
+        control = run_random_net_control([], inputs, "reinit", 0, real=[level],
+                                         scope="handles", budget=budget)
+        assert control.handles == want  # the same result
+        handles_at = sorted(["resid:0/pos:last", "attn:1/pos:3", "resid:1/pos:3"])
+        # every bank traced once, for the handles' locations (beyond the budget: the
+        # logits first, then the banks one at a time by the backend)
+        assert traced == ([handles_at] * 3 if budget is None else [[]] * 3)
+        assert framed == [["resid:0/pos:last"]]  # A's and B's PCA location, once
+
+
+def test_the_random_net_inputs_hold_only_what_they_are_asked_for(inputs: LevelInputs
+                                                                  ) -> None:
+    # a net whose trace keeps every location is traced once, whole, whatever is asked
+    whole, passes = random_net_inputs(inputs, "reinit", 0, JobControl(), ["layer:1"])
+    assert passes == 2 * 3 * inputs.banks.fit.size
+    assert whole.traces["fit"].source.activations["layer:0"].shape[0] == inputs.banks.fit.size
+    net = tiny()
+    banks = Banks(_token_bank(0), _token_bank(1), _token_bank(2))
+    inputs = _token_inputs(net, banks, scoped=True)
+    locations = ["resid:1/pos:3", "resid:0/pos:last"]
+    random, passes = random_net_inputs(inputs, "reinit", 0, JobControl(), locations)
+    everything, _ = random_net_inputs(inputs, "reinit", 0, JobControl(), None)
+    backend = random.backend
+    assert isinstance(backend, LocalBackend)
+    assert backend.held == sorted(locations) and backend.mode == "device"
+    assert passes == 2 * 3 * banks.fit.size
+    for split in ("fit", "calibration", "test"):
+        assert 0 < random.traces[split].activation_bytes < \
+            everything.traces[split].activation_bytes
+        for location in locations:
+            torch.testing.assert_close(random.traces[split].source.activations[location],
+                                       everything.traces[split].source.activations[location])

@@ -56,6 +56,10 @@ def test_actor_signatures_and_matches_equal_the_local_backend(tmp_path: Path) ->
     targets = torch.randint(0, 3, (12, 1))
     expected = local.matches("test", plan, targets)
     assert torch.equal(actor.matches("job", "test", plan.slice(1, 4), targets), expected[1:4])
+    # the predicted labels are what the matches compare to the targets
+    predicted = actor.predictions("job", "test", plan.slice(1, 4))
+    assert torch.equal(predicted, local.predictions("test", plan)[1:4])
+    assert torch.equal((predicted == targets).all(-1), expected[1:4])
 
 
 def test_actor_refuses_a_job_it_does_not_hold(tmp_path: Path) -> None:
@@ -187,3 +191,10 @@ def test_an_actor_traces_the_banks_itself_per_scope_and_describes_the_net(
     frames = actor.pca_frames("job", [sites[0].location])
     assert_close(frames[sites[0].location], local.pca_frames([sites[0].location])[
         sites[0].location])
+    # the depth check's scope: the test bank alone, for its locations; same predictions
+    later = ["resid:2/pos:last", "resid:2/pos:3"]
+    actor.scope_job("job", later, ["test"])
+    plan = Interventions({later[0]: torch.ones(1, net.widths[later[0]])}, {})
+    assert torch.equal(actor.predictions("job", "test", plan), local.predictions("test", plan))
+    held = actor._job("job").traces
+    assert [t.activation_device() is not None for t in held.values()] == [False, False, True]
