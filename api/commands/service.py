@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from api.client import ServerEvent
+    from core.result import HandleResult
 
 
 def register(commands: Any) -> None:
@@ -135,6 +136,7 @@ def _short(data: dict[str, Any], limit: int = 160) -> str:
 
 def run_submit(args: argparse.Namespace) -> int:
     from api.client import ApiError, PlotClient
+    from api.commands.engine import ordered_handles, site_label
     from core.spec import load_job_spec
 
     if not args.key:
@@ -151,27 +153,25 @@ def run_submit(args: argparse.Namespace) -> int:
         if job["status"] != "succeeded":
             _out(f"job {job['id']} {job['status']}")
             return 1
-        result = client.result(job["id"])["result"]
-        labels = {level.get("index"): level.get("site_labels", {})
-                  for level in result.get("levels", [])}
-        for variable, handle in result.get("handles", {}).items():
-            shown = labels.get(handle.get("level"), {})
-            sites = [shown.get(site, site) for site in handle.get("sites", [])]
-            _out(handle_line(variable, {**handle, "sites": sites}))
+        result = client.result(job["id"], typed=True)
+        for variable, handle in ordered_handles(result):
+            sites = [site_label(result, handle.level, site) for site in handle.sites]
+            _out(handle_line(variable, handle, sites))
     return 0
 
 
-def handle_line(variable: str, handle: dict[str, Any]) -> str:
-    """One handle of a stored result, led by its verdict; the IIA of a handle that is not
-    localized is named as such, not given as a headline figure."""
-    verdict = handle.get("verdict") or "not judged"
-    iia = handle.get("iia_test") or {}
-    figures = f"iia_test={iia.get('overall')} sensitivity={iia.get('sensitivity')}"
+def handle_line(variable: str, handle: HandleResult, sites: list[str]) -> str:
+    """One handle of a result, led by its verdict, its ``sites`` as the tables show them;
+    the IIA of a handle that is not localized is named as such, not given as a headline
+    figure."""
+    verdict = handle.verdict or "not judged"
+    figures = (f"iia_test={handle.iia_test.overall} "
+               f"sensitivity={handle.iia_test.sensitivity}")
     if verdict != "localized":
-        reason = handle.get("verdict_reason")
+        reason = handle.verdict_reason
         return (f"{variable}: {verdict}" + (f" ({reason})" if reason else "")
-                + f"; sites={handle.get('sites')}; not a localization: {figures}")
-    return f"{variable}: {verdict}; sites={handle.get('sites')} {figures}"
+                + f"; sites={sites}; not a localization: {figures}")
+    return f"{variable}: {verdict}; sites={sites} {figures}"
 
 
 def run_keys_create(args: argparse.Namespace) -> int:
