@@ -162,8 +162,8 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
         planned = time.perf_counter()
         handles = calibrate_handles(level_index, level, found, plans, inputs, NO_CONTROL)
         done = time.perf_counter()
-        candidates = sum(len(o.candidates[j]) for g in plans.groups for o in g.solved
-                         for j in range(len(g.group.variables)))
+        candidates = sum(len(o.candidates[j]) for g in plans.groups for kind in g.kinds
+                         for o in kind.solved for j in range(len(g.group.variables)))
         modes[mode] = {"forward_rate": mode_rate,
                        "plans_s": planned - started, "handles_s": done - planned,
                        "calibration_s": done - started, "candidates": candidates,
@@ -176,7 +176,7 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
     # the per-candidate loop on a sample of the first group's candidates
     plans = solve_plans(found, signatures, cost, replace(base_inputs, calibration=screened))
     group = plans.groups[0]
-    pool = [c for o in group.solved for c in o.candidates[0]]
+    pool = [c for o in group.kinds[0].solved for c in o.candidates[0]]
     sample = pool[:: max(1, len(pool) // loop_sample)][:loop_sample]
     calibration = banks.calibration.to(traces["calibration"].base.logits.device)
     per_candidate = authors_loop(net, traces["calibration"],
