@@ -69,11 +69,14 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def forward_rate(net: InterventableNet, inputs: torch.Tensor, seconds: float = 3.0) -> float:
+def forward_rate(net: InterventableNet, inputs: torch.Tensor, seconds: float = 3.0
+                 ) -> tuple[float, float]:
     """The net's plain-forward rate (examples/s): the best batch size of 256..16384 (best
-    of 3 short runs), then sustained at that size for ``seconds`` (the mean rate). On a
-    shared machine a short run catches the core at full speed and a long one gets its
-    average share: the sustained rate is what a calibration of seconds to minutes sees."""
+    of 3 short runs), then sustained at that size for ``seconds`` (the mean rate), per
+    wall second and per CPU second of this process. On a shared machine a short run
+    catches the core at full speed and a long one gets its average share: the sustained
+    wall rate is what a calibration of seconds to minutes sees; the CPU rate is the work
+    itself, whatever the machine's load."""
     best, size = 0.0, 256
     with torch.no_grad():
         for batch in (256, 1024, 4096, 16384):
@@ -87,23 +90,24 @@ def forward_rate(net: InterventableNet, inputs: torch.Tensor, seconds: float = 3
             if x.shape[0] / min(times) > best:
                 best, size = x.shape[0] / min(times), x.shape[0]
         if seconds <= 0:
-            return best
+            return best, best
         x, rows = inputs[:size], 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:
             net(x)
             rows += x.shape[0]
-    return rows / (time.perf_counter() - start)
+    return rows / (time.perf_counter() - start), rows / (time.process_time() - cpu)
 
 
 @torch.no_grad()
 def authors_loop(net: InterventableNet, traces: BankTraces, inputs: tuple[torch.Tensor,
                  torch.Tensor], candidates: list[Candidate], found: LevelSites,
-                 sites: list[Any]) -> float:
-    """Seconds per candidate of one soft-intervened forward of the bank per candidate."""
+                 sites: list[Any]) -> tuple[float, float]:
+    """Wall and CPU seconds per candidate of one soft-intervened forward of the bank per
+    candidate."""
     base, source = inputs
     device = base.device
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for candidate in candidates:
         plan = candidate_interventions([candidate], sites, found.directions, found.frames,
                                        device)
@@ -112,7 +116,8 @@ def authors_loop(net: InterventableNet, traces: BankTraces, inputs: tuple[torch.
                               coefficients=coef, frame=plan.frames.get(loc))
                  for loc, coef in plan.coefficients.items()}
         net.resume(net.trace(base), edits)
-    return (time.perf_counter() - start) / len(candidates)
+    return ((time.perf_counter() - start) / len(candidates),
+            (time.process_time() - cpu) / len(candidates))
 
 
 def handles_of(handles: LevelHandles) -> dict[str, dict[str, Any]]:
@@ -144,7 +149,7 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
     screened = CalibrationSpec(top_k=AUTHORS_TOP_K, strengths=AUTHORS_STRENGTHS)
     exhaustive = screened.model_copy(update={"screen_pairs": 0})
     level = schedule[level_index]
-    rate = forward_rate(net, banks.fit.base, seconds=0.0)  # the quiet-core best
+    rate, _ = forward_rate(net, banks.fit.base, seconds=0.0)  # the quiet-core best
     row: dict[str, Any] = {"task": task_name, "net": label, "level": level_index,
                            "granularity": level.granularity, "forward_rate": rate,
                            "pairs": banks.calibration.size, "epsilons": len(epsilons)}
@@ -156,15 +161,17 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
     modes: dict[str, Any] = {}
     for mode, calibration in (("exhaustive", exhaustive), ("screened", screened)):
         inputs = replace(base_inputs, calibration=calibration)
-        mode_rate = forward_rate(net, banks.fit.base)  # under the load this mode runs in
-        started = time.perf_counter()
+        # under the load this mode runs in
+        mode_rate, cpu_rate = forward_rate(net, banks.fit.base)
+        started, cpu = time.perf_counter(), time.process_time()
         plans = solve_plans(found, signatures, cost, inputs)
         planned = time.perf_counter()
         handles = calibrate_handles(level_index, level, found, plans, inputs, NO_CONTROL)
-        done = time.perf_counter()
+        done, cpu_s = time.perf_counter(), time.process_time() - cpu
         candidates = sum(len(o.candidates[j]) for g in plans.groups for kind in g.kinds
                          for o in kind.solved for j in range(len(g.group.variables)))
-        modes[mode] = {"forward_rate": mode_rate,
+        modes[mode] = {"forward_rate": mode_rate, "forward_rate_cpu": cpu_rate,
+                       "calibration_cpu_s": cpu_s,
                        "plans_s": planned - started, "handles_s": done - planned,
                        "calibration_s": done - started, "candidates": candidates,
                        "forward_passes": handles.passes, "handles": handles_of(handles),
@@ -178,17 +185,21 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
     group = plans.groups[0]
     pool = [c for o in group.kinds[0].solved for c in o.candidates[0]]
     sample = pool[:: max(1, len(pool) // loop_sample)][:loop_sample]
-    calibration = banks.calibration.to(traces["calibration"].base.logits.device)
-    per_candidate = authors_loop(net, traces["calibration"],
-                                 (calibration.base, calibration.source), sample, found,
-                                 found.group_sites(0))
-    loop_s = per_candidate * candidates
+    bank = banks.calibration.to(traces["calibration"].base.logits.device)
+    per_candidate, per_candidate_cpu = authors_loop(
+        net, traces["calibration"], (bank.base, bank.source), sample, found,
+        found.group_sites(0))
+    loop_s, loop_cpu_s = per_candidate * candidates, per_candidate_cpu * candidates
     for mode in modes.values():
         mode["floor_s"] = candidates * banks.calibration.size / mode["forward_rate"]
+        mode["floor_cpu_s"] = candidates * banks.calibration.size / mode["forward_rate_cpu"]
         mode["candidates_per_s"] = candidates / mode["calibration_s"]
         mode["x_floor"] = mode["calibration_s"] / mode["floor_s"]
+        mode["x_floor_cpu"] = mode["calibration_cpu_s"] / mode["floor_cpu_s"]
         mode["speedup_vs_loop"] = loop_s / mode["calibration_s"]
+        mode["speedup_vs_loop_cpu"] = loop_cpu_s / mode["calibration_cpu_s"]
     row.update(modes=modes, floor_s=floor, loop_s_per_candidate=per_candidate,
+               loop_cpu_s_per_candidate=per_candidate_cpu, loop_cpu_s_estimate=loop_cpu_s,
                loop_s_estimate=loop_s, loop_sample=len(sample),
                same_handles=all(
                    {k: v for k, v in modes["exhaustive"]["handles"][var].items()
@@ -201,20 +212,23 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
 
 
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
-    lines = [header, "", "| net | level | sites | grid candidates | nominal floor s, "
-             "sustained (best burst) | mode | calibration s | candidates/s | × floor | "
-             "per-candidate loop s (est.) | "
-             "speed-up vs loop | load |", "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"
-             "---:|---|"]
+    lines = [header, "", "| net | level | sites | grid candidates | mode | calibration s "
+             "wall (CPU) | candidates/s wall | nominal floor s wall, sustained (CPU; best "
+             "burst) | × floor wall (CPU) | per-candidate loop s est. wall (CPU) | "
+             "× loop wall (CPU) | load |",
+             "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in rows:
         for name, mode in row["modes"].items():
             lines.append(
                 f"| {row['net']} | {row['level']} ({row['granularity']}) | {row['sites']} | "
-                f"{mode['candidates']} | {mode['floor_s']:.1f} ({row['floor_s']:.1f}) | "
-                f"{name} | "
-                f"{mode['calibration_s']:.1f} | {mode['candidates_per_s']:,.0f} | "
-                f"{mode['x_floor']:.2f} | {row['loop_s_estimate']:.0f} | "
-                f"{mode['speedup_vs_loop']:.0f}× | {mode['load']} |")
+                f"{mode['candidates']} | {name} | "
+                f"{mode['calibration_s']:.1f} ({mode['calibration_cpu_s']:.1f}) | "
+                f"{mode['candidates_per_s']:,.0f} | {mode['floor_s']:.1f} "
+                f"({mode['floor_cpu_s']:.1f}; {row['floor_s']:.1f}) | "
+                f"{mode['x_floor']:.2f} ({mode['x_floor_cpu']:.2f}) | "
+                f"{row['loop_s_estimate']:.0f} ({row['loop_cpu_s_estimate']:.0f}) | "
+                f"{mode['speedup_vs_loop']:.0f}× ({mode['speedup_vs_loop_cpu']:.0f}×) | "
+                f"{mode['load']} |")
     lines += ["", "| net | variable | exhaustive handle | screened handle | same |",
               "|---|---|---|---|---|"]
     for row in rows:
