@@ -16,7 +16,11 @@ cache on first use), 1000 pairs per bank and one thread, in one run:
   floor at the best short burst is printed in brackets);
 - the per-candidate loop, written here in the authors' style: one soft-intervened forward
   of the whole calibration bank per candidate (base and source run from the inputs, the
-  edit applied in between), timed on a sample of the candidates and scaled to the grid.
+  edit applied in between), timed on a sample of the candidates right after each mode
+  (under that mode's load) and scaled to the grid.
+
+Every time is given per wall second and per CPU second of this process (on a shared
+machine the CPU seconds are the work itself; the wall seconds include waiting for a core).
 
 Calibration seconds cover the plans and their candidates (``solve_plans``) and the choice
 of every variable's handle (``calibrate_handles``). The handles of both modes are compared.
@@ -40,10 +44,19 @@ from typing import Any
 import torch
 
 from core.calibrate import Candidate, candidate_interventions
+from core.causal.dataset import write_dataset
+from core.causal.mcqa import VOCAB, MultipleChoiceColours
 from core.control import NO_CONTROL
 from core.engine import BankTraces, trace_bank
 from core.intervene import interchange
-from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
+from core.job import (
+    JobContext,
+    default_levels,
+    resolve_banks,
+    resolve_net,
+    resolve_task,
+    task_for_net,
+)
 from core.level_inputs import LevelInputs
 from core.level_sites import LevelSites, enumerate_level_sites
 from core.level_steps import (
@@ -59,7 +72,9 @@ from core.sites import parse_site
 from core.spec import CalibrationSpec, CouplingSpec, parse_job_spec
 
 TASKS = {"hierarchical_equality": ("HEQ MLP", 0), "binary_addition": ("adder GRU", 1),
-         "mcqa": ("MCQA transformer", 0)}
+         "mcqa": ("MCQA transformer", 0), "hf_gpt2": ("HF GPT-2 (random, 4×256)", 0)}
+HF_OBJECTS = 3  # MCQA prompts of 25 words: three objects, a question, three options
+HF_WIDTH, HF_LAYERS = 256, 4
 AUTHORS_EPSILONS = [round(0.0014 * e, 6) for e in range(1, 31)]
 AUTHORS_TOP_K = list(range(1, 21))
 AUTHORS_STRENGTHS = [float(s) for s in range(1, 81)]
@@ -127,13 +142,56 @@ def handles_of(handles: LevelHandles) -> dict[str, dict[str, Any]]:
             for v, o in handles.by_variable.items()}
 
 
+def save_hf_model(directory: Path, max_len: int = 25) -> None:
+    """A random-init GPT-2 causal LM (4 blocks, d_model 256, 4 heads), built locally from
+    its config class (nothing downloaded), a word-level tokenizer over the MCQA words and
+    plot.json, saved with safetensors."""
+    import tokenizers
+    import transformers
+
+    vocab = {word: i for i, word in enumerate(VOCAB)}
+    word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
+    word_level.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>",
+                                         unk_token="<pad>").save_pretrained(directory)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(VOCAB), n_embd=HF_WIDTH,
+                                     n_layer=HF_LAYERS, n_head=4, n_positions=64)
+    transformers.GPT2LMHeadModel(config).save_pretrained(directory, safe_serialization=True)
+    (directory / "plot.json").write_text(json.dumps(
+        {"arch": "hf", "labels": ["A", "B", "C"], "max_len": max_len}))
+
+
+def hf_job(root: Path, pairs: int) -> tuple[dict[str, Any], JobContext]:
+    """The HF model's spec and context: MCQA text prompts (3 × ``pairs`` rows) as a
+    dataset, through the normal dataset path; level 0 is every position of the middle
+    block."""
+    model, dataset = root / "hf-gpt2", root / f"pairs-{pairs}.jsonl"
+    if not (model / "plot.json").exists():
+        model.mkdir(parents=True, exist_ok=True)
+        save_hf_model(model)
+    if not dataset.exists():
+        bank = MultipleChoiceColours(num_objects=HF_OBJECTS).sample_bank(
+            3 * pairs, torch.Generator().manual_seed(0), 0.5)
+        write_dataset(dataset, bank, words=VOCAB)
+    spec = {"model": {"path": model.name}, "task": {"dataset": dataset.name},
+            "levels": [{"granularity": "position", "keep": 2,
+                        "positions": [*map(str, range(4 * HF_OBJECTS + 12)), "last"]}]}
+    return spec, JobContext(root, root, root / "cache", "cpu")
+
+
 def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[float],
             loop_sample: int) -> dict[str, Any]:
     label, level_index = TASKS[task_name]
-    spec = parse_job_spec({"task": {"builtin": task_name},
-                           "pairs": {"fit": pairs, "calibration": pairs, "test": pairs}})
+    sizes = {"pairs": {"fit": pairs, "calibration": pairs, "test": pairs}}
+    if task_name == "hf_gpt2":
+        hf_spec, context = hf_job(context.cache_dir / "calibration-bench", pairs)
+        spec = parse_job_spec({**hf_spec, **sizes})
+    else:
+        spec = parse_job_spec({"task": {"builtin": task_name}, **sizes})
     task = resolve_task(spec, context)
     net, _ = resolve_net(spec, context, task)
+    task = task_for_net(task, net)
     banks = resolve_banks(spec, context, task, net)
     max_rows = max(1, 65536 // net.tokens_per_row)
     traces = {s: trace_bank(net, getattr(banks, s), max_rows)
@@ -158,6 +216,11 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
     signatures = compute_signatures(found, base_inputs, lambda done, total: None)
     cost = compute_cost(signatures, base_inputs)
     row["sites"] = len(found.sites)
+    # the per-candidate loop on a sample of the first group's candidates
+    plans = solve_plans(found, signatures, cost, replace(base_inputs, calibration=screened))
+    pool = [c for o in plans.groups[0].kinds[0].solved for c in o.candidates[0]]
+    sample = pool[:: max(1, len(pool) // loop_sample)][:loop_sample]
+    bank = banks.calibration.to(traces["calibration"].base.logits.device)
     modes: dict[str, Any] = {}
     for mode, calibration in (("exhaustive", exhaustive), ("screened", screened)):
         inputs = replace(base_inputs, calibration=calibration)
@@ -170,37 +233,33 @@ def measure(task_name: str, context: JobContext, pairs: int, epsilons: list[floa
         done, cpu_s = time.perf_counter(), time.process_time() - cpu
         candidates = sum(len(o.candidates[j]) for g in plans.groups for kind in g.kinds
                          for o in kind.solved for j in range(len(g.group.variables)))
+        # the loop's sample timed right after the mode, under the same load
+        per_candidate, per_candidate_cpu = authors_loop(
+            net, traces["calibration"], (bank.base, bank.source), sample, found,
+            found.group_sites(0))
         modes[mode] = {"forward_rate": mode_rate, "forward_rate_cpu": cpu_rate,
                        "calibration_cpu_s": cpu_s,
                        "plans_s": planned - started, "handles_s": done - planned,
                        "calibration_s": done - started, "candidates": candidates,
                        "forward_passes": handles.passes, "handles": handles_of(handles),
+                       "loop_s_per_candidate": per_candidate,
+                       "loop_cpu_s_per_candidate": per_candidate_cpu,
+                       "loop_s_estimate": per_candidate * candidates,
+                       "loop_cpu_s_estimate": per_candidate_cpu * candidates,
                        "load": load()}
         print(f"{label} {mode}: {done - started:.1f} s, {candidates} candidates "
               f"(load {load()})", flush=True)
     candidates = modes["exhaustive"]["candidates"]
     floor = candidates * banks.calibration.size / rate
-    # the per-candidate loop on a sample of the first group's candidates
-    plans = solve_plans(found, signatures, cost, replace(base_inputs, calibration=screened))
-    group = plans.groups[0]
-    pool = [c for o in group.kinds[0].solved for c in o.candidates[0]]
-    sample = pool[:: max(1, len(pool) // loop_sample)][:loop_sample]
-    bank = banks.calibration.to(traces["calibration"].base.logits.device)
-    per_candidate, per_candidate_cpu = authors_loop(
-        net, traces["calibration"], (bank.base, bank.source), sample, found,
-        found.group_sites(0))
-    loop_s, loop_cpu_s = per_candidate * candidates, per_candidate_cpu * candidates
     for mode in modes.values():
         mode["floor_s"] = candidates * banks.calibration.size / mode["forward_rate"]
         mode["floor_cpu_s"] = candidates * banks.calibration.size / mode["forward_rate_cpu"]
         mode["candidates_per_s"] = candidates / mode["calibration_s"]
         mode["x_floor"] = mode["calibration_s"] / mode["floor_s"]
         mode["x_floor_cpu"] = mode["calibration_cpu_s"] / mode["floor_cpu_s"]
-        mode["speedup_vs_loop"] = loop_s / mode["calibration_s"]
-        mode["speedup_vs_loop_cpu"] = loop_cpu_s / mode["calibration_cpu_s"]
-    row.update(modes=modes, floor_s=floor, loop_s_per_candidate=per_candidate,
-               loop_cpu_s_per_candidate=per_candidate_cpu, loop_cpu_s_estimate=loop_cpu_s,
-               loop_s_estimate=loop_s, loop_sample=len(sample),
+        mode["speedup_vs_loop"] = mode["loop_s_estimate"] / mode["calibration_s"]
+        mode["speedup_vs_loop_cpu"] = mode["loop_cpu_s_estimate"] / mode["calibration_cpu_s"]
+    row.update(modes=modes, floor_s=floor, loop_sample=len(sample),
                same_handles=all(
                    {k: v for k, v in modes["exhaustive"]["handles"][var].items()
                     if k != "iia_test"} ==
@@ -226,7 +285,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
                 f"{mode['candidates_per_s']:,.0f} | {mode['floor_s']:.1f} "
                 f"({mode['floor_cpu_s']:.1f}; {row['floor_s']:.1f}) | "
                 f"{mode['x_floor']:.2f} ({mode['x_floor_cpu']:.2f}) | "
-                f"{row['loop_s_estimate']:.0f} ({row['loop_cpu_s_estimate']:.0f}) | "
+                f"{mode['loop_s_estimate']:.0f} ({mode['loop_cpu_s_estimate']:.0f}) | "
                 f"{mode['speedup_vs_loop']:.0f}× ({mode['speedup_vs_loop_cpu']:.0f}×) | "
                 f"{mode['load']} |")
     lines += ["", "| net | variable | exhaustive handle | screened handle | same |",
@@ -254,6 +313,8 @@ def main() -> None:
                         help="the first N of the authors' 30 ε (all by default)")
     parser.add_argument("--task-epsilons", nargs="*", default=[],
                         help="TASK=N: the first N ε for that task only (e.g. mcqa=2)")
+    parser.add_argument("--task-pairs", nargs="*", default=[],
+                        help="TASK=N: pairs per bank for that task only (e.g. hf_gpt2=200)")
     parser.add_argument("--loop-sample", type=int, default=32,
                         help="candidates timed in the per-candidate loop")
     parser.add_argument("--threads", type=int, default=1)
@@ -266,12 +327,14 @@ def main() -> None:
     rows = []
     for task in args.tasks:
         count = dict(item.split("=") for item in args.task_epsilons).get(task, args.epsilons)
-        rows.append(measure(task, context, args.pairs, AUTHORS_EPSILONS[:int(count)],
+        pairs = int(dict(item.split("=") for item in args.task_pairs).get(task, args.pairs))
+        rows.append(measure(task, context, pairs, AUTHORS_EPSILONS[:int(count)],
                             args.loop_sample))
     header = (f"# Calibration on the authors' grid (ε × top-k 1..20 × λ 1..80)\n\n"
-              f"{args.pairs} pairs per bank, torch {torch.__version__}, "
-              f"{platform.machine()}, {torch.get_num_threads()} thread(s); ε per net: "
-              + ", ".join(f"{r['net']} {r['epsilons']}" for r in rows)
+              f"torch {torch.__version__}, "
+              f"{platform.machine()}, {torch.get_num_threads()} thread(s); ε and pairs per "
+              "bank per net: "
+              + ", ".join(f"{r['net']} {r['epsilons']} ε, {r['pairs']} pairs" for r in rows)
               + f"; load average at the end {load()}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(
