@@ -72,9 +72,9 @@ from core.sites import parse_site
 from core.spec import CalibrationSpec, CouplingSpec, parse_job_spec
 
 TASKS = {"hierarchical_equality": ("HEQ MLP", 0), "binary_addition": ("adder GRU", 1),
-         "mcqa": ("MCQA transformer", 0), "hf_gpt2": ("HF GPT-2 (random, 4×256)", 0)}
-HF_OBJECTS = 3  # MCQA prompts of 25 words: three objects, a question, three options
-HF_WIDTH, HF_LAYERS = 256, 4
+         "mcqa": ("MCQA transformer", 0), "hf_gpt2": ("HF GPT-2 (random, 2×128)", 0)}
+HF_OBJECTS = 1  # MCQA prompts of 16 words + the read-out: an object, a question, 3 options
+HF_WIDTH, HF_LAYERS = 128, 2
 AUTHORS_EPSILONS = [round(0.0014 * e, 6) for e in range(1, 31)]
 AUTHORS_TOP_K = list(range(1, 21))
 AUTHORS_STRENGTHS = [float(s) for s in range(1, 81)]
@@ -142,8 +142,8 @@ def handles_of(handles: LevelHandles) -> dict[str, dict[str, Any]]:
             for v, o in handles.by_variable.items()}
 
 
-def save_hf_model(directory: Path, max_len: int = 25) -> None:
-    """A random-init GPT-2 causal LM (4 blocks, d_model 256, 4 heads), built locally from
+def save_hf_model(directory: Path, max_len: int = 4 * HF_OBJECTS + 13) -> None:
+    """A random-init GPT-2 causal LM (2 blocks, d_model 128, 4 heads), built locally from
     its config class (nothing downloaded), a word-level tokenizer over the MCQA words and
     plot.json, saved with safetensors."""
     import tokenizers
@@ -152,11 +152,13 @@ def save_hf_model(directory: Path, max_len: int = 25) -> None:
     vocab = {word: i for i, word in enumerate(VOCAB)}
     word_level = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<pad>"))
     word_level.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    transformers.PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token="<pad>",
-                                         unk_token="<pad>").save_pretrained(directory)
+    tokenizer: Any = transformers.PreTrainedTokenizerFast
+    tokenizer(tokenizer_object=word_level, pad_token="<pad>",
+              unk_token="<pad>").save_pretrained(directory)
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=len(VOCAB), n_embd=HF_WIDTH,
-                                     n_layer=HF_LAYERS, n_head=4, n_positions=64)
+                                     n_layer=HF_LAYERS, n_head=4, n_positions=64,
+                                     bos_token_id=None, eos_token_id=None)
     transformers.GPT2LMHeadModel(config).save_pretrained(directory, safe_serialization=True)
     (directory / "plot.json").write_text(json.dumps(
         {"arch": "hf", "labels": ["A", "B", "C"], "max_len": max_len}))
@@ -166,7 +168,8 @@ def hf_job(root: Path, pairs: int) -> tuple[dict[str, Any], JobContext]:
     """The HF model's spec and context: MCQA text prompts (3 × ``pairs`` rows) as a
     dataset, through the normal dataset path; level 0 is every position of the middle
     block."""
-    model, dataset = root / "hf-gpt2", root / f"pairs-{pairs}.jsonl"
+    model = root / f"hf-gpt2-{HF_LAYERS}x{HF_WIDTH}"
+    dataset = root / f"pairs-{HF_OBJECTS}-{pairs}.jsonl"
     if not (model / "plot.json").exists():
         model.mkdir(parents=True, exist_ok=True)
         save_hf_model(model)
@@ -324,12 +327,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     context = JobContext(args.cache_dir, args.cache_dir, args.cache_dir, "cpu")
     started = time.perf_counter()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for task in args.tasks:
         count = dict(item.split("=") for item in args.task_epsilons).get(task, args.epsilons)
         pairs = int(dict(item.split("=") for item in args.task_pairs).get(task, args.pairs))
         rows.append(measure(task, context, pairs, AUTHORS_EPSILONS[:int(count)],
                             args.loop_sample))
+        write(args, rows, time.perf_counter() - started)  # after each net: a partial table
+
+
+def write(args: argparse.Namespace, rows: list[dict[str, Any]], wall_s: float) -> None:
     header = (f"# Calibration on the authors' grid (ε × top-k 1..20 × λ 1..80)\n\n"
               f"torch {torch.__version__}, "
               f"{platform.machine()}, {torch.get_num_threads()} thread(s); ε and pairs per "
@@ -339,11 +346,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-         "wall_s": time.perf_counter() - started}, indent=1))
+         "wall_s": wall_s}, indent=1))
     table = markdown(rows, header)
     (args.out / "calibration.md").write_text(table)
-    print(table)
-
+    print(table, flush=True)
 
 if __name__ == "__main__":
     main()
