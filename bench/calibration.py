@@ -72,9 +72,9 @@ from core.sites import parse_site
 from core.spec import CalibrationSpec, CouplingSpec, parse_job_spec
 
 TASKS = {"hierarchical_equality": ("HEQ MLP", 0), "binary_addition": ("adder GRU", 1),
-         "mcqa": ("MCQA transformer", 0), "hf_gpt2": ("HF GPT-2 (random, 2×128)", 0)}
+         "mcqa": ("MCQA transformer", 0), "hf_gpt2": ("HF GPT-2 (random, 2×64)", 0)}
 HF_OBJECTS = 1  # MCQA prompts of 16 words + the read-out: an object, a question, 3 options
-HF_WIDTH, HF_LAYERS = 128, 2
+HF_WIDTH, HF_LAYERS = 64, 2
 AUTHORS_EPSILONS = [round(0.0014 * e, 6) for e in range(1, 31)]
 AUTHORS_TOP_K = list(range(1, 21))
 AUTHORS_STRENGTHS = [float(s) for s in range(1, 81)]
@@ -143,7 +143,7 @@ def handles_of(handles: LevelHandles) -> dict[str, dict[str, Any]]:
 
 
 def save_hf_model(directory: Path, max_len: int = 4 * HF_OBJECTS + 13) -> None:
-    """A random-init GPT-2 causal LM (2 blocks, d_model 128, 4 heads), built locally from
+    """A random-init GPT-2 causal LM (2 blocks, d_model 64, 4 heads), built locally from
     its config class (nothing downloaded), a word-level tokenizer over the MCQA words and
     plot.json, saved with safetensors."""
     import tokenizers
@@ -318,6 +318,8 @@ def main() -> None:
                         help="TASK=N: the first N ε for that task only (e.g. mcqa=2)")
     parser.add_argument("--task-pairs", nargs="*", default=[],
                         help="TASK=N: pairs per bank for that task only (e.g. hf_gpt2=200)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other nets' rows of the calibration.json in --out")
     parser.add_argument("--loop-sample", type=int, default=32,
                         help="candidates timed in the per-candidate loop")
     parser.add_argument("--threads", type=int, default=1)
@@ -328,12 +330,16 @@ def main() -> None:
     context = JobContext(args.cache_dir, args.cache_dir, args.cache_dir, "cpu")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    earlier = (json.loads((args.out / "calibration.json").read_text())["rows"]
+               if args.merge and (args.out / "calibration.json").exists() else [])
     for task in args.tasks:
         count = dict(item.split("=") for item in args.task_epsilons).get(task, args.epsilons)
         pairs = int(dict(item.split("=") for item in args.task_pairs).get(task, args.pairs))
         rows.append(measure(task, context, pairs, AUTHORS_EPSILONS[:int(count)],
                             args.loop_sample))
-        write(args, rows, time.perf_counter() - started)  # after each net: a partial table
+        merged = sorted([r for r in earlier if r["task"] not in args.tasks] + rows,
+                        key=lambda r: list(TASKS).index(r["task"]))
+        write(args, merged, time.perf_counter() - started)  # after each net: a partial table
 
 
 def write(args: argparse.Namespace, rows: list[dict[str, Any]], wall_s: float) -> None:
@@ -342,7 +348,10 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], wall_s: float) -
               f"{platform.machine()}, {torch.get_num_threads()} thread(s); ε and pairs per "
               "bank per net: "
               + ", ".join(f"{r['net']} {r['epsilons']} ε, {r['pairs']} pairs" for r in rows)
-              + f"; load average at the end {load()}")
+              + f"; load average at the end {load()}"
+              + ("; the HF row: level 0 is the 17 positions of block 0 of 2 (300 pairs "
+                 "so that the default screening, 256 pairs, applies)"
+                 if any(r["task"] == "hf_gpt2" for r in rows) else ""))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
