@@ -3,6 +3,7 @@ successive halving), the best chosen, then tested soft and hard (plot-method.md 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -68,13 +69,31 @@ def calibrate_variable(
     return handle, passes
 
 
+# the first rung of successive halving scores every candidate on screen_pairs // RUNG_SHARE
+# pairs (when that is at least MIN_RUNG_PAIRS) and drops the hopeless ones
+RUNG_SHARE = 4
+MIN_RUNG_PAIRS = 32
+HOPELESS_DELTA = 1e-3
+
+
+def hopeless_margin(pairs: int, delta: float = HOPELESS_DELTA) -> float:
+    """The accuracy gap on ``pairs`` pairs beyond which a candidate is dropped as hopeless:
+    ``sqrt(2 ln(1/δ) / pairs)``. By Hoeffding's inequality on the pairwise difference of
+    two candidates' hits (each term in [-1, 1]), a candidate at least as accurate as the
+    rung's best trails it by more than this with probability at most δ (0.47 on 64 pairs)."""
+    return math.sqrt(2.0 * math.log(1.0 / delta) / pairs)
+
+
 def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
                      progress: Callable[[int, int], None]) -> tuple[Tensor, int]:
     """Calibration accuracy of each candidate, by successive halving.
 
-    Every candidate is scored on the first ``screen_pairs`` calibration pairs; the best
-    ``finalists`` are scored on the whole bank. A candidate that did not make the final gets
-    its screening accuracy minus 1, so only finalists can be selected, on full-bank scores.
+    Every candidate is scored on the first ``screen_pairs // 4`` calibration pairs (when
+    that is at least 32); one trailing that rung's best by more than ``hopeless_margin``
+    is dropped. The others are scored on the first ``screen_pairs`` pairs, and the best
+    ``finalists`` on the whole bank. A candidate that did not make the final gets its
+    screening accuracy minus 1 (a dropped one its first rung's accuracy minus 2), so only
+    finalists can be selected, on full-bank scores.
 
     Returns:
         (U,) scores and the number of (candidate × pair) forwards spent.
@@ -89,14 +108,32 @@ def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
 
     def advance(rows: int) -> None:
         done[0] += rows
-        progress(done[0], total)
+        progress(done[0], max(total, done[0]))
 
     if not screening:
         return inputs.backend.matches("calibration", unique, target, advance).float().mean(1), total
-    first = inputs.backend.matches("calibration", unique, target[:screen], advance,
-                               pairs=screen).float().mean(1)
+    first = screening_scores(inputs, unique, target[:screen], advance)
+    total = done[0] + spec.finalists * pairs
     order = torch.argsort(first, descending=True, stable=True)[: spec.finalists]
     final = inputs.backend.matches("calibration", unique.take(order), target, advance)
     scores = first - 1.0
     scores[order] = final.float().mean(1)
     return scores, total
+
+
+def screening_scores(inputs: LevelInputs, unique: Interventions, target: Tensor,
+                     advance: Callable[[int], None]) -> Tensor:
+    """(U,) accuracy on the ``target``'s screening pairs; a candidate dropped at the first
+    rung gets that rung's accuracy minus 1 (below every candidate that was kept)."""
+    screen = int(target.shape[0])
+    rung = screen // RUNG_SHARE
+    if rung < MIN_RUNG_PAIRS:
+        return inputs.backend.matches("calibration", unique, target, advance,
+                                      pairs=screen).float().mean(1)
+    first = inputs.backend.matches("calibration", unique, target[:rung], advance,
+                                   pairs=rung).float().mean(1)
+    kept = torch.nonzero(first >= first.max() - hopeless_margin(rung)).squeeze(1)
+    scores = first - 1.0
+    scores[kept] = inputs.backend.matches("calibration", unique.take(kept), target, advance,
+                                          pairs=screen).float().mean(1)
+    return scores

@@ -277,7 +277,8 @@ class CalibrationSpec(_Frozen):
     screen_pairs: Annotated[int, at_most(MAX_SCREEN_PAIRS)] = Field(
         256, ge=0,
         description="successive halving: score every candidate on this many calibration "
-        "pairs first, then only the best `finalists` on the whole bank (0: score all on all)",
+        "pairs first (after a first rung on a quarter of them drops the hopeless ones), "
+        "then only the best `finalists` on the whole bank (0: score all on all)",
     )
     finalists: Annotated[int, at_most(MAX_FINALISTS)] = Field(32, ge=1)
 

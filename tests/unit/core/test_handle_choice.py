@@ -10,7 +10,7 @@ import torch
 
 from core.calibrate import Candidate, build_candidates, candidate_interventions, unique_candidates
 from core.coupling import Coupling
-from core.handle_choice import calibrate_variable, score_candidates
+from core.handle_choice import calibrate_variable, hopeless_margin, score_candidates
 from core.level_inputs import LevelInputs
 from core.sites import Site
 from core.spec import CalibrationSpec
@@ -101,3 +101,28 @@ def test_a_weak_soft_handle_fails_where_its_hard_interchange_succeeds(
         1.0 - float(test.changes_output("P").float().mean()))
     assert handle.iia_test.sensitive_pairs == int(test.changes_output("P").sum())
     assert handle.hard_iia_calibration == 1.0 and handle.hard_iia_test.overall == 1.0
+
+
+def test_the_first_rung_drops_hopeless_candidates_and_keeps_the_best() -> None:
+    inputs = planted_level_inputs(300, top_k=[1, 2, 3], strengths=STRENGTHS)
+    exhaustive, _, _ = _scores(_with(inputs, screen_pairs=0, finalists=3))
+    halving, total, seen = _scores(_with(inputs, screen_pairs=256, finalists=3))
+    first_rung = exhaustive_on(inputs, pairs=64)
+    dropped = first_rung < float(first_rung.max()) - hopeless_margin(64)
+    kept = int((~dropped).sum())
+    assert 3 <= kept < exhaustive.numel()  # the rung drops some and keeps the finalists
+    assert total == exhaustive.numel() * 64 + kept * 256 + 3 * 300
+    assert seen[-1] == (total, total)
+    assert int(halving.argmax()) == int(exhaustive.argmax())
+    assert float(halving.max()) == float(exhaustive.max()) == 1.0
+    # a dropped candidate is ranked below every kept one by its first-rung score
+    torch.testing.assert_close(halving[dropped], first_rung[dropped] - 2.0)
+    assert bool((halving[~dropped] > -1.0).all())
+
+
+def exhaustive_on(inputs: LevelInputs, pairs: int) -> torch.Tensor:
+    """(U,) every unique candidate's accuracy on the first ``pairs`` calibration pairs."""
+    unique, _ = unique_candidates(candidate_interventions(
+        _candidates(), NEURONS, inputs.net.widths, {}, CPU))
+    target = inputs.banks.calibration.counterfactual_labels["P"][:pairs]
+    return inputs.backend.matches("calibration", unique, target, pairs=pairs).float().mean(1)

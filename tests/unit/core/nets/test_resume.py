@@ -8,6 +8,7 @@ from torch.testing import assert_close
 
 from core.errors import SiteError
 from core.nets import GRUNet, InterventableNet
+from core.nets import gru as gru_module
 from tests.unit.core.nets.conftest import random_inputs
 
 
@@ -137,3 +138,39 @@ def test_gru_resume_with_copies_keeps_earlier_heads_per_copy(gru: GRUNet) -> Non
     patched = gru.resume(trace, {"step:2": torch.zeros_like}, copies=2)
     for c in range(2):
         assert_close(patched[c * 3 : (c + 1) * 3, :2], trace.logits[:, :2])
+
+
+@pytest.mark.parametrize("later_edit", [False, True])
+def test_gru_stacked_resume_in_blocks_matches_nn_grucell_per_copy(
+    gru: GRUNet, monkeypatch: pytest.MonkeyPatch, later_edit: bool
+) -> None:
+    # blocks of 2 copies (8 rows over a batch of 4): 5 copies run as blocks of 2, 2, 1
+    monkeypatch.setattr(gru_module, "BLOCK_ROWS", 8)
+    batch, copies = 4, 5
+    inputs = random_inputs(gru, batch, seed=10)
+    trace = gru.trace(inputs)
+    source = torch.randn(batch, gru.cell.hidden_size, generator=torch.Generator().manual_seed(11))
+    scale = torch.linspace(0.2, 1.8, copies).view(copies, 1, 1)
+
+    def first(h: torch.Tensor) -> torch.Tensor:  # copy c moves scale[c] of the way to source
+        return (h + scale * (source - h)).reshape(copies * batch, -1)
+
+    def halve(h: torch.Tensor) -> torch.Tensor:
+        return h * 0.5
+
+    edits = {"step:1": first, **({"step:2": halve} if later_edit else {})}
+    stacked = gru.resume(trace, edits, copies=copies).view(copies, batch, *gru.output_shape)
+
+    for c in range(copies):  # recomputed with nn.GRUCell, one copy at a time
+        h = inputs.new_zeros(batch, gru.cell.hidden_size)
+        logits = []
+        for t in range(gru.num_steps):
+            h = gru.cell(inputs[:, t], h)
+            if t == 1:
+                h = h + scale[c] * (source - h)
+            if t == 2 and later_edit:
+                h = h * 0.5
+            logits.append(gru.heads[t](h))
+        logits.append(gru.final_head(h))
+        assert_close(stacked[c], torch.stack(logits, dim=1))
+    assert not torch.allclose(stacked[0], stacked[-1])
