@@ -15,6 +15,7 @@ from typing import Any
 
 from core.causal.registry import build_task, check_task_params
 from core.errors import ModelLoadError, SpecError, TaskError
+from core.handle_choice import MIN_RUNG_PAIRS, RUNG_SHARE
 from core.nets.size import NetSize, estimate_net_size
 from core.spec import JobSpec, LevelSpec
 from core.token_levels import TOKEN_NET_LEVELS
@@ -215,31 +216,59 @@ def _calibration_grid(spec: JobSpec) -> tuple[int, int]:
 
 def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
                             das_trainings: int, locations: int = 1) -> dict[str, int]:
-    """Rows run through the net, by part: clean traces (2 per pair), signatures (a site ×
-    fit pair each), calibration (every candidate on the screening pairs, the finalists on
-    the whole bank), test (soft and hard handles), the random-net rerun, the depth check
-    (a full-vector interchange per variable at each of the net's ``locations``) and DAS (a
-    training's epochs over the fit bank)."""
+    """Rows run through the net, by part, as upper bounds: clean traces (2 per pair),
+    signatures (a site × fit pair each), calibration (every candidate on the first rung
+    and the screening pairs, the finalists on the whole bank), test (soft and hard
+    handles), the random-net control (by its scope), the depth check (a full-vector
+    interchange at each of the net's ``locations``, scored for every variable at once) and
+    DAS (a training's epochs over the fit bank)."""
     pairs = spec.pairs
     kinds = len(spec.coupling.cost)  # each kind's candidates are calibrated on their own
     candidates = _calibration_grid(spec)[1] // kinds
-    screen = spec.calibration.screen_pairs or pairs.calibration
-    per_level_calibration = variables * kinds * (
-        candidates * min(screen, pairs.calibration)
-        + min(spec.calibration.finalists, candidates) * pairs.calibration)
+    per_level_calibration = variables * kinds * _calibration_passes(spec, candidates)
     levels = len(sites)
+    per_level_test = variables * 2 * kinds * pairs.test
     terms = {
         "traces": 2 * (pairs.fit + pairs.calibration + pairs.test),
         "signatures": sum(sites) * pairs.fit,
         "calibration": levels * per_level_calibration,
-        "test": levels * variables * 2 * kinds * pairs.test,
+        "test": levels * per_level_test,
         "das": das_trainings * spec.das.max_epochs * pairs.fit,
     }
     if spec.controls.random_net:
-        terms["random_net"] = terms["signatures"] + terms["calibration"] + terms["test"]
+        terms["random_net"] = _random_net_passes(spec, terms, sites, variables,
+                                                 per_level_calibration + per_level_test)
     if spec.controls.depth_check:
-        terms["depth_check"] = variables * locations * pairs.test
+        terms["depth_check"] = locations * pairs.test
     return terms
+
+
+def _calibration_passes(spec: JobSpec, candidates: int) -> int:
+    """(candidate × pair) forwards of one variable's calibration of one cost kind: the
+    first rung and the screening pairs for every candidate (none is assumed dropped), then
+    the finalists on the whole bank (``core.handle_choice.score_candidates``)."""
+    calibration = spec.pairs.calibration
+    screen = spec.calibration.screen_pairs
+    if not (0 < screen < calibration and candidates > spec.calibration.finalists):
+        return candidates * calibration
+    rung = screen // RUNG_SHARE if screen // RUNG_SHARE >= MIN_RUNG_PAIRS else 0
+    return candidates * (rung + screen) + spec.calibration.finalists * calibration
+
+
+def _random_net_passes(spec: JobSpec, terms: Mapping[str, int], sites: Sequence[int],
+                       variables: int, first_level_handles: int) -> int:
+    """The random-net control by ``controls.random_net_scope``: ``schedule`` reruns the
+    levels; ``handles`` traces the random net's banks and recalibrates every real handle
+    (each level's, λ only) on it, then tests it; ``first_level`` adds the first level."""
+    pairs = spec.pairs
+    scope = spec.controls.random_net_scope
+    if scope == "schedule":
+        return terms["traces"] + terms["signatures"] + terms["calibration"] + terms["test"]
+    handles = len(sites) * variables * (len(spec.calibration.strengths) * pairs.calibration
+                                        + 2 * pairs.test)
+    first = sites[0] * pairs.fit + first_level_handles if scope == "first_level" and sites \
+        else 0
+    return terms["traces"] + handles + first
 
 
 def estimate_das_trainings(spec: JobSpec, schedule: Sequence[LevelSpec], size: NetSize | None,

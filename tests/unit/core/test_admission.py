@@ -113,12 +113,17 @@ def test_the_estimate_of_the_heq_default_job_equals_a_hand_computation() -> None
     per_kind = 5 * 20 * 17
     candidates = 2 * per_kind
     signatures = 48 * 1000
-    calibration = 2 * 2 * (per_kind * 256 + 32 * 1000)  # screening, then 32 finalists
+    # every candidate on the first rung (64 pairs) and the screening pairs (256), then 32
+    # finalists on the whole bank
+    calibration = 2 * 2 * (per_kind * (64 + 256) + 32 * 1000)
     test = 2 * 2 * 2 * 1000  # soft and hard handles of each kind
+    # the random net (scope handles): its banks traced, each handle recalibrated over the
+    # 17 strengths and tested (soft and hard)
+    random_net = 2 * 3000 + 2 * (17 * 1000 + 2 * 1000)
     expected = {
         "traces": 2 * 3000, "signatures": signatures, "calibration": calibration,
-        "test": test, "das": 0, "random_net": signatures + calibration + test,
-        "depth_check": 2 * 3 * 1000,  # each variable's full vector at the 3 layers
+        "test": test, "das": 0, "random_net": random_net,
+        "depth_check": 3 * 1000,  # the full vector at the 3 layers, for both variables
     }
     assert admission.sites == (48,)
     assert admission.calibration_candidates == candidates
@@ -207,3 +212,17 @@ def test_a_token_nets_trace_bytes_are_its_largest_levels_layers() -> None:
     assert traced_width([position], size, 2) == 64
     assert traced_width([position, layer, pca], size, 2) == 6 * 64
     assert traced_width([pca], size, 2) == 13 * 64 == size.stream_width
+
+
+def test_the_random_net_estimate_follows_its_scope() -> None:
+    terms = {scope: submit({**HEQ, "controls": {"random_net_scope": scope}}).terms
+             for scope in ("handles", "first_level", "schedule")}
+    whole = terms["schedule"]
+    # the whole rerun: the random net's traces and every level again
+    assert whole["random_net"] == (whole["traces"] + whole["signatures"]
+                                   + whole["calibration"] + whole["test"])
+    # the first level (here the only one) adds its signatures and calibration to the handles'
+    assert terms["handles"]["random_net"] < terms["first_level"]["random_net"]
+    assert terms["first_level"]["random_net"] == (
+        terms["handles"]["random_net"] + whole["signatures"] + whole["calibration"]
+        + whole["test"])
