@@ -1,6 +1,7 @@
-"""Long check processes (``mypy`` over the packages) started as soon as the session has
-collected its tests, so that they run beside the other tests (on a second core) instead of
-in their own turn; the test that owns one waits for it and asserts on its result.
+"""Long check processes (``mypy`` over the packages, a Ray of logical GPUs) started as soon
+as the session has collected its tests, so that they run beside the other tests (on a second
+core) instead of in their own turn; the test that owns one waits for it and asserts on its
+result.
 
 A test asks for this with ``@pytest.mark.early_process(*command)`` (run from the repository
 root) and reads the finished process through the ``early_process`` fixture. A test that is
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 class Early:
     command: tuple[str, ...]
     process: subprocess.Popen[str]
-    output: IO[str]  # stdout and stderr together, in a temporary file (no pipe to fill up)
+    stdout: IO[str]  # temporary files: no pipe to fill up
+    stderr: IO[str]
 
 
 STARTED = pytest.StashKey[dict[str, Early]]()
@@ -37,10 +39,12 @@ def start_all(session: pytest.Session) -> None:
         if marker is None or item.nodeid in started:
             continue
         command = tuple(str(part) for part in marker.args)
-        output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by stop_all)
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+        # the files outlive this function: stop_all closes them
+        stdout = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        process = subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=stderr,
                                    stdin=subprocess.DEVNULL, text=True)
-        started[item.nodeid] = Early(command, process, output)
+        started[item.nodeid] = Early(command, process, stdout, stderr)
 
 
 def result(item: pytest.Item, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -52,8 +56,10 @@ def result(item: pytest.Item, timeout_s: float) -> subprocess.CompletedProcess[s
         return subprocess.run([str(part) for part in marker.args], cwd=ROOT,
                               capture_output=True, text=True, timeout=timeout_s, check=False)
     code = early.process.wait(timeout_s)
-    early.output.seek(0)
-    return subprocess.CompletedProcess(early.command, code, early.output.read(), "")
+    early.stdout.seek(0)
+    early.stderr.seek(0)
+    return subprocess.CompletedProcess(early.command, code, early.stdout.read(),
+                                       early.stderr.read())
 
 
 def stop_all(config: pytest.Config) -> None:
@@ -62,4 +68,5 @@ def stop_all(config: pytest.Config) -> None:
         if early.process.poll() is None:
             early.process.kill()
             early.process.wait()
-        early.output.close()
+        early.stdout.close()
+        early.stderr.close()
