@@ -1,4 +1,4 @@
-"""Long check processes (``mypy`` over the packages, a Ray of logical GPUs) started as soon
+"""Long check processes (``mypy`` over the packages) started as soon
 as the session has collected its tests, so that they run beside the other tests (on a second
 core) instead of in their own turn; the test that owns one waits for it and asserts on its
 result.

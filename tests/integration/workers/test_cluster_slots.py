@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 SCRIPT = """
@@ -34,12 +36,9 @@ print(json.dumps(seen))
 """
 
 
-# its own Ray, independent of the session's: started as soon as the tests are collected, so
-# it runs beside them (tests/early.py)
-@pytest.mark.early_process(sys.executable, "-c", SCRIPT)
-def test_slots_are_the_free_gpus_plus_the_pools_own(
-        early_process: subprocess.CompletedProcess[str]) -> None:
-    run = early_process
+def test_slots_are_the_free_gpus_plus_the_pools_own() -> None:
+    run = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     seen = json.loads(run.stdout.strip().splitlines()[-1])
     assert seen == {"held": 1.0, "with_two_free": 3, "with_one_free": 2}
