@@ -4,6 +4,7 @@ once for the unit, integration and browser tests together."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from core.causal.registry import build_task
 from core.job import task_default_net
+from tests import early
 
 # Fixtures that train a net: a test using one (directly or through another fixture) is slow.
 TRAINED_NETS = frozenset({"heq_net", "adder_net", "mcqa_net"})
@@ -30,6 +32,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("these tests train a net (fixtures "
                                 f"{sorted(TRAINED_NETS)}) and need @pytest.mark.slow: "
                                 + ", ".join(unmarked))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    early.start_all(session)  # mypy and the like: beside the tests, not after them
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    early.stop_all(config)
+
+
+@pytest.fixture
+def early_process(request: pytest.FixtureRequest) -> subprocess.CompletedProcess[str]:
+    """The finished process of the test's ``early_process`` mark (started at collection)."""
+    return early.result(request.node, timeout_s=900)
 
 
 @pytest.fixture(scope="session")

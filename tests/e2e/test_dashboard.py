@@ -19,10 +19,10 @@ from tests.integration.conftest import TINY_SPEC, Service
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("heq_net")]  # HEQ jobs, net trained once
 JOB_DONE_MS = 300_000  # a wait, not a bound: generous for a busy machine
 # A job that runs for seconds on the session's trained net (three levels of 4-row
-# micro-batches over 1000 pairs), so its page can watch the bar move; TINY_SPEC alone
-# finishes in well under a second once the net is cached.
+# micro-batches over 300 pairs, then its controls), so its page can watch the bar move;
+# TINY_SPEC alone finishes in well under a second once the net is cached.
 WATCHABLE_SPEC = {**TINY_SPEC, "max_rows": 4,
-                  "pairs": {"fit": 1000, "calibration": 1000, "test": 1000},
+                  "pairs": {"fit": 300, "calibration": 300, "test": 300},
                   "levels": [{"granularity": "layer"}, {"granularity": "block", "block_size": 4},
                              {"granularity": "neuron"}]}
 

@@ -23,6 +23,7 @@ from api.app import create_app
 from api.db.migrate import upgrade_database
 from api.db.session import make_engine, make_sessions
 from api.settings import Settings
+from tests.integration.forked import Forker, forker
 from workers.events import RedisStreamBus
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -198,3 +199,10 @@ def ray_local() -> Iterator[None]:
     cluster.connect(cluster.LOCAL, num_cpus=2, object_store_bytes=256 * 2**20)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def plot_forker() -> Iterator[Forker]:
+    """Short ``plot`` (or ``python -c``) processes forked from one that imported ``api.cli``
+    once (tests/integration/forked.py): start-up checks without an import of torch each."""
+    yield from forker()

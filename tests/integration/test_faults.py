@@ -179,10 +179,10 @@ def test_a_killed_scheduler_leaves_its_job_to_the_standby_which_resumes_it(
         wait_for(lambda: "is the leader" in log("leader"), 120, "the first scheduler to lead")
         standby = scheduler("standby")
         wait_for(lambda: "waiting for the leader lock" in log("standby"), 120, "the standby")
-        # slow levels (4-row micro-batches, 1000 pairs): seconds each on 2 cores; no
+        # slow levels (4-row micro-batches, 400 pairs): seconds each on 2 cores; no
         # controls, which would rerun the slow levels on a random net after the kill test
         slow = JobSpec.model_validate({**THREE_LEVELS, "max_rows": 4, "pairs": {
-            "fit": 1000, "calibration": 1000, "test": 1000}, "controls": {
+            "fit": 400, "calibration": 400, "test": 400}, "controls": {
             "random_net": False, "label_permutation": False, "depth_check": False}})
         with sessions() as session:
             job_id = jobs.create_job(session, "ada", slow, 5).id

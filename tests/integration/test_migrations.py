@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from api.db.results import load_result
 from api.db.session import make_engine, make_sessions
 from api.db.tables import Job, JobLevel, new_id
 from core.result import JobResult
+from tests.integration.forked import ForkedRun, Forker
 from workers.job_status import JobStatus
 
 TABLES = {"alembic_version", "api_keys", "jobs", "job_levels", "datasets", "nets"}
@@ -57,17 +57,16 @@ def test_upgrade_is_in_place_and_downgrade_removes_everything(empty_url: str) ->
     engine.dispose()
 
 
-def test_concurrent_upgrades_of_an_empty_postgres_take_turns(postgres_url: str) -> None:
+def test_concurrent_upgrades_of_an_empty_postgres_take_turns(plot_forker: Forker,
+                                                              postgres_url: str) -> None:
     """API replicas, the scheduler and a migrate step may start together: every upgrade
-    succeeds and the schema is created once."""
+    succeeds and the schema is created once. Four processes started at the same moment
+    (forked from one that imported the service once: tests/integration/forked.py)."""
     code = ("import sys; from api.db.migrate import upgrade_database; "
             "upgrade_database(sys.argv[1])")
-    root = Path(__file__).resolve().parents[2]
-    started = [subprocess.Popen([sys.executable, "-c", code, postgres_url], cwd=root,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(4)]
-    results = [(process.wait(120), process.communicate()[1]) for process in started]
-    assert [code for code, _ in results] == [0, 0, 0, 0], [err[-500:] for _, err in results]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLOT_")}
+    results = plot_forker.run([ForkedRun([postgres_url], env, code=code)] * 4, timeout_s=120)
+    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr[-500:] for r in results]
     engine = make_engine(postgres_url)
     assert set(inspect(engine).get_table_names()) == TABLES
     engine.dispose()

@@ -1,13 +1,12 @@
 """A process that cannot start says why in one line (no traceback) and stores nothing: a
 missing secret, a wrong database URL, a Redis or Ray address where nothing answers. Real
-subprocesses of ``plot`` against the real Postgres (started side by side: each pays for
-importing torch)."""
+processes of ``plot`` against the real Postgres, started side by side (forked from one
+process that imported ``api.cli`` once: tests/integration/forked.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,24 +16,18 @@ from api.db.session import make_engine
 from api.errors import ConfigError
 from api.preflight import ray_endpoint
 from tests.integration.conftest import PG_ADMIN_URL, free_port
+from tests.integration.forked import ForkedRun, Forker
 
-ROOT = Path(__file__).resolve().parents[2]
 PG_HOST = PG_ADMIN_URL.rsplit("/", 1)[0]
 Run = tuple[list[str], dict[str, str]]
 
 
-def run_plot(runs: list[Run], data_dir: Path) -> list[subprocess.CompletedProcess[str]]:
+def run_plot(forker: Forker, runs: list[Run], data_dir: Path
+             ) -> list[subprocess.CompletedProcess[str]]:
     """Run ``plot ARGS`` with each env (no other PLOT_* variable) at once; wait for all."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PLOT_")}
-    started = [subprocess.Popen([sys.executable, "-m", "api.cli", *args], cwd=ROOT, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env={**clean, "PLOT_DATA_DIR": str(data_dir), **env})
-               for args, env in runs]
-    done = []
-    for process, (args, _) in zip(started, runs, strict=True):
-        out, err = process.communicate(timeout=180)
-        done.append(subprocess.CompletedProcess(args, process.returncode, out, err))
-    return done
+    return forker.run([ForkedRun(args, {**clean, "PLOT_DATA_DIR": str(data_dir), **env})
+                       for args, env in runs])
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], variable: str, reason: str
@@ -47,16 +40,18 @@ def assert_one_line(result: subprocess.CompletedProcess[str], variable: str, rea
     return lines[0]
 
 
-def test_a_database_that_does_not_exist_stops_every_command(tmp_path: Path) -> None:
+def test_a_database_that_does_not_exist_stops_every_command(plot_forker: Forker,
+                                                            tmp_path: Path) -> None:
     env = {"PLOT_DATABASE_URL": f"{PG_HOST}/plot_no_such_db"}
     commands = [["scheduler"], ["serve"], ["admin", "purge", "0" * 32]]
-    for result in run_plot([(command, env) for command in commands], tmp_path):
+    for result in run_plot(plot_forker, [(command, env) for command in commands], tmp_path):
         assert_one_line(result, "PLOT_DATABASE_URL",
                         'database "plot_no_such_db" does not exist')
 
 
-def test_malformed_settings_are_refused_before_connecting(tmp_path: Path) -> None:
-    mysql, garbled, port, log_format = run_plot([
+def test_malformed_settings_are_refused_before_connecting(plot_forker: Forker,
+                                                         tmp_path: Path) -> None:
+    mysql, garbled, port, log_format = run_plot(plot_forker, [
         (["serve"], {"PLOT_DATABASE_URL": "mysql://plot:pw@db/plot"}),
         (["db", "upgrade"], {"PLOT_DATABASE_URL": "postgres//plot:pw@db"}),
         (["serve"], {"PLOT_PORT": "eighty"}),
@@ -69,10 +64,11 @@ def test_malformed_settings_are_refused_before_connecting(tmp_path: Path) -> Non
     assert_one_line(log_format, "PLOT_LOG_FORMAT", "'text' or 'json' (got 'xml')")
 
 
-def test_a_deployed_service_without_the_database_secret_stops(tmp_path: Path) -> None:
+def test_a_deployed_service_without_the_database_secret_stops(plot_forker: Forker,
+                                                              tmp_path: Path) -> None:
     deployed = {"PLOT_HOST": "0.0.0.0", "PLOT_ALLOW_REMOTE": "true",
                 "PLOT_DATABASE_URL": f"{PG_HOST}/test"}
-    missing, placeholder = run_plot([
+    missing, placeholder = run_plot(plot_forker, [
         (["serve"], deployed),
         (["scheduler"], {**deployed, "PLOT_DATABASE_PASSWORD": "change-me"}),
     ], tmp_path)
@@ -82,9 +78,9 @@ def test_a_deployed_service_without_the_database_secret_stops(tmp_path: Path) ->
 
 
 def test_an_unreachable_ray_address_stops_the_scheduler_and_a_worker(
-        postgres_url: str, tmp_path: Path) -> None:
+        plot_forker: Forker, postgres_url: str, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there
-    gcs, client, worker = run_plot([
+    gcs, client, worker = run_plot(plot_forker, [
         (["scheduler"], {"PLOT_DATABASE_URL": postgres_url,
                          "PLOT_RAY_ADDRESS": f"127.0.0.1:{port}"}),
         (["scheduler"], {"PLOT_DATABASE_URL": postgres_url,
@@ -96,9 +92,10 @@ def test_an_unreachable_ray_address_stops_the_scheduler_and_a_worker(
     assert_one_line(worker, "PLOT_RAY_ADDRESS", "no Ray cluster answers")
 
 
-def test_a_dead_redis_stops_serve_before_it_migrates(tmp_path: Path) -> None:
-    (result,) = run_plot([(["serve"], {"PLOT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})],
-                         tmp_path)
+def test_a_dead_redis_stops_serve_before_it_migrates(plot_forker: Forker, tmp_path: Path
+                                                     ) -> None:
+    dead = {"PLOT_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    (result,) = run_plot(plot_forker, [(["serve"], dead)], tmp_path)
     assert_one_line(result, "PLOT_REDIS_URL", "cannot reach Redis")
     engine = make_engine(f"sqlite:///{tmp_path / 'plot.db'}")
     assert inspect(engine).get_table_names() == []  # the check ran before any migration
