@@ -109,6 +109,14 @@ def row_lines(job: Job) -> list[LogLine]:
 
 
 def job_log(job: Job, events: list[ProgressEvent]) -> list[LogLine]:
-    """Row lines and event lines, oldest first (a line without a time goes last)."""
+    """Row lines and event lines, oldest first (a line without a time goes last). An event's
+    time is its stream id's millisecond, so times are compared to the millisecond and a row
+    line goes before the events of its millisecond (``submitted`` before ``queued``)."""
     far = datetime.max.replace(tzinfo=UTC)
-    return sorted(row_lines(job) + event_lines(events), key=lambda line: line.ts or far)
+
+    def millisecond(line: LogLine) -> datetime:
+        ts = line.ts or far
+        return ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+
+    # sorted is stable: the row lines come first in the list
+    return sorted(row_lines(job) + event_lines(events), key=millisecond)
