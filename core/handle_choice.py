@@ -76,12 +76,24 @@ MIN_RUNG_PAIRS = 32
 HOPELESS_DELTA = 1e-3
 
 
-def hopeless_margin(pairs: int, delta: float = HOPELESS_DELTA) -> float:
-    """The accuracy gap on ``pairs`` pairs beyond which a candidate is dropped as hopeless:
-    ``sqrt(2 ln(1/δ) / pairs)``. By Hoeffding's inequality on the pairwise difference of
-    two candidates' hits (each term in [-1, 1]), a candidate at least as accurate as the
-    rung's best trails it by more than this with probability at most δ (0.47 on 64 pairs)."""
-    return math.sqrt(2.0 * math.log(1.0 / delta) / pairs)
+def hopeless(hits: Tensor, delta: float = HOPELESS_DELTA) -> Tensor:
+    """(U,) bool: the candidates of a rung's (U, P) ``hits`` that trail its best one beyond
+    chance, by a sign test on the pairs where the two disagree.
+
+    Where candidate c and the best b disagree (``n`` pairs: b right and c wrong, or the
+    reverse), each pair's sign is an independent coin given that set, with P(b right) at
+    most ½ were c at least as accurate as b. By Hoeffding's inequality on those ``n`` ±1
+    terms, c trailing b by ``b_only - c_only > sqrt(2 n ln(1/δ))`` then has probability at
+    most δ. Pairs both get right or both get wrong say nothing about the difference, so the
+    margin shrinks with ``n``, not with the rung's size: a candidate close to the best's
+    answers is judged on few pairs, a far one (most pairs discordant) is dropped by a wide
+    gap only.
+    """
+    best = hits[int(hits.float().mean(1).argmax())]
+    best_only = (best & ~hits).sum(1).double()
+    own_only = (hits & ~best).sum(1).double()
+    margin = torch.sqrt(2.0 * (best_only + own_only) * math.log(1.0 / delta))
+    return best_only - own_only > margin
 
 
 def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
@@ -89,7 +101,7 @@ def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
     """Calibration accuracy of each candidate, by successive halving.
 
     Every candidate is scored on the first ``screen_pairs // 4`` calibration pairs (when
-    that is at least 32); one trailing that rung's best by more than ``hopeless_margin``
+    that is at least 32); one that trails that rung's best beyond chance (``hopeless``)
     is dropped. The others are scored on the first ``screen_pairs`` pairs, and the best
     ``finalists`` on the whole bank. A candidate that did not make the final gets its
     screening accuracy minus 1 (a dropped one its first rung's accuracy minus 2), so only
@@ -130,9 +142,9 @@ def screening_scores(inputs: LevelInputs, unique: Interventions, target: Tensor,
     if rung < MIN_RUNG_PAIRS:
         return inputs.backend.matches("calibration", unique, target, advance,
                                       pairs=screen).float().mean(1)
-    first = inputs.backend.matches("calibration", unique, target[:rung], advance,
-                                   pairs=rung).float().mean(1)
-    kept = torch.nonzero(first >= first.max() - hopeless_margin(rung)).squeeze(1)
+    hits = inputs.backend.matches("calibration", unique, target[:rung], advance, pairs=rung)
+    first = hits.float().mean(1)
+    kept = torch.nonzero(~hopeless(hits)).squeeze(1)
     scores = first - 1.0
     scores[kept] = inputs.backend.matches("calibration", unique.take(kept), target, advance,
                                           pairs=screen).float().mean(1)

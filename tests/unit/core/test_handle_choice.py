@@ -10,7 +10,7 @@ import torch
 
 from core.calibrate import Candidate, build_candidates, candidate_interventions, unique_candidates
 from core.coupling import Coupling
-from core.handle_choice import calibrate_variable, hopeless_margin, score_candidates
+from core.handle_choice import calibrate_variable, hopeless, score_candidates
 from core.level_inputs import LevelInputs
 from core.sites import Site
 from core.spec import CalibrationSpec
@@ -107,8 +107,9 @@ def test_the_first_rung_drops_hopeless_candidates_and_keeps_the_best() -> None:
     inputs = planted_level_inputs(300, top_k=[1, 2, 3], strengths=STRENGTHS)
     exhaustive, _, _ = _scores(_with(inputs, screen_pairs=0, finalists=3))
     halving, total, seen = _scores(_with(inputs, screen_pairs=256, finalists=3))
-    first_rung = exhaustive_on(inputs, pairs=64)
-    dropped = first_rung < float(first_rung.max()) - hopeless_margin(64)
+    hits = exhaustive_on(inputs, pairs=64)
+    first_rung = hits.float().mean(1)
+    dropped = hopeless(hits)
     kept = int((~dropped).sum())
     assert 3 <= kept < exhaustive.numel()  # the rung drops some and keeps the finalists
     assert total == exhaustive.numel() * 64 + kept * 256 + 3 * 300
@@ -121,8 +122,26 @@ def test_the_first_rung_drops_hopeless_candidates_and_keeps_the_best() -> None:
 
 
 def exhaustive_on(inputs: LevelInputs, pairs: int) -> torch.Tensor:
-    """(U,) every unique candidate's accuracy on the first ``pairs`` calibration pairs."""
+    """(U, pairs) every unique candidate's hits on the first ``pairs`` calibration pairs."""
     unique, _ = unique_candidates(candidate_interventions(
         _candidates(), NEURONS, inputs.net.widths, {}, CPU))
     target = inputs.banks.calibration.counterfactual_labels["P"][:pairs]
-    return inputs.backend.matches("calibration", unique, target, pairs=pairs).float().mean(1)
+    return inputs.backend.matches("calibration", unique, target, pairs=pairs)
+
+
+def test_the_sign_test_drops_by_the_pairs_where_two_candidates_disagree() -> None:
+    best = torch.ones(64, dtype=torch.bool)
+    near = best.clone()
+    near[:6] = False  # wrong on 6 pairs the best gets right: within chance (margin 9.1)
+    far = best.clone()
+    far[:24] = False  # wrong on 24 of them: beyond chance (margin 18.2)
+    coin = torch.arange(64) % 2 == 0  # a coin, 32 pairs behind: dropped
+    rung = torch.stack([best, near, far, coin])
+    assert hopeless(rung).tolist() == [False, False, True, True]
+    # the same 24-pair gap, but with the rival right on 20 pairs the best gets wrong: a
+    # 4-pair difference on 44 disagreements is chance
+    close = far.clone()
+    rival = best.clone()
+    rival[40:60] = False
+    close[40:60] = True
+    assert hopeless(torch.stack([rival, close])).tolist() == [False, False]
