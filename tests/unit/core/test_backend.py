@@ -37,6 +37,10 @@ class CountingBackend:
     def _count(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
 
+    @property
+    def traced_rows(self) -> int:
+        return self.inner.traced_rows
+
     def scope(self, locations: Sequence[str] | None,
               splits: Sequence[Split] | None = None) -> None:
         self._count("scope")
