@@ -80,6 +80,11 @@ class Interventions:
         """The interventions at ``index`` (a long tensor), in that order."""
         return Interventions({k: v[index] for k, v in self.coefficients.items()}, self.frames)
 
+    def to(self, device: torch.device) -> Interventions:
+        """The same interventions with their coefficients and frames on ``device``."""
+        return Interventions({k: v.to(device) for k, v in self.coefficients.items()},
+                             {k: v.to(device) for k, v in self.frames.items()})
+
 
 @torch.no_grad()
 def trace_inputs(net: InterventableNet, inputs: Tensor, max_rows: int,

@@ -262,9 +262,8 @@ class InterventionActor:
         first ``pairs`` pairs when given: calibration screening)."""
         job = self._job(job_key)
         self._checkpoint(job_key)
-        moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
-                              {k: v.to(self.device) for k, v in interventions.frames.items()})
-        out = job.backend.matches(split, moved, targets.to(self.device),
+        out = job.backend.matches(split, interventions.to(self.device),
+                                  targets.to(self.device),
                                   lambda rows: self._count_batch(job_key), pairs)
         return out.cpu()
 
@@ -274,9 +273,8 @@ class InterventionActor:
         CPU."""
         job = self._job(job_key)
         self._checkpoint(job_key)
-        moved = Interventions({k: v.to(self.device) for k, v in interventions.coefficients.items()},
-                              {k: v.to(self.device) for k, v in interventions.frames.items()})
-        out = job.backend.predictions(split, moved, lambda rows: self._count_batch(job_key))
+        out = job.backend.predictions(split, interventions.to(self.device),
+                                      lambda rows: self._count_batch(job_key))
         return out.cpu()
 
     def train_das(self, job_key: str, training: DasTraining, banks: Banks,

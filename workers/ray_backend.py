@@ -170,32 +170,23 @@ class RayBackend:
                 ) -> Tensor:
         """(N, P) bool exact matches, chunked over the N interventions (on the split's first
         ``pairs`` pairs when given)."""
-        bounds = self._chunks(interventions.count)
         targets_ref = ray.put(targets.cpu())
-        cpu_frames = {k: v.cpu() for k, v in interventions.frames.items()}
-        calls = []
-        for a, b in bounds:
-            part = Interventions({k: v[a:b].cpu() for k, v in
-                                  interventions.coefficients.items()}, cpu_frames)
-            calls.append(Call("matches", (self.job_key, split, part, targets_ref, pairs)))
-        parts: dict[int, Tensor] = {}
-
-        def gather(index: int, value: Tensor) -> None:
-            parts[index] = value
-            if progress is not None:
-                progress(int(value.numel()))
-
-        self._run(calls, gather)
-        return torch.cat([parts[i] for i in range(len(bounds))]).to(targets.device)
+        return self._chunked("matches", split, interventions, (targets_ref, pairs),
+                             progress).to(targets.device)
 
     def predictions(self, split: Split, interventions: Interventions,
                     progress: Callable[[int], None] | None = None) -> Tensor:
         """(N, P, O) argmax labels, chunked over the N interventions."""
+        return self._chunked("predictions", split, interventions, (), progress).to(self.device)
+
+    def _chunked(self, method: str, split: Split, interventions: Interventions,
+                 extra: tuple[Any, ...], progress: Callable[[int], None] | None) -> Tensor:
+        """The actors' ``method(job, split, chunk, *extra)`` over chunks of the N
+        interventions, concatenated in order; ``progress`` gets each chunk's (N × P) rows."""
         bounds = self._chunks(interventions.count)
-        cpu_frames = {k: v.cpu() for k, v in interventions.frames.items()}
-        calls = [Call("predictions", (self.job_key, split, Interventions(
-            {k: v[a:b].cpu() for k, v in interventions.coefficients.items()}, cpu_frames)))
-            for a, b in bounds]
+        moved = interventions.to(torch.device("cpu"))
+        calls = [Call(method, (self.job_key, split, moved.slice(a, b), *extra))
+                 for a, b in bounds]
         parts: dict[int, Tensor] = {}
 
         def gather(index: int, value: Tensor) -> None:
@@ -204,7 +195,7 @@ class RayBackend:
                 progress(int(value.shape[0] * value.shape[1]))
 
         self._run(calls, gather)
-        return torch.cat([parts[i] for i in range(len(bounds))]).to(self.device)
+        return torch.cat([parts[i] for i in range(len(bounds))])
 
     def solve_grid(self, problem: GridProblem) -> list[PlanOutcome]:
         """The knob grid's plans and candidates, as CPU tasks (``workers.coupling_task``).
