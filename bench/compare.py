@@ -27,7 +27,8 @@ The table gives, per method × variable, test IIA mean ± sd over seeds and the 
 and the paper's score: ½(sensitivity + invariance) on the test bank, mean and worst seed;
 per method the mean wall time, sites looked at (PLOT: sites of every level; DAS: locations
 trained), (pair) forward passes, DAS trainings and speed-up over full DAS. Writes
-``compare.json``, ``compare.md`` and ``compare.png`` (IIA vs wall time, log x) to --out.
+``compare.json``, ``compare.md`` and ``compare.png`` (IIA vs wall time, log x) to --out, and
+each (task, seed) to ``runs.jsonl`` as it ends.
 
     python bench/compare.py --seeds 0 1 2 --out bench/results
     python bench/compare.py --seeds 0..9 --scheme paper --out bench/results/paper
@@ -373,10 +374,17 @@ def main() -> None:
 
     context = JobContext(model_root=args.cache_dir, data_root=args.cache_dir,
                          cache_dir=args.cache_dir, device=args.device)
-    runs = [run_seed(task, seed, context, args.pairs,
-                     {"dims": task_dims(task, args.dims), "max_epochs": args.max_epochs},
-                     args.peers, args.scheme)
-            for task in args.tasks for seed in args.seeds]
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    with (args.out / "runs.jsonl").open("w") as partial:  # a stopped sweep keeps its seeds
+        for task in args.tasks:
+            for seed in args.seeds:
+                runs.append(run_seed(task, seed, context, args.pairs,
+                                     {"dims": task_dims(task, args.dims),
+                                      "max_epochs": args.max_epochs},
+                                     args.peers, args.scheme))
+                partial.write(json.dumps(runs[-1]) + "\n")
+                partial.flush()
     rows = summarize(runs)
     device = str(context.torch_device())
     dims = "; ".join(f"{t} {task_dims(t, args.dims)}" for t in args.tasks)
@@ -385,7 +393,6 @@ def main() -> None:
               f"torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} threads")
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "device": device,
          "runs": runs, "summary": rows}, indent=2))
