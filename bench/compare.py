@@ -135,8 +135,14 @@ def paper_score(iia: IIA) -> dict[str, float | None]:
 
 def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
              das: dict[str, Any], peers: Sequence[str] = (),
-             scheme: PairScheme = "balanced") -> dict[str, Any]:
-    """The three methods on one task and seed, sharing the net, banks and traces."""
+             scheme: PairScheme = "balanced",
+             reuse: dict[tuple[str, int, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The three methods on one task and seed, sharing the net, banks and traces.
+
+    Args:
+        reuse: (task, seed, scheme) -> a stored run whose full DAS is taken instead of
+            training it again (``--reuse-full``; checked: same bank sizes, ranks, locations).
+    """
     fit, calibration, test = (PAPER_SIZES.get(task_name, (pairs,) * 3) if scheme == "paper"
                               else (pairs,) * 3)
     spec: JobSpec = parse_job_spec({
@@ -165,11 +171,26 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     guided = run_das(DasSpec(mode="guided", **das), inputs, levels, seed)
     full_spec = DasSpec(mode="full", **das)
     targets = full_das_targets(net, list(banks.variables), full_spec.dims, traces)
-    full = run_das_targets("full", targets, inputs, full_spec, seed)
+    stored = (reuse or {}).get((task_name, seed, scheme))
+    if stored is not None:
+        check_reusable(stored, [banks.fit.size, banks.calibration.size, banks.test.size],
+                       full_spec.dims, list(dict.fromkeys(t.location for t in targets)))
+        full_entry: dict[str, Any] = stored["methods"]["full DAS"]
+    else:
+        full = run_das_targets("full", targets, inputs, full_spec, seed)
+        full_entry = {
+            "wall_s": full.runtime_s, "forward_passes": full.forward_passes,
+            "trainings": full.trainings,
+            "site_count": len({t.location for t in targets}),
+            "iia": {v: r.iia_test.overall for v, r in full.best.items()},
+            "paper": {v: paper_score(r.iia_test) for v, r in full.best.items()},
+            "sites": {v: [r.site] for v, r in full.best.items()},
+            "runs": das_runs(full)}
     methods: dict[str, Any] = {
         "PLOT": {"wall_s": plot_s, "forward_passes": plot_passes, "trainings": 0,
                  "site_count": sum(len(level.sites) for level in levels),
                  "iia": {v: h.iia_test.overall for v, h in handles.items()},
+                 "iia_calibration": {v: h.iia_calibration for v, h in handles.items()},
                  "sensitivity": {v: h.iia_test.sensitivity for v, h in handles.items()},
                  "sites": {v: h.sites for v, h in handles.items()},
                  "paper": {v: paper_score(h.iia_test) for v, h in handles.items()},
@@ -187,15 +208,9 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
             "iia": {v: r.iia_test.overall for v, r in guided.best.items()},
             "paper": {v: paper_score(r.iia_test) for v, r in guided.best.items()},
             "sites": {v: [r.site] for v, r in guided.best.items()},
+            "widened": guided.widened,
             "runs": das_runs(guided)},
-        "full DAS": {
-            "wall_s": full.runtime_s, "forward_passes": full.forward_passes,
-            "trainings": full.trainings,
-            "site_count": len({t.location for t in targets}),
-            "iia": {v: r.iia_test.overall for v, r in full.best.items()},
-            "paper": {v: paper_score(r.iia_test) for v, r in full.best.items()},
-            "sites": {v: [r.site] for v, r in full.best.items()},
-            "runs": das_runs(full)},
+        "full DAS": full_entry,
     }
     if "pyvene" in peers and isinstance(net, MLP):
         from peers.pyvene_das import pyvene_full_das  # bench/ is the script's folder
@@ -207,11 +222,31 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
         "bank_sizes": [banks.fit.size, banks.calibration.size, banks.test.size],
         "dims": full_spec.dims,
         "full_das_locations": list(dict.fromkeys(t.location for t in targets)),
+        "full_das_reused": stored is not None,
         "levels": level_summary(levels),
         "stage_a_locations": {v: list(dict.fromkeys(parse_site(s).location for s in kept))
                               for v, kept in levels[0].kept_by_variable.items()},
         "methods": methods,
     }
+
+
+def check_reusable(stored: dict[str, Any], bank_sizes: list[int], dims: list[int],
+                   locations: list[str]) -> None:
+    """Refuse a stored full DAS drawn on other banks, ranks or locations."""
+    mine = {"bank_sizes": bank_sizes, "dims": list(dims), "full_das_locations": locations}
+    for key, value in mine.items():
+        if stored[key] != value:
+            raise SystemExit(f"--reuse-full: the stored run of {stored['task']} seed "
+                             f"{stored['seed']} has {key} {stored[key]}, this one {value}")
+
+
+def read_reusable(path: Path) -> dict[tuple[str, int, str], dict[str, Any]]:
+    """(task, seed, scheme) -> run, from a runs.jsonl or compare.json."""
+    if path.suffix == ".jsonl":
+        runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        runs = json.loads(path.read_text())["runs"]
+    return {(r["task"], r["seed"], r["scheme"]): r for r in runs}
 
 
 def das_runs(result: DasResult) -> list[dict[str, Any]]:
@@ -363,6 +398,10 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=[], choices=sorted(PEER_METHODS),
                         help="also run full DAS through these libraries on the same nets and "
                         "banks (pyvene: MLP tasks; pip install .[bench])")
+    parser.add_argument("--reuse-full", type=Path, default=None,
+                        help="take full DAS from this earlier runs.jsonl / compare.json of the "
+                        "same seeds and scheme instead of training it again (its wall time "
+                        "is the earlier run's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 gives comparable CPU timings)")
@@ -374,6 +413,7 @@ def main() -> None:
 
     context = JobContext(model_root=args.cache_dir, data_root=args.cache_dir,
                          cache_dir=args.cache_dir, device=args.device)
+    reuse = read_reusable(args.reuse_full) if args.reuse_full is not None else None
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
     with (args.out / "runs.jsonl").open("w") as partial:  # a stopped sweep keeps its seeds
@@ -382,7 +422,7 @@ def main() -> None:
                 runs.append(run_seed(task, seed, context, args.pairs,
                                      {"dims": task_dims(task, args.dims),
                                       "max_epochs": args.max_epochs},
-                                     args.peers, args.scheme))
+                                     args.peers, args.scheme, reuse))
                 partial.write(json.dumps(runs[-1]) + "\n")
                 partial.flush()
     rows = summarize(runs)
@@ -393,6 +433,9 @@ def main() -> None:
               f"torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} threads")
+    if args.reuse_full is not None:
+        header += (f"; full DAS taken from {args.reuse_full} (not trained again: its wall "
+                   "times are that run's)")
     (args.out / "compare.json").write_text(json.dumps(
         {"args": {k: str(v) for k, v in vars(args).items()}, "device": device,
          "runs": runs, "summary": rows}, indent=2))

@@ -8,8 +8,9 @@ variable at its last level (``kept_by_variable``, r = that level's ``keep``), wi
 narrowed by that level's handle:
 
     S = total size (coordinates, PCA directions, or the width for a whole location) of the
-        variable's last-level handle sites at that location, or, if the handle has none
-        there, of its kept sites there;
+        variable's last-level handle sites at that location; where the handle has none
+        (a kept site it does not use), the spread of the variable's coupling row over the
+        location's sites: its perplexity exp(H) times their mean size (``mass_support``);
     ks = the ranks of ``dims`` at the two ends of [S, 2S], each capped at D − 1 (a rank-D
         interchange is the whole location's): the smallest rank ≥ S and the smallest
         rank ≥ 2S (the largest rank < D when none is);
@@ -18,17 +19,26 @@ narrowed by that level's handle:
 Why [S, 2S]: a calibrated handle is a sparse, truncated picture of the variable (top-k sites
 by transport mass), so the variable's subspace is at least as large as the handle and rarely
 more than twice it. On the HEQ MLPs of bench/compare.py (3 seeds × 2 variables) full DAS's
-best k fell in [S, 2S] six times out of six, and in (S/2, S] twice.
+best k fell in [S, 2S] six times out of six, and in (S/2, S] twice. A kept site the handle
+does not use says where, not how big: on the HEQ paper banks (10 seeds) the handles are one
+layer-1 neuron at λ 6-48 while DAS finds the variables at layer 0 with k 4-14, where the
+kept layer-0 neuron gave S = 1 and the coupling's perplexity there 5-9.
+
+Widening (``widened_targets``): when a variable's best guided calibration IIA trails its
+handle's by more than ``widen_margin`` (or is under ``widen_below``), it is also trained at
+every other location (a token net: every block at its kept positions) with its ranks and
+the next one.
 
 With ``init: handle`` (the default) a guided run starts from the handle's own directions:
 at a PCA level its principal directions, at a block or neuron level its coordinate axes
 (the handle's directions first, strongest first, then the rest in order). ``init: pca``
-does this at a PCA level only. Every other run, and every restart after the first, starts
-from a random rotation.
+does this at a PCA level only. Every other run (a location the handle does not use, a
+widened one), and every restart after the first, starts from a random rotation.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -42,7 +52,7 @@ from core.level_inputs import LevelInputs
 from core.level_sites import pca_frames
 from core.nets.base import InterventableNet
 from core.result import DasResult, DasRun, LevelResult
-from core.sites import Site, is_token_net, parse_site, token_sites
+from core.sites import Site, is_token_net, parse_site, parse_token_location, token_sites
 from core.spec import DasSpec
 
 
@@ -104,14 +114,20 @@ def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int
             handle's principal directions; None for random starts.
     """
     widths = net.widths
+    parsed = [parse_site(s, widths) for s in level.sites]
     out: list[DasTarget] = []
-    for variable in level.variables:
+    for row, variable in enumerate(level.variables):
         kept = [parse_site(s, widths) for s in level.kept_by_variable[variable]]
         handle = [parse_site(s, widths) for s in level.handles[variable].sites]
         for location in dict.fromkeys(site.location for site in kept):
             width = widths[location]
-            support = [s for s in handle if s.location == location] or [
-                s for s in kept if s.location == location]
+            support = [s for s in handle if s.location == location]
+            if not support and not any(s.kind == "all" for s in kept if s.location == location):
+                # a kept site the handle does not use says where, not how big
+                size = mass_support(level.coupling[row], parsed, location, width)
+                out.append(DasTarget(variable, location, bracket_dims(dims, size, width)))
+                continue
+            support = support or [s for s in kept if s.location == location]
             # distinct coordinates: nested PCA prefixes and multi-resolution groups overlap
             size = min(len({c for s in support for c in range(s.start, s.stop)}), width)
             # a whole-location support (a coarse last level) says nothing about k
@@ -121,6 +137,29 @@ def guided_targets(level: LevelResult, net: InterventableNet, dims: Sequence[int
                     if frames is not None and location in frames and not whole else None)
             out.append(DasTarget(variable, location, ks, init))
     return out
+
+
+def mass_support(row: Sequence[float], sites: Sequence[Site], location: str, width: int
+                 ) -> int:
+    """How many coordinates a variable's transport mass spreads over at ``location``: the
+    perplexity exp(H) of its coupling row over the location's sites, times their mean size,
+    rounded up.
+
+    Example:
+        >>> sites = [parse_site(f"layer:0/dims:{i}") for i in range(4)]
+        >>> mass_support([0.25, 0.25, 0.25, 0.25], sites, "layer:0", 4)
+        4
+        >>> mass_support([1.0, 0.0, 0.0, 0.0], sites, "layer:0", 4)
+        1
+    """
+    here = [(float(m), s.stop - s.start) for m, s in zip(row, sites, strict=True)
+            if s.location == location]
+    total = sum(m for m, _ in here)
+    if total <= 0:
+        return 1
+    entropy = -sum(m / total * math.log(m / total) for m, _ in here if m > 0)
+    mean_size = sum(size for _, size in here) / len(here)
+    return max(1, min(width, math.ceil(math.exp(entropy) * mean_size - 1e-6)))
 
 
 def handle_frame(frame: Tensor, support: Sequence[Site]) -> Tensor:
@@ -149,28 +188,59 @@ def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
             for loc in dict.fromkeys(locations)}
 
 
-def widened_targets(result: DasResult, targets: Sequence[DasTarget], net: InterventableNet,
-                    below: float) -> list[DasTarget]:
-    """For each variable whose best guided calibration IIA is under ``below``: every
-    location it was not trained at, with the ranks it was trained at (clipped under the
-    location's width), from a random start.
+def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSpec
+                 ) -> str | None:
+    """Why a variable's guided search should widen, or None.
+
+    It widens when its best guided calibration IIA is under ``spec.widen_below``, or trails
+    the calibration IIA of the PLOT handle that pointed there by more than
+    ``spec.widen_margin``: the handle shows the variable can be steered that well, so a
+    subspace interchange that falls well short of it is at the wrong location.
+    """
+    if spec.widen_below is not None and best_calibration < spec.widen_below:
+        return f"best guided calibration IIA {best_calibration:.3f} < {spec.widen_below}"
+    if spec.widen_margin is not None and best_calibration < handle_calibration - spec.widen_margin:
+        return (f"best guided calibration IIA {best_calibration:.3f} trails the handle's "
+                f"{handle_calibration:.3f} by more than {spec.widen_margin}")
+    return None
+
+
+def widened_variables(result: DasResult, level: LevelResult, spec: DasSpec) -> dict[str, str]:
+    """Variable -> ``widen_reason``, for the variables whose guided search widens."""
+    reasons = {v: widen_reason(best.iia_calibration, level.handles[v].iia_calibration, spec)
+               for v, best in result.best.items()}
+    return {v: reason for v, reason in reasons.items() if reason is not None}
+
+
+def widen_locations(net: InterventableNet, kept: Sequence[str]) -> dict[str, int]:
+    """Where a widened search may train, with widths: every location of an MLP or a GRU;
+    on a token net, the residual stream of every block at the kept sites' positions."""
+    widths = net.widths
+    if not is_token_net(widths):
+        return dict(widths)
+    positions = {p.position for s in kept
+                 if (p := parse_token_location(parse_site(s, widths).location)) is not None}
+    return {s.location: s.size for s in token_sites(widths, ["resid"], positions=positions)}
+
+
+def widened_targets(result: DasResult, targets: Sequence[DasTarget], level: LevelResult,
+                    net: InterventableNet, spec: DasSpec) -> list[DasTarget]:
+    """For each variable ``widen_reason`` flags: every location it was not trained at
+    (``widen_locations``), from a random start, with the ranks it was trained at plus the
+    next rank of ``spec.dims`` above them (each clipped under the location's width).
 
     A transport handle can steer a variable at a location where no subspace interchange
-    realises it (HEQ, paper banks, seed 0: WX's handle at layer 1 scores 0.999 on
-    calibration, every DAS rank there at most 0.82, layer 0 0.99); the low calibration IIA
-    of the guided runs is what flags it.
+    realises it. On the HEQ paper banks (seeds 0-3) the soft neuron handles sit at layer 1
+    with calibration IIA 0.997-1.0, while every DAS rank there reaches only 0.75-0.91 and
+    layer 0 reaches 0.99-1.0; the gap between the two is what flags it.
     """
-    widths = net.widths
-    if is_token_net(widths):
-        widths = {s.location: s.size for s in token_sites(widths, ["resid"])}
     out = []
-    for variable, best in result.best.items():
-        if best.iia_calibration >= below:
-            continue
+    for variable in widened_variables(result, level, spec):
         mine = [t for t in targets if t.variable == variable]
         tried = {t.location for t in mine}
         ranks = sorted({k for t in mine for k in t.dims})
-        for location, width in widths.items():
+        ranks += [k for k in sorted(spec.dims) if k > ranks[-1]][:1]
+        for location, width in widen_locations(net, level.kept_by_variable[variable]).items():
             if location not in tried:
                 out.append(DasTarget(variable, location, clip_dims(ranks, max(width - 1, 1))))
     return out
@@ -238,8 +308,8 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
     else:
         raise SpecError("DAS is off", "das.mode")
     result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, checkpoint)
-    if spec.mode == "guided" and spec.widen_below is not None:
-        wider = widened_targets(result, targets, inputs.net, spec.widen_below)
+    if spec.mode == "guided" and (spec.widen_below is not None or spec.widen_margin is not None):
+        wider = widened_targets(result, targets, levels[-1], inputs.net, spec)
         if wider:
             more = run_das_targets(spec.mode, wider, inputs, spec, seed, progress, checkpoint)
             runs = [*result.runs, *more.runs]
@@ -247,6 +317,7 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
                                best=select_runs(runs, list(inputs.net.widths)),
                                trainings=result.trainings + more.trainings,
                                forward_passes=result.forward_passes + more.forward_passes,
-                               runtime_s=0.0)
+                               runtime_s=0.0,
+                               widened=widened_variables(result, levels[-1], spec))
     # the runtime counts the PCA frames too
     return result.model_copy(update={"runtime_s": time.perf_counter() - started})

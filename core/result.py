@@ -233,6 +233,8 @@ class DasResult(ResultModel):
         best: per variable, the run with the best calibration IIA (ties: smaller k).
         trainings: DAS fits run, restarts included.
         forward_passes: (pair) partial forwards of training epochs and scoring.
+        widened: guided: per variable whose search widened beyond PLOT's locations, why
+            (``core.das_search.widen_reason``).
     """
 
     mode: str
@@ -241,6 +243,7 @@ class DasResult(ResultModel):
     trainings: int
     forward_passes: int
     runtime_s: Real
+    widened: dict[str, str] = Field(default_factory=dict)
 
 
 class RandomNetControl(ResultModel):

@@ -322,8 +322,11 @@ class DasSpec(_Frozen):
     low_rank_above: Annotated[int, at_most(MAX_SITE_SIZE)] = Field(64, ge=1)
     widen_below: float | None = Field(
         None, ge=0, le=1, description="guided: a variable whose best calibration IIA is "
-        "under this is also trained at every other location with the same ranks (None: "
-        "never)")
+        "under this is also trained at the other locations (None: never)")
+    widen_margin: float | None = Field(
+        0.02, ge=0, le=1, description="guided: a variable whose best calibration IIA trails "
+        "its PLOT handle's calibration IIA by more than this is also trained at the other "
+        "locations, with its ranks and the next one (None: never)")
 
     @field_validator("mode", mode="before")
     @classmethod

@@ -7,11 +7,20 @@ import torch
 
 from core.calibrate import IIA
 from core.causal.bank import Banks
-from core.das_search import bracket_dims, guided_targets, handle_frames, run_das
+from core.das_search import (
+    bracket_dims,
+    guided_targets,
+    handle_frames,
+    mass_support,
+    run_das,
+    widen_locations,
+    widen_reason,
+)
 from core.engine import trace_bank
 from core.errors import SpecError
 from core.level_inputs import LevelInputs
 from core.result import HandleResult, JobResult, LevelResult
+from core.sites import parse_site
 from core.spec import CalibrationSpec, CouplingSpec, DasSpec, parse_job_spec
 from tests.unit.core.planted_rotated import planted_rotated_bank, planted_rotated_mlp
 
@@ -117,11 +126,15 @@ def test_guided_runs_at_a_neuron_level_start_from_the_handle_axes(inputs: LevelI
 def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
     spec = SPEC.model_copy(update={"mode": "guided"})
     result = run_das(spec, inputs, [pca_level()])
-    # P at layer:1 with k 2 and 4, at layer:0 with k 2; Q at layer:1 with k 1 and 2
+    # P at layer:1 with k 2 and 4 (its handle); at layer:0, a kept site its handle does not
+    # use, k from the spread of its coupling there (one 2-direction site: [2, 4], capped
+    # under its width 4), from a random start; Q at layer:1 with k 1 and 2
+    assert inputs.net.widths["layer:0"] == 4
     assert result.trainings == 5
     assert {r.site for r in result.runs} == {"layer:1/das:1", "layer:1/das:2", "layer:1/das:4",
                                              "layer:0/das:2"}
-    assert all(r.init == "handle" for r in result.runs)
+    assert {(r.site.split("/")[0], r.init) for r in result.runs} == {
+        ("layer:1", "handle"), ("layer:0", "random")}
     assert result.best["P"].site.startswith("layer:1/")
     assert result.best["P"].iia_test.overall >= 0.99
     assert result.best["Q"].iia_test.overall >= 0.99
@@ -168,20 +181,69 @@ def test_das_is_off_by_default() -> None:
     assert spec.das.mode == "off" and spec.das.dims == [1, 2, 4, 8, 16]
 
 
-def test_guided_das_widens_where_its_calibration_iia_is_low(inputs: LevelInputs) -> None:
+@pytest.mark.parametrize("widen", [{"widen_below": 0.9, "widen_margin": None}, {}],
+                         ids=["below", "default margin"])
+def test_guided_das_widens_where_its_calibration_iia_is_low(inputs: LevelInputs,
+                                                            widen: dict[str, object]) -> None:
     """Q kept only layer:0, where it does not live: its guided runs score low on
-    calibration, so with widen_below they are repeated at layer:1, which finds it."""
+    calibration (under 0.9, and far under its handle's 1.0), so they are repeated at
+    layer:1 with the same ranks and the next one, which finds it."""
     level = pca_level()
     level = level.model_copy(update={
-        "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:2"]},
-        "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:2"])}})
-    spec = SPEC.model_copy(update={"mode": "guided", "widen_below": 0.9})
+        "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:1"]},
+        "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:1"])}})
+    spec = SPEC.model_copy(update={"mode": "guided", **widen})
     wide = run_das(spec, inputs, [level])
     guided_q = [r for r in wide.runs if r.variable == "Q" and r.site.startswith("layer:0/")]
     assert guided_q and max(r.iia_calibration for r in guided_q) < 0.9
     widened = [r for r in wide.runs if r.variable == "Q" and r.site.startswith("layer:1/")]
-    assert {r.dim for r in widened} == {r.dim for r in guided_q}  # the same ranks
+    ranks = {r.dim for r in guided_q}
+    assert ranks == {1, 2}  # the bracket [1, 2] of a one-direction handle
+    assert {r.dim for r in widened} == ranks | {4}  # and the next rank of dims
     assert {r.site.split("/")[0] for r in wide.runs if r.variable == "P"} == {"layer:1"}
     assert wide.trainings == len(wide.runs)
+    assert list(wide.widened) == ["Q"] and "calibration IIA" in wide.widened["Q"]
     assert wide.best["Q"].site.startswith("layer:1/")
     assert wide.best["Q"].iia_test.overall >= 0.99
+
+
+def test_guided_das_does_not_widen_when_off_or_close_to_the_handle(inputs: LevelInputs
+                                                                   ) -> None:
+    level = pca_level().model_copy(update={
+        "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:1"]},
+        "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:1"])}})
+    spec = SPEC.model_copy(update={"mode": "guided", "widen_margin": None})
+    narrow = run_das(spec, inputs, [level])
+    assert {r.site.split("/")[0] for r in narrow.runs} == {"layer:0", "layer:1"}
+    assert not any(r.variable == "Q" and r.site.startswith("layer:1/") for r in narrow.runs)
+    assert narrow.widened == {}
+
+
+def test_mass_support_is_the_perplexity_of_the_row_at_the_location() -> None:
+    sites = [parse_site(s) for s in ["layer:0/dims:0", "layer:0/dims:1", "layer:0/dims:2",
+                                     "layer:1/pca:3-4", "layer:1/pca:5-6"]]
+    row = [0.2, 0.2, 0.0, 0.3, 0.3]
+    assert mass_support(row, sites, "layer:0", 8) == 2  # two equal neurons, one empty
+    assert mass_support(row, sites, "layer:1", 8) == 4  # two equal 2-direction bands
+    assert mass_support(row, sites, "layer:1", 3) == 3  # capped at the width
+    assert mass_support([0.0] * 5, sites, "layer:0", 8) == 1
+
+
+def test_widen_reason_compares_with_the_threshold_and_the_handle() -> None:
+    spec = DasSpec(mode="guided")  # widen_margin 0.02, widen_below off
+    assert widen_reason(0.97, 0.995, spec) is not None  # trails the handle by 0.025
+    assert widen_reason(0.98, 0.995, spec) is None
+    assert widen_reason(0.6, 0.6, spec) is None  # as good as the handle: nothing better to find
+    below = DasSpec(mode="guided", widen_below=0.9, widen_margin=None)
+    assert widen_reason(0.6, 0.6, below) is not None and widen_reason(0.95, 1.0, below) is None
+
+
+def test_a_token_net_widens_to_every_block_at_the_kept_positions() -> None:
+    from core.nets.transformer import TransformerNet
+
+    net = TransformerNet({"vocab_size": 12, "d_model": 8, "n_layers": 3, "n_heads": 2,
+                          "d_mlp": 16, "max_len": 5, "label_token_ids": [1, 2],
+                          "pad_token_id": None})
+    locations = widen_locations(net, ["resid:1/pos:2/pca:1", "resid:0/pos:last"])
+    assert set(locations) == {f"resid:{b}/pos:{p}" for b in range(3) for p in ("2", "last")}
+    assert set(locations.values()) == {8}

@@ -43,7 +43,8 @@ def test_a_result_stored_before_typed_results_loads_and_round_trips(
     result = JobResult.model_validate(stored)
     # fields added since are written with their defaults
     levels = [{**level, "site_labels": {}} for level in stored["levels"]]
-    assert without_added_fields(result.to_json()) == {**stored, "levels": levels}
+    das = {**stored["das"], "widened": {}}
+    assert without_added_fields(result.to_json()) == {**stored, "levels": levels, "das": das}
     assert JobResult.model_validate(result.to_json()) == result
     handle = result.handles["WX"]
     assert (handle.cost_kind, handle.verdict, handle.verdict_reason) == (None, None, None)
