@@ -108,10 +108,17 @@ def full_das_targets(net: Any, variables: list[str], dims: list[int],
 
 
 def level_summary(levels: list[LevelResult]) -> list[dict[str, Any]]:
-    """Per PLOT level: each variable's kept sites and handle (sites, test IIA)."""
-    return [{"granularity": level.granularity, "kept": level.kept_by_variable,
-             "handle": {v: {"sites": h.sites, "iia_test": h.iia_test.overall}
-                        for v, h in level.handles.items()}} for level in levels]
+    """Per PLOT level: each variable's kept sites and handle (sites, calibration and test
+    IIA); the last level's sites and coupling rows too (what guided DAS reads)."""
+    out: list[dict[str, Any]] = [
+        {"granularity": level.granularity, "kept": level.kept_by_variable,
+         "handle": {v: {"sites": h.sites, "iia_calibration": h.iia_calibration,
+                        "iia_test": h.iia_test.overall} for v, h in level.handles.items()}}
+        for level in levels]
+    if levels:
+        out[-1]["sites"] = levels[-1].sites
+        out[-1]["coupling"] = dict(zip(levels[-1].variables, levels[-1].coupling, strict=True))
+    return out
 
 
 def parse_seeds(words: Sequence[str]) -> list[int]:
