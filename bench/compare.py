@@ -340,6 +340,8 @@ def markdown(rows: list[dict[str, Any]], header: str,
                      f"{paper} | {row['wall_s']:.2f} | {row['site_count']:.0f} | "
                      f"{row['forward_passes']:.0f} | {row['trainings']:.0f} | "
                      f"{row['speedup_vs_full']:.1f}× |")
+    if runs:
+        lines += ["", "## Guided against full DAS, per seed", "", *per_seed_table(runs)]
     for run in runs or []:
         lines += ["", f"## {run['task']}, seed {run['seed']}: where each method looked", "",
                   f"DAS ranks {run['dims']}; full DAS over {len(run['full_das_locations'])} "
@@ -359,6 +361,26 @@ def markdown(rows: list[dict[str, Any]], header: str,
             verdict = [f"{plot['verdict'][v]} ({plot['cost_kind'][v]})"]
             lines.append(f"| {v} | " + " | ".join(kept + best + verdict) + " |")
     return "\n".join(lines) + "\n"
+
+
+def per_seed_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Guided against full DAS per (task, seed): test IIA per variable and the difference,
+    the sites each chose, the variables guided DAS widened, trainings and wall time."""
+    lines = ["| task | seed | test IIA per variable: guided / full (guided − full) | "
+             "guided DAS best | widened | trainings guided / full | wall s guided / full "
+             "(share) |", "|---|---:|---|---|---|---:|---:|"]
+    for run in runs:
+        guided, full = run["methods"]["PLOT+guided DAS"], run["methods"]["full DAS"]
+        scores = ", ".join(f"{v} {guided['iia'][v]:.3f} / {full['iia'][v]:.3f} "
+                           f"({guided['iia'][v] - full['iia'][v]:+.3f})"
+                           for v in run["variables"])
+        sites = ", ".join(f"`{guided['sites'][v][0]}`" for v in run["variables"])
+        widened = ", ".join(guided.get("widened", {})) or "–"
+        share = guided["wall_s"] / full["wall_s"]
+        lines.append(f"| {run['task']} | {run['seed']} | {scores} | {sites} | {widened} | "
+                     f"{guided['trainings']} / {full['trainings']} | {guided['wall_s']:.1f} / "
+                     f"{full['wall_s']:.1f} ({share:.2f}) |")
+    return lines
 
 
 def plot_png(rows: list[dict[str, Any]], path: Path) -> None:
@@ -387,6 +409,22 @@ def plot_png(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def sweep(args: argparse.Namespace, context: JobContext) -> list[dict[str, Any]]:
+    """Every task × seed of the command line; each run to runs.jsonl as it ends."""
+    reuse = read_reusable(args.reuse_full) if args.reuse_full is not None else None
+    runs = []
+    with (args.out / "runs.jsonl").open("w") as partial:  # a stopped sweep keeps its seeds
+        for task in args.tasks:
+            for seed in args.seeds:
+                runs.append(run_seed(task, seed, context, args.pairs,
+                                     {"dims": task_dims(task, args.dims),
+                                      "max_epochs": args.max_epochs},
+                                     args.peers, args.scheme, reuse))
+                partial.write(json.dumps(runs[-1]) + "\n")
+                partial.flush()
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), choices=TASKS,
@@ -409,6 +447,9 @@ def main() -> None:
                         help="take full DAS from this earlier runs.jsonl / compare.json of the "
                         "same seeds and scheme instead of training it again (its wall time "
                         "is the earlier run's)")
+    parser.add_argument("--from-runs", type=Path, nargs="+", default=None,
+                        help="run nothing: summarize these runs.jsonl files (earlier sweeps, "
+                        "e.g. one per task) into --out")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 gives comparable CPU timings)")
@@ -420,18 +461,15 @@ def main() -> None:
 
     context = JobContext(model_root=args.cache_dir, data_root=args.cache_dir,
                          cache_dir=args.cache_dir, device=args.device)
-    reuse = read_reusable(args.reuse_full) if args.reuse_full is not None else None
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    with (args.out / "runs.jsonl").open("w") as partial:  # a stopped sweep keeps its seeds
-        for task in args.tasks:
-            for seed in args.seeds:
-                runs.append(run_seed(task, seed, context, args.pairs,
-                                     {"dims": task_dims(task, args.dims),
-                                      "max_epochs": args.max_epochs},
-                                     args.peers, args.scheme, reuse))
-                partial.write(json.dumps(runs[-1]) + "\n")
-                partial.flush()
+    if args.from_runs is not None:
+        runs = [json.loads(line) for path in args.from_runs
+                for line in path.read_text().splitlines() if line.strip()]
+        args.tasks = list(dict.fromkeys(r["task"] for r in runs))
+        args.seeds = list(dict.fromkeys(r["seed"] for r in runs))
+        args.scheme = "/".join(dict.fromkeys(r["scheme"] for r in runs))
+    else:
+        runs = sweep(args, context)
     rows = summarize(runs)
     device = str(context.torch_device())
     dims = "; ".join(f"{t} {task_dims(t, args.dims)}" for t in args.tasks)
@@ -440,6 +478,8 @@ def main() -> None:
               f"torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} threads")
+    if args.from_runs is not None:
+        header += f"; summarized from {', '.join(map(str, args.from_runs))}"
     if args.reuse_full is not None:
         header += (f"; full DAS taken from {args.reuse_full} (not trained again: its wall "
                    "times are that run's)")
