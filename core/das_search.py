@@ -24,6 +24,11 @@ does not use says where, not how big: on the HEQ paper banks (10 seeds) the hand
 layer-1 neuron at λ 6-48 while DAS finds the variables at layer 0 with k 4-14, where the
 kept layer-0 neuron gave S = 1 and the coupling's perplexity there 5-9.
 
+Restart (``restart_best``, on by default): each variable's best run, when it started from
+the handle's axes, is trained once more from a random start at the same (location, k) and
+the better on calibration kept: on HEQ balanced seed 1 the handle start scored 0.960 where a
+random one scores 0.980 at the same layer-0 rank.
+
 Widening (``widened_targets``): when a variable's best guided calibration IIA trails its
 handle's by more than ``widen_margin`` (or is under ``widen_below``), it is also trained at
 every other location (a token net: every block at its kept positions) with its ranks and
@@ -246,6 +251,24 @@ def widened_targets(result: DasResult, targets: Sequence[DasTarget], level: Leve
     return out
 
 
+def restart_targets(result: DasResult) -> list[DasTarget]:
+    """Each variable's best run, when it started from the handle's axes, once more from a
+    random start (``restart_best``): a start from the handle's axes is one draw, and on the
+    HEQ nets it sometimes lands under a random start at the same (location, k)."""
+    return [DasTarget(v, parse_site(run.site).location, (run.dim,))
+            for v, run in result.best.items() if run.init == "handle"]
+
+
+def merged(result: DasResult, more: DasResult, locations: list[str],
+           widened: dict[str, str]) -> DasResult:
+    """Two DAS results as one: every run, each variable's best of all, summed counts."""
+    runs = [*result.runs, *more.runs]
+    return DasResult(mode=result.mode, runs=runs, best=select_runs(runs, locations),
+                     trainings=result.trainings + more.trainings,
+                     forward_passes=result.forward_passes + more.forward_passes,
+                     runtime_s=0.0, widened=widened)
+
+
 def select_runs(runs: Sequence[DasRun], locations: Sequence[str]) -> dict[str, DasRun]:
     """Per variable: the best calibration IIA, then the smaller k, then the earlier location."""
     def key(run: DasRun) -> tuple[float, int, int]:
@@ -312,12 +335,12 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
         wider = widened_targets(result, targets, levels[-1], inputs.net, spec)
         if wider:
             more = run_das_targets(spec.mode, wider, inputs, spec, seed, progress, checkpoint)
-            runs = [*result.runs, *more.runs]
-            result = DasResult(mode=spec.mode, runs=runs,
-                               best=select_runs(runs, list(inputs.net.widths)),
-                               trainings=result.trainings + more.trainings,
-                               forward_passes=result.forward_passes + more.forward_passes,
-                               runtime_s=0.0,
-                               widened=widened_variables(result, levels[-1], spec))
+            result = merged(result, more, list(inputs.net.widths),
+                            widened_variables(result, levels[-1], spec))
+    if spec.mode == "guided" and spec.restart_best:
+        again = restart_targets(result)
+        if again:
+            more = run_das_targets(spec.mode, again, inputs, spec, seed, progress, checkpoint)
+            result = merged(result, more, list(inputs.net.widths), result.widened)
     # the runtime counts the PCA frames too
     return result.model_copy(update={"runtime_s": time.perf_counter() - started})

@@ -323,6 +323,10 @@ class DasSpec(_Frozen):
     widen_below: float | None = Field(
         None, ge=0, le=1, description="guided: a variable whose best calibration IIA is "
         "under this is also trained at the other locations (None: never)")
+    restart_best: bool = Field(
+        True, description="guided: train each variable's best (location, k) once more from "
+        "a random start when it started from the handle's directions; keep the better on "
+        "calibration")
     widen_margin: float | None = Field(
         0.02, ge=0, le=1, description="guided: a variable whose best calibration IIA trails "
         "its PLOT handle's calibration IIA by more than this is also trained at the other "

@@ -124,7 +124,7 @@ def test_guided_runs_at_a_neuron_level_start_from_the_handle_axes(inputs: LevelI
 
 
 def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> None:
-    spec = SPEC.model_copy(update={"mode": "guided"})
+    spec = SPEC.model_copy(update={"mode": "guided", "restart_best": False})
     result = run_das(spec, inputs, [pca_level()])
     # P at layer:1 with k 2 and 4 (its handle); at layer:0, a kept site its handle does not
     # use, k from the spread of its coupling there (one 2-direction site: [2, 4], capped
@@ -138,6 +138,21 @@ def test_guided_das_trains_only_at_the_kept_locations(inputs: LevelInputs) -> No
     assert result.best["P"].site.startswith("layer:1/")
     assert result.best["P"].iia_test.overall >= 0.99
     assert result.best["Q"].iia_test.overall >= 0.99
+
+
+def test_guided_das_restarts_each_best_run_from_a_random_start(inputs: LevelInputs) -> None:
+    """The best run of each variable started from the handle's axes; it is trained once
+    more from a random start at the same (location, k), and the better on calibration kept."""
+    spec = SPEC.model_copy(update={"mode": "guided"})
+    without = run_das(spec.model_copy(update={"restart_best": False}), inputs, [pca_level()])
+    result = run_das(spec, inputs, [pca_level()])
+    assert result.trainings == without.trainings + 2 == len(result.runs)
+    again = result.runs[without.trainings:]
+    assert {(r.variable, r.site, r.init) for r in again} == {
+        (v, run.site, "random") for v, run in without.best.items()}
+    for v, run in result.best.items():
+        mine = [r for r in result.runs if r.variable == v and r.site == without.best[v].site]
+        assert run.iia_calibration == max(r.iia_calibration for r in mine)
 
 
 def test_restarts_multiply_the_trainings(inputs: LevelInputs) -> None:
