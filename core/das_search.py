@@ -259,6 +259,14 @@ def restart_targets(result: DasResult) -> list[DasTarget]:
             for v, run in result.best.items() if run.init == "handle"]
 
 
+def after(progress: ProgressFn | None, done: int) -> ProgressFn | None:
+    """``progress`` for a later batch of trainings: counts continue from ``done``."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda count, total: report(done + count, done + total)
+
+
 def merged(result: DasResult, more: DasResult, locations: list[str],
            widened: dict[str, str]) -> DasResult:
     """Two DAS results as one: every run, each variable's best of all, summed counts."""
@@ -334,13 +342,15 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
     if spec.mode == "guided" and (spec.widen_below is not None or spec.widen_margin is not None):
         wider = widened_targets(result, targets, levels[-1], inputs.net, spec)
         if wider:
-            more = run_das_targets(spec.mode, wider, inputs, spec, seed, progress, checkpoint)
+            more = run_das_targets(spec.mode, wider, inputs, spec, seed,
+                                   after(progress, result.trainings), checkpoint)
             result = merged(result, more, list(inputs.net.widths),
                             widened_variables(result, levels[-1], spec))
     if spec.mode == "guided" and spec.restart_best:
         again = restart_targets(result)
         if again:
-            more = run_das_targets(spec.mode, again, inputs, spec, seed, progress, checkpoint)
+            more = run_das_targets(spec.mode, again, inputs, spec, seed,
+                                   after(progress, result.trainings), checkpoint)
             result = merged(result, more, list(inputs.net.widths), result.widened)
     # the runtime counts the PCA frames too
     return result.model_copy(update={"runtime_s": time.perf_counter() - started})

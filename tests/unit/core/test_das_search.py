@@ -208,7 +208,10 @@ def test_guided_das_widens_where_its_calibration_iia_is_low(inputs: LevelInputs,
         "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:1"]},
         "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:1"])}})
     spec = SPEC.model_copy(update={"mode": "guided", **widen})
-    wide = run_das(spec, inputs, [level])
+    seen: list[tuple[int, int]] = []
+    wide = run_das(spec, inputs, [level], progress=lambda d, t: seen.append((d, t)))
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes back
+    assert seen[-1] == (wide.trainings, wide.trainings)
     guided_q = [r for r in wide.runs if r.variable == "Q" and r.site.startswith("layer:0/")]
     assert guided_q and max(r.iia_calibration for r in guided_q) < 0.9
     widened = [r for r in wide.runs if r.variable == "Q" and r.site.startswith("layer:1/")]
