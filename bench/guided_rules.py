@@ -97,10 +97,17 @@ RULES: dict[str, tuple[Trigger | None, bool, bool]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="compare.py runs.jsonl files")
+    parser.add_argument("--handle-calibration", type=Path, default=None,
+                        help="JSON {seed: {variable: handle calibration IIA}} for runs that "
+                        "did not record it (PLOT rerun on the same nets and banks)")
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON")
     args = parser.parse_args()
     records = [json.loads(line) for path in args.runs
                for line in path.read_text().splitlines() if line.strip()]
+    if args.handle_calibration is not None:
+        given = json.loads(args.handle_calibration.read_text())
+        for record in records:
+            record["methods"]["PLOT"].setdefault("iia_calibration", given[str(record["seed"])])
     if any("iia_calibration" not in r["methods"]["PLOT"] for r in records):
         print("(some runs do not record their handles' calibration IIA: margin rules never "
               "fire on them)")
