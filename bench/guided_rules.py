@@ -89,6 +89,9 @@ RULES: dict[str, tuple[Trigger | None, bool, bool]] = {
     "widen margin 0.01 +next": (lambda b, h: b < h - 0.01, True, False),
     "widen margin 0.02": (lambda b, h: b < h - 0.02, False, False),
     "widen margin 0.02 +next": (lambda b, h: b < h - 0.02, True, False),
+    "widen below 0.99 +next, restart the best": (lambda b, h: b < 0.99, True, True),
+    "widen margin 0.02 or handle < 0.9, +next, restart the best (default)": (
+        lambda b, h: b < h - 0.02 or h < 0.9, True, True),
     "restart the best": (None, False, True),
     "widen margin 0.02 +next, restart the best": (lambda b, h: b < h - 0.02, True, True),
 }

@@ -30,7 +30,8 @@ the better on calibration kept: on HEQ balanced seed 1 the handle start scored 0
 random one scores 0.980 at the same layer-0 rank.
 
 Widening (``widened_targets``): when a variable's best guided calibration IIA trails its
-handle's by more than ``widen_margin`` (or is under ``widen_below``), it is also trained at
+handle's by more than ``widen_margin`` (or is under ``widen_below``), or its handle's own
+calibration IIA is under ``widen_weak_handle``, it is also trained at
 every other location (a token net: every block at its kept positions) with its ranks and
 the next one.
 
@@ -199,14 +200,20 @@ def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSp
 
     It widens when its best guided calibration IIA is under ``spec.widen_below``, or trails
     the calibration IIA of the PLOT handle that pointed there by more than
-    ``spec.widen_margin``: the handle shows the variable can be steered that well, so a
-    subspace interchange that falls well short of it is at the wrong location.
+    ``spec.widen_margin`` (the handle shows the variable can be steered that well, so a
+    subspace interchange that falls well short of it is at the wrong location), or when
+    that handle's own calibration IIA is under ``spec.widen_weak_handle`` (PLOT's picture
+    of the variable is too weak to trust its locations alone: HEQ balanced seed 4, YZ's
+    handle at 0.882 kept two layer-1 neurons, DAS finds YZ at layer 0).
     """
     if spec.widen_below is not None and best_calibration < spec.widen_below:
         return f"best guided calibration IIA {best_calibration:.3f} < {spec.widen_below}"
     if spec.widen_margin is not None and best_calibration < handle_calibration - spec.widen_margin:
         return (f"best guided calibration IIA {best_calibration:.3f} trails the handle's "
                 f"{handle_calibration:.3f} by more than {spec.widen_margin}")
+    if spec.widen_weak_handle is not None and handle_calibration < spec.widen_weak_handle:
+        return (f"the handle's calibration IIA {handle_calibration:.3f} < "
+                f"{spec.widen_weak_handle}: a weak guide")
     return None
 
 

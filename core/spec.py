@@ -327,6 +327,9 @@ class DasSpec(_Frozen):
         True, description="guided: train each variable's best (location, k) once more from "
         "a random start when it started from the handle's directions; keep the better on "
         "calibration")
+    widen_weak_handle: float | None = Field(
+        0.9, ge=0, le=1, description="guided: a variable whose PLOT handle's calibration IIA "
+        "is under this (a weak guide) is also trained at the other locations (None: never)")
     widen_margin: float | None = Field(
         0.02, ge=0, le=1, description="guided: a variable whose best calibration IIA trails "
         "its PLOT handle's calibration IIA by more than this is also trained at the other "

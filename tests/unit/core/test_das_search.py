@@ -196,7 +196,8 @@ def test_das_is_off_by_default() -> None:
     assert spec.das.mode == "off" and spec.das.dims == [1, 2, 4, 8, 16]
 
 
-@pytest.mark.parametrize("widen", [{"widen_below": 0.9, "widen_margin": None}, {}],
+@pytest.mark.parametrize("widen", [{"widen_below": 0.9, "widen_margin": None,
+                                    "widen_weak_handle": None}, {}],
                          ids=["below", "default margin"])
 def test_guided_das_widens_where_its_calibration_iia_is_low(inputs: LevelInputs,
                                                             widen: dict[str, object]) -> None:
@@ -230,7 +231,8 @@ def test_guided_das_does_not_widen_when_off_or_close_to_the_handle(inputs: Level
     level = pca_level().model_copy(update={
         "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:1"]},
         "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:1"])}})
-    spec = SPEC.model_copy(update={"mode": "guided", "widen_margin": None})
+    spec = SPEC.model_copy(update={"mode": "guided", "widen_margin": None,
+                                   "widen_weak_handle": None})
     narrow = run_das(spec, inputs, [level])
     assert {r.site.split("/")[0] for r in narrow.runs} == {"layer:0", "layer:1"}
     assert not any(r.variable == "Q" and r.site.startswith("layer:1/") for r in narrow.runs)
@@ -248,11 +250,13 @@ def test_mass_support_is_the_perplexity_of_the_row_at_the_location() -> None:
 
 
 def test_widen_reason_compares_with_the_threshold_and_the_handle() -> None:
-    spec = DasSpec(mode="guided")  # widen_margin 0.02, widen_below off
+    spec = DasSpec(mode="guided")  # widen_margin 0.02, widen_weak_handle 0.9, widen_below off
     assert widen_reason(0.97, 0.995, spec) is not None  # trails the handle by 0.025
     assert widen_reason(0.98, 0.995, spec) is None
-    assert widen_reason(0.6, 0.6, spec) is None  # as good as the handle: nothing better to find
-    below = DasSpec(mode="guided", widen_below=0.9, widen_margin=None)
+    assert widen_reason(0.95, 0.95, spec) is None  # as good as a good handle
+    assert widen_reason(0.99, 0.85, spec) is not None  # the handle is a weak guide
+    assert widen_reason(0.99, 0.85, spec.model_copy(update={"widen_weak_handle": None})) is None
+    below = DasSpec(mode="guided", widen_below=0.9, widen_margin=None, widen_weak_handle=None)
     assert widen_reason(0.6, 0.6, below) is not None and widen_reason(0.95, 1.0, below) is None
 
 
