@@ -13,7 +13,7 @@ every other location with the variable's ranks, ``+next`` with the next rank too
 ``restart the best``: the best run, when it started from the handle's axes, trained once
 more from a random start.
 
-    python bench/guided_rules.py bench/results/paper/runs.jsonl
+    python bench/guided_rules.py bench/results/paper/compare.json
 
 Prints, per rule: (seed, variable) pairs more than 0.01 under full DAS's test IIA, the worst
 and mean difference, trainings, and time as a share of full DAS's (PLOT's wall time plus
@@ -97,16 +97,23 @@ RULES: dict[str, tuple[Trigger | None, bool, bool]] = {
 }
 
 
+def read_runs(path: Path) -> list[Run]:
+    """The runs of a compare.py runs.jsonl, or of its compare.json."""
+    if path.suffix == ".json":
+        return list(json.loads(path.read_text())["runs"])
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", type=Path, nargs="+", help="compare.py runs.jsonl files")
+    parser.add_argument("runs", type=Path, nargs="+",
+                        help="compare.py runs.jsonl or compare.json files")
     parser.add_argument("--handle-calibration", type=Path, default=None,
                         help="JSON {seed: {variable: handle calibration IIA}} for runs that "
                         "did not record it (PLOT rerun on the same nets and banks)")
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON")
     args = parser.parse_args()
-    records = [json.loads(line) for path in args.runs
-               for line in path.read_text().splitlines() if line.strip()]
+    records = [record for path in args.runs for record in read_runs(path)]
     if args.handle_calibration is not None:
         given = json.loads(args.handle_calibration.read_text())
         for record in records:
