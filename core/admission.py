@@ -273,8 +273,10 @@ def _random_net_passes(spec: JobSpec, terms: Mapping[str, int], sites: Sequence[
 
 def estimate_das_trainings(spec: JobSpec, schedule: Sequence[LevelSpec], size: NetSize | None,
                            variables: int) -> int:
-    """Full: every location × k × variable × restart; guided: each variable's kept sites ×
-    the two ends of its k range × restarts."""
+    """Full: every location × k × variable × restart. Guided: each variable's kept sites ×
+    the two ends of its k range, its best run restarted (``restart_best``), and, when a
+    widening trigger is set, at most every other location it may widen to (a token net:
+    every block at its kept positions) × three ranks; all × restarts."""
     das = spec.das
     if das.mode == "off":
         return 0
@@ -282,7 +284,12 @@ def estimate_das_trainings(spec: JobSpec, schedule: Sequence[LevelSpec], size: N
         locations = size.locations if size is not None else 1
         return locations * len(das.dims) * variables * das.restarts
     keep = schedule[-1].keep if schedule else 1
-    return keep * variables * 2 * das.restarts
+    per_variable = keep * 2 + (1 if das.restart_best else 0)
+    widens = (das.widen_below, das.widen_margin, das.widen_weak_handle) != (None, None, None)
+    if widens and size is not None:
+        wider = size.blocks * keep if size.arch in ("transformer", "hf") else size.locations
+        per_variable += 3 * max(wider - 1, 0)
+    return per_variable * variables * das.restarts
 
 
 # forward-pass term -> the spec field that drives it

@@ -138,6 +138,16 @@ def test_full_das_counts_locations_dims_variables_and_restarts() -> None:
     assert admission.das_trainings == 3 * 5 * 2 * 3  # layers × dims × variables × restarts
 
 
+def test_guided_das_counts_kept_sites_the_restart_and_the_widest_widening() -> None:
+    guided = submit({**HEQ, "das": {"mode": "guided", "restarts": 2}})
+    # HEQ's neuron level keeps 2 sites per variable: 2 × 2 ranks, 1 restart of the best,
+    # widening to the 2 other layers × 3 ranks; × 2 variables × 2 restarts
+    assert guided.das_trainings == (2 * 2 + 1 + 3 * 2) * 2 * 2
+    narrow = submit({**HEQ, "das": {"mode": "guided", "restart_best": False,
+                                    "widen_margin": None, "widen_weak_handle": None}})
+    assert narrow.das_trainings == 2 * 2 * 2
+
+
 def test_sites_refine_the_kept_sites_of_the_level_before() -> None:
     size = estimate_net_size({"arch": "mlp", "input_dim": 16, "hidden_dims": [64, 64],
                               "num_classes": 2, "activation": "relu"})
