@@ -112,7 +112,19 @@ def test_the_job_records_its_row_budget_and_token_rows(mcqa_result: JobResult) -
 
 @pytest.mark.slow
 def test_guided_das_trains_at_the_token_sites_plot_kept(mcqa_result: JobResult) -> None:
-    assert mcqa_result.das is not None
+    """At the kept sites' locations; a widened variable (``das.widened``) also at every
+    block's residual stream at its kept positions, never elsewhere."""
+    das = mcqa_result.das
+    assert das is not None
     kept = mcqa_result.levels[-1].kept_by_variable
-    for variable, run in mcqa_result.das.best.items():
-        assert parse_site(run.site).location in {parse_site(s).location for s in kept[variable]}
+    for run in das.runs:
+        location = parse_site(run.site).location
+        mine = {parse_site(s).location for s in kept[run.variable]}
+        if run.variable not in das.widened:
+            assert location in mine
+        else:
+            parsed = parse_token_location(location)
+            positions = {p.position for loc in mine
+                         if (p := parse_token_location(loc)) is not None}
+            assert parsed is not None and parsed.component == "resid"
+            assert parsed.position in positions
