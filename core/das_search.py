@@ -194,8 +194,8 @@ def handle_frames(spec: DasSpec, inputs: LevelInputs, last: LevelResult
             for loc in dict.fromkeys(locations)}
 
 
-def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSpec
-                 ) -> str | None:
+def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSpec,
+                 whole: bool = False) -> str | None:
     """Why a variable's guided search should widen, or None.
 
     It widens when its best guided calibration IIA is under ``spec.widen_below``, or trails
@@ -204,14 +204,17 @@ def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSp
     subspace interchange that falls well short of it is at the wrong location), or when
     that handle's own calibration IIA is under ``spec.widen_weak_handle`` (PLOT's picture
     of the variable is too weak to trust its locations alone: HEQ balanced seed 4, YZ's
-    handle at 0.882 kept two layer-1 neurons, DAS finds YZ at layer 0).
+    handle at 0.882 kept two layer-1 neurons, DAS finds YZ at layer 0). A ``whole``
+    handle (whole locations, a coarse last level) is not judged weak: swapping a whole
+    location moves every variable it holds, so its calibration IIA says nothing about where.
     """
     if spec.widen_below is not None and best_calibration < spec.widen_below:
         return f"best guided calibration IIA {best_calibration:.3f} < {spec.widen_below}"
     if spec.widen_margin is not None and best_calibration < handle_calibration - spec.widen_margin:
         return (f"best guided calibration IIA {best_calibration:.3f} trails the handle's "
                 f"{handle_calibration:.3f} by more than {spec.widen_margin}")
-    if spec.widen_weak_handle is not None and handle_calibration < spec.widen_weak_handle:
+    if (spec.widen_weak_handle is not None and not whole
+            and handle_calibration < spec.widen_weak_handle):
         return (f"the handle's calibration IIA {handle_calibration:.3f} < "
                 f"{spec.widen_weak_handle}: a weak guide")
     return None
@@ -219,7 +222,8 @@ def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSp
 
 def widened_variables(result: DasResult, level: LevelResult, spec: DasSpec) -> dict[str, str]:
     """Variable -> ``widen_reason``, for the variables whose guided search widens."""
-    reasons = {v: widen_reason(best.iia_calibration, level.handles[v].iia_calibration, spec)
+    reasons = {v: widen_reason(best.iia_calibration, level.handles[v].iia_calibration, spec,
+                               all(parse_site(s).kind == "all" for s in level.handles[v].sites))
                for v, best in result.best.items()}
     return {v: reason for v, reason in reasons.items() if reason is not None}
 

@@ -256,6 +256,7 @@ def test_widen_reason_compares_with_the_threshold_and_the_handle() -> None:
     assert widen_reason(0.95, 0.95, spec) is None  # as good as a good handle
     assert widen_reason(0.99, 0.85, spec) is not None  # the handle is a weak guide
     assert widen_reason(0.99, 0.85, spec.model_copy(update={"widen_weak_handle": None})) is None
+    assert widen_reason(0.99, 0.85, spec, whole=True) is None  # a whole-location swap
     below = DasSpec(mode="guided", widen_below=0.9, widen_margin=None, widen_weak_handle=None)
     assert widen_reason(0.6, 0.6, below) is not None and widen_reason(0.95, 1.0, below) is None
 

@@ -75,6 +75,7 @@ def test_guided_job_trains_only_at_the_kept_location(roots: Path) -> None:
     result, _ = _run(roots, "guided")
     assert result.das is not None
     kept = result.levels[-1].kept_by_variable  # one location per variable (keep 1, layer level)
+    assert result.das.widened == {}  # whole-layer handles are not judged weak guides
     assert result.das.trainings == 2 * len(result.variables)  # ks 1, 2 at that one location
     for run in result.das.runs:
         assert [run.site.split("/")[0]] == kept[run.variable]
