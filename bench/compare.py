@@ -247,13 +247,16 @@ def check_reusable(stored: dict[str, Any], bank_sizes: list[int], dims: list[int
                              f"{stored['seed']} has {key} {stored[key]}, this one {value}")
 
 
+def read_runs(path: Path) -> list[dict[str, Any]]:
+    """The runs of a runs.jsonl, or of a compare.json."""
+    if path.suffix == ".json":
+        return list(json.loads(path.read_text())["runs"])
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def read_reusable(path: Path) -> dict[tuple[str, int, str], dict[str, Any]]:
     """(task, seed, scheme) -> run, from a runs.jsonl or compare.json."""
-    if path.suffix == ".jsonl":
-        runs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        runs = json.loads(path.read_text())["runs"]
-    return {(r["task"], r["seed"], r["scheme"]): r for r in runs}
+    return {(r["task"], r["seed"], r["scheme"]): r for r in read_runs(path)}
 
 
 def das_runs(result: DasResult) -> list[dict[str, Any]]:
@@ -463,8 +466,7 @@ def main() -> None:
                          cache_dir=args.cache_dir, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.from_runs is not None:
-        runs = [json.loads(line) for path in args.from_runs
-                for line in path.read_text().splitlines() if line.strip()]
+        runs = [run for path in args.from_runs for run in read_runs(path)]
         args.tasks = list(dict.fromkeys(r["task"] for r in runs))
         args.seeds = list(dict.fromkeys(r["seed"] for r in runs))
         args.scheme = "/".join(dict.fromkeys(r["scheme"] for r in runs))

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from compare import read_runs  # bench/ is the script's folder
+
 Run = dict[str, Any]
 Trigger = Callable[[float, float], bool]
 
@@ -95,13 +97,6 @@ RULES: dict[str, tuple[Trigger | None, bool, bool]] = {
     "restart the best": (None, False, True),
     "widen margin 0.02 +next, restart the best": (lambda b, h: b < h - 0.02, True, True),
 }
-
-
-def read_runs(path: Path) -> list[Run]:
-    """The runs of a compare.py runs.jsonl, or of its compare.json."""
-    if path.suffix == ".json":
-        return list(json.loads(path.read_text())["runs"])
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def main() -> None:

@@ -220,10 +220,12 @@ def widen_reason(best_calibration: float, handle_calibration: float, spec: DasSp
     return None
 
 
-def widened_variables(result: DasResult, level: LevelResult, spec: DasSpec) -> dict[str, str]:
+def widened_variables(result: DasResult, level: LevelResult, spec: DasSpec,
+                      widths: dict[str, int]) -> dict[str, str]:
     """Variable -> ``widen_reason``, for the variables whose guided search widens."""
     reasons = {v: widen_reason(best.iia_calibration, level.handles[v].iia_calibration, spec,
-                               all(parse_site(s).kind == "all" for s in level.handles[v].sites))
+                               all(parse_site(s, widths).kind == "all"
+                                   for s in level.handles[v].sites))
                for v, best in result.best.items()}
     return {v: reason for v, reason in reasons.items() if reason is not None}
 
@@ -239,10 +241,10 @@ def widen_locations(net: InterventableNet, kept: Sequence[str]) -> dict[str, int
     return {s.location: s.size for s in token_sites(widths, ["resid"], positions=positions)}
 
 
-def widened_targets(result: DasResult, targets: Sequence[DasTarget], level: LevelResult,
+def widened_targets(widened: dict[str, str], targets: Sequence[DasTarget], level: LevelResult,
                     net: InterventableNet, spec: DasSpec) -> list[DasTarget]:
-    """For each variable ``widen_reason`` flags: every location it was not trained at
-    (``widen_locations``), from a random start, with the ranks it was trained at plus the
+    """For each variable in ``widened`` (``widened_variables``): every location it was not
+    trained at (``widen_locations``), from a random start, with the ranks it was trained at plus the
     next rank of ``spec.dims`` above them (each clipped under the location's width).
 
     A transport handle can steer a variable at a location where no subspace interchange
@@ -251,7 +253,7 @@ def widened_targets(result: DasResult, targets: Sequence[DasTarget], level: Leve
     layer 0 reaches 0.99-1.0; the gap between the two is what flags it.
     """
     out = []
-    for variable in widened_variables(result, level, spec):
+    for variable in widened:
         mine = [t for t in targets if t.variable == variable]
         tried = {t.location for t in mine}
         ranks = sorted({k for t in mine for k in t.dims})
@@ -351,12 +353,12 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
         raise SpecError("DAS is off", "das.mode")
     result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, checkpoint)
     if spec.mode == "guided" and (spec.widen_below is not None or spec.widen_margin is not None):
-        wider = widened_targets(result, targets, levels[-1], inputs.net, spec)
+        widened = widened_variables(result, levels[-1], spec, inputs.net.widths)
+        wider = widened_targets(widened, targets, levels[-1], inputs.net, spec)
         if wider:
             more = run_das_targets(spec.mode, wider, inputs, spec, seed,
                                    after(progress, result.trainings), checkpoint)
-            result = merged(result, more, list(inputs.net.widths),
-                            widened_variables(result, levels[-1], spec))
+            result = merged(result, more, list(inputs.net.widths), widened)
     if spec.mode == "guided" and spec.restart_best:
         again = restart_targets(result)
         if again:
