@@ -352,7 +352,7 @@ def run_das(spec: DasSpec, inputs: LevelInputs, levels: Sequence[LevelResult], s
     else:
         raise SpecError("DAS is off", "das.mode")
     result = run_das_targets(spec.mode, targets, inputs, spec, seed, progress, checkpoint)
-    if spec.mode == "guided" and (spec.widen_below is not None or spec.widen_margin is not None):
+    if spec.mode == "guided":  # no trigger set: widened_variables finds none
         widened = widened_variables(result, levels[-1], spec, inputs.net.widths)
         wider = widened_targets(widened, targets, levels[-1], inputs.net, spec)
         if wider:

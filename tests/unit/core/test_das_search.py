@@ -196,18 +196,23 @@ def test_das_is_off_by_default() -> None:
     assert spec.das.mode == "off" and spec.das.dims == [1, 2, 4, 8, 16]
 
 
-@pytest.mark.parametrize("widen", [{"widen_below": 0.9, "widen_margin": None,
-                                    "widen_weak_handle": None}, {}],
-                         ids=["below", "default margin"])
-def test_guided_das_widens_where_its_calibration_iia_is_low(inputs: LevelInputs,
-                                                            widen: dict[str, object]) -> None:
+@pytest.mark.parametrize(("widen", "q_handle_calibration"), [
+    ({"widen_below": 0.9, "widen_margin": None, "widen_weak_handle": None}, 1.0),
+    ({}, 1.0),
+    ({"widen_margin": None}, 0.8),
+], ids=["below", "default margin", "weak handle alone"])
+def test_guided_das_widens_where_its_calibration_iia_is_low(
+        inputs: LevelInputs, widen: dict[str, object], q_handle_calibration: float) -> None:
     """Q kept only layer:0, where it does not live: its guided runs score low on
-    calibration (under 0.9, and far under its handle's 1.0), so they are repeated at
-    layer:1 with the same ranks and the next one, which finds it."""
+    calibration (under 0.9, and far under its handle's 1.0; or its handle is a weak guide
+    at 0.8), so they are repeated at layer:1 with the same ranks and the next one, which
+    finds it."""
+    q_handle = _handle("Q", ["layer:0/pca:1"]).model_copy(
+        update={"iia_calibration": q_handle_calibration})
     level = pca_level()
     level = level.model_copy(update={
         "kept_by_variable": {"P": ["layer:1/pca:2"], "Q": ["layer:0/pca:1"]},
-        "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": _handle("Q", ["layer:0/pca:1"])}})
+        "handles": {"P": _handle("P", ["layer:1/pca:2"]), "Q": q_handle}})
     spec = SPEC.model_copy(update={"mode": "guided", **widen})
     seen: list[tuple[int, int]] = []
     wide = run_das(spec, inputs, [level], progress=lambda d, t: seen.append((d, t)))
