@@ -43,12 +43,14 @@ import platform
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core.calibrate import IIA
+from core.causal.bank import Banks
 from core.controls import run_controls
 from core.das_search import full_targets, run_das, run_das_targets
 from core.das_training import DasTarget, das_config
@@ -56,11 +58,12 @@ from core.engine import BankTraces, trace_bank
 from core.handle_verdicts import with_verdicts
 from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
 from core.level_inputs import LevelInputs
+from core.nets.base import InterventableNet
 from core.nets.mlp import MLP
 from core.progressive import run_levels
 from core.result import DasResult, LevelResult
 from core.sites import is_token_net, parse_site, parse_token_location
-from core.spec import DasSpec, JobSpec, PairScheme, parse_job_spec
+from core.spec import DasSpec, JobSpec, LevelSpec, PairScheme, parse_job_spec
 
 METHODS = ("PLOT", "PLOT+guided DAS", "full DAS")
 PEER_METHODS = {"pyvene": "full DAS (pyvene)"}  # --peers: other libraries, MLP nets only
@@ -140,18 +143,29 @@ def paper_score(iia: IIA) -> dict[str, float | None]:
     return {"sensitivity": iia.sensitivity, "invariance": iia.invariance, "mean": mean}
 
 
-def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
-             das: dict[str, Any], peers: Sequence[str] = (),
-             scheme: PairScheme = "balanced",
-             reuse: dict[tuple[str, int, str], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The three methods on one task and seed, sharing the net, banks and traces.
+def bank_sizes(task_name: str, pairs: int, scheme: PairScheme) -> tuple[int, int, int]:
+    """(fit, calibration, test) pairs: ``pairs`` each, or the paper scheme's own sizes."""
+    return PAPER_SIZES.get(task_name, (pairs,) * 3) if scheme == "paper" else (pairs,) * 3
 
-    Args:
-        reuse: (task, seed, scheme) -> a stored run whose full DAS is taken instead of
-            training it again (``--reuse-full``; checked: same bank sizes, ranks, locations).
-    """
-    fit, calibration, test = (PAPER_SIZES.get(task_name, (pairs,) * 3) if scheme == "paper"
-                              else (pairs,) * 3)
+
+@dataclass(frozen=True)
+class SeedSetup:
+    """One task and seed as a job resolves them: its default net, banks, their traces and
+    the default levels."""
+
+    spec: JobSpec
+    net: InterventableNet
+    banks: Banks
+    traces: dict[str, BankTraces]
+    max_rows: int
+    schedule: list[LevelSpec]
+
+
+def seed_setup(task_name: str, seed: int, context: JobContext,
+               sizes: tuple[int, int, int], scheme: PairScheme) -> SeedSetup:
+    """Resolve ``task_name``'s default net for ``seed`` (trained into the cache on first
+    use), draw its banks of ``sizes`` (fit, calibration, test) and trace them."""
+    fit, calibration, test = sizes
     spec: JobSpec = parse_job_spec({
         "task": {"builtin": task_name}, "seed": seed,
         "pairs": {"fit": fit, "calibration": calibration, "test": test, "seed": seed,
@@ -163,10 +177,26 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     max_rows = context.max_rows(None)
     traces = {s: trace_bank(net, getattr(banks, s), max_rows)
               for s in ("fit", "calibration", "test")}
+    return SeedSetup(spec, net, banks, traces, max_rows, default_levels(spec, task, net))
+
+
+def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
+             das: dict[str, Any], peers: Sequence[str] = (),
+             scheme: PairScheme = "balanced",
+             reuse: dict[tuple[str, int, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The three methods on one task and seed, sharing the net, banks and traces.
+
+    Args:
+        reuse: (task, seed, scheme) -> a stored run whose full DAS is taken instead of
+            training it again (``--reuse-full``; checked: same bank sizes, ranks, locations).
+    """
+    setup = seed_setup(task_name, seed, context, bank_sizes(task_name, pairs, scheme), scheme)
+    spec, net, banks, traces, max_rows = (setup.spec, setup.net, setup.banks, setup.traces,
+                                          setup.max_rows)
     controls_spec = spec.controls.model_copy(update={"seed": seed})
     inputs = LevelInputs.local(net, banks, traces, spec.coupling, spec.calibration, max_rows,
                                controls_spec)
-    schedule = default_levels(spec, task, net)
+    schedule = setup.schedule
 
     started = time.perf_counter()
     levels = run_levels(schedule, inputs)

@@ -26,26 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from compare import bank_sizes, parse_seeds, seed_setup  # bench/ is the script's folder
 
 from core.calibrate import IIA
 from core.causal.bank import Banks
 from core.engine import trace_bank
-from core.job import JobContext, default_levels, resolve_banks, resolve_net, resolve_task
+from core.job import JobContext
 from core.level_inputs import LevelInputs
 from core.progressive import best_handles, run_levels
-from core.spec import LevelSpec, parse_job_spec
+from core.spec import LevelSpec, PairScheme
 
 TASKS = ("hierarchical_equality", "binary_addition")
-PAPER_SIZES = {"binary_addition": (3328, 1664, 1664)}  # as bench/compare.py
 CEILINGS = ("sensitive", "scored")  # the test pairs a ceiling's handle is chosen on
-
-
-def parse_seeds(words: list[str]) -> list[int]:
-    seeds: list[int] = []
-    for word in words:
-        low, _, high = word.partition("..")
-        seeds.extend(range(int(low), int(high or low) + 1))
-    return seeds
 
 
 def scores(iia: IIA) -> dict[str, float | None]:
@@ -87,27 +79,16 @@ def ceilings(inputs: LevelInputs, schedule: list[LevelSpec]) -> dict[str, Any]:
     } for variable, handle in handles.items()}
 
 
-def run_seed(task_name: str, seed: int, scheme: str, context: JobContext,
+def run_seed(task_name: str, seed: int, scheme: PairScheme, context: JobContext,
              sizes: tuple[int, int, int] | None = None) -> dict[str, Any]:
     """One task and seed; ``sizes``: (fit, calibration, test) pairs instead of
     bench/compare.py's."""
-    fit, calibration, test = sizes or (
-        PAPER_SIZES.get(task_name, (1000,) * 3) if scheme == "paper" else (1000,) * 3)
-    spec = parse_job_spec({
-        "task": {"builtin": task_name}, "seed": seed,
-        "pairs": {"fit": fit, "calibration": calibration, "test": test, "seed": seed,
-                  "scheme": scheme},
-    })
-    task = resolve_task(spec, context)
-    net, _ = resolve_net(spec, context, task)
-    banks = resolve_banks(spec, context, task, net)
-    max_rows = context.max_rows(None)
-    traces = {s: trace_bank(net, getattr(banks, s), max_rows)
-              for s in ("fit", "calibration", "test")}
-    inputs = LevelInputs.local(net, banks, traces, spec.coupling, spec.calibration, max_rows)
-    schedule = default_levels(spec, task, net)
+    setup = seed_setup(task_name, seed, context, sizes or bank_sizes(task_name, 1000, scheme),
+                       scheme)
+    inputs = LevelInputs.local(setup.net, setup.banks, setup.traces, setup.spec.coupling,
+                               setup.spec.calibration, setup.max_rows)
     started = time.perf_counter()
-    variables = ceilings(inputs, schedule)
+    variables = ceilings(inputs, setup.schedule)
     return {"task": task_name, "seed": seed, "scheme": scheme,
             "wall_s": time.perf_counter() - started, "variables": variables}
 
