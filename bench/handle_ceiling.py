@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from compare import bank_sizes, parse_seeds, seed_setup  # bench/ is the script's folder
+
+# bench/ is the script's folder
+from compare import bank_sizes, paper_score, parse_seeds, seed_setup
 
 from core.calibrate import IIA
 from core.causal.bank import Banks
@@ -41,10 +43,8 @@ CEILINGS = ("sensitive", "scored")  # the test pairs a ceiling's handle is chose
 
 
 def scores(iia: IIA) -> dict[str, float | None]:
-    mean = (None if iia.sensitivity is None or iia.invariance is None
-            else (iia.sensitivity + iia.invariance) / 2)
-    return {"overall": iia.overall, "sensitivity": iia.sensitivity,
-            "invariance": iia.invariance, "mean": mean}
+    """Overall IIA beside the paper's sensitivity, invariance and their mean."""
+    return {"overall": iia.overall, **paper_score(iia)}
 
 
 def chosen_on(inputs: LevelInputs, schedule: list[LevelSpec], variable: str,
