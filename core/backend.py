@@ -66,12 +66,12 @@ class ComputeBackend(Protocol):
         ...
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
-                progress: Callable[[int], None] | None = None, pairs: int | None = None
-                ) -> Tensor:
+                progress: Callable[[int], None] | None = None,
+                pairs: int | Tensor | None = None) -> Tensor:
         """(N, P) bool: every head's argmax equals ``targets`` (P, O), per intervention.
 
-        With ``pairs``, only the split's first ``pairs`` pairs are used (and ``targets``
-        covers those).
+        With ``pairs``, only the split's first ``pairs`` pairs are used, or (a (P',) long
+        index) the pairs it names, in its order; ``targets`` covers those.
         """
         ...
 
@@ -182,10 +182,12 @@ class LocalBackend:
                                  self.max_rows, progress)
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
-                progress: Callable[[int], None] | None = None, pairs: int | None = None
-                ) -> Tensor:
+                progress: Callable[[int], None] | None = None,
+                pairs: int | Tensor | None = None) -> Tensor:
         traces = self.split_traces(split)
-        if pairs is not None:
+        if isinstance(pairs, Tensor):
+            traces = traces.select(pairs)
+        elif pairs is not None:
             traces = traces.slice(0, pairs)
         return exact_matches(self.net, traces, interventions, targets, self.max_rows, progress)
 

@@ -34,6 +34,10 @@ class BankTraces:
     def slice(self, start: int, stop: int) -> BankTraces:
         return BankTraces(self.base.slice(start, stop), self.source.slice(start, stop))
 
+    def select(self, index: Tensor) -> BankTraces:
+        """The traces of the pairs at a (P',) long ``index``, in its order."""
+        return BankTraces(self.base.select(index), self.source.select(index))
+
     def on(self, device: torch.device) -> BankTraces:
         """These traces with their activations on ``device`` (a no-op when already there)."""
         if self.activation_device() in (None, device):

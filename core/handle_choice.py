@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -41,7 +42,8 @@ def calibrate_variable(
     soft = candidate_interventions(candidates, sites, directions, frames, device)
     unique, inverse = unique_candidates(soft)
     target = calibration.counterfactual_labels[variable]
-    scores, total = score_candidates(inputs, unique, target, progress)
+    scores, total = score_candidates(inputs, unique, target, progress,
+                                     calibration.scored(variable))
     accuracy = scores[inverse]  # (N,)
     best = candidates[select_candidate(candidates, accuracy)]
     chosen = [best]
@@ -97,7 +99,8 @@ def hopeless(hits: Tensor, delta: float = HOPELESS_DELTA) -> Tensor:
 
 
 def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
-                     progress: Callable[[int, int], None]) -> tuple[Tensor, int]:
+                     progress: Callable[[int, int], None], scored: Tensor | None = None
+                     ) -> tuple[Tensor, int]:
     """Calibration accuracy of each candidate, by successive halving.
 
     Every candidate is scored on the first ``screen_pairs // 4`` calibration pairs (when
@@ -107,10 +110,17 @@ def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
     screening accuracy minus 1 (a dropped one its first rung's accuracy minus 2), so only
     finalists can be selected, on full-bank scores.
 
+    Args:
+        scored: (P,) bool, the calibration pairs that score this variable (a bank with a
+            ``scope``): only those are run, and every count above is of them. None: all.
+
     Returns:
         (U,) scores and the number of (candidate × pair) forwards spent.
     """
     spec = inputs.calibration
+    rows = Rows(None if scored is None or bool(scored.all())
+                else torch.nonzero(scored).squeeze(1))
+    target = rows.of(target)
     pairs = int(target.shape[0])
     screen = spec.screen_pairs
     screening = 0 < screen < pairs and unique.count > spec.finalists
@@ -123,29 +133,53 @@ def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
         progress(done[0], max(total, done[0]))
 
     if not screening:
-        return inputs.backend.matches("calibration", unique, target, advance).float().mean(1), total
-    first = screening_scores(inputs, unique, target[:screen], advance)
+        return inputs.backend.matches("calibration", unique, target, advance,
+                                      pairs=rows.all()).float().mean(1), total
+    first = screening_scores(inputs, unique, target[:screen], advance, rows)
     total = done[0] + spec.finalists * pairs
     order = torch.argsort(first, descending=True, stable=True)[: spec.finalists]
-    final = inputs.backend.matches("calibration", unique.take(order), target, advance)
+    final = inputs.backend.matches("calibration", unique.take(order), target, advance,
+                                   pairs=rows.all())
     scores = first - 1.0
     scores[order] = final.float().mean(1)
     return scores, total
 
 
 def screening_scores(inputs: LevelInputs, unique: Interventions, target: Tensor,
-                     advance: Callable[[int], None]) -> Tensor:
-    """(U,) accuracy on the ``target``'s screening pairs; a candidate dropped at the first
-    rung gets that rung's accuracy minus 1 (below every candidate that was kept)."""
+                     advance: Callable[[int], None], rows: Rows | None = None) -> Tensor:
+    """(U,) accuracy on the ``target``'s screening pairs (the leading ones of ``rows``); a
+    candidate dropped at the first rung gets that rung's accuracy minus 1 (below every
+    candidate that was kept)."""
+    rows = rows or Rows(None)
     screen = int(target.shape[0])
     rung = screen // RUNG_SHARE
     if rung < MIN_RUNG_PAIRS:
         return inputs.backend.matches("calibration", unique, target, advance,
-                                      pairs=screen).float().mean(1)
-    hits = inputs.backend.matches("calibration", unique, target[:rung], advance, pairs=rung)
+                                      pairs=rows.leading(screen)).float().mean(1)
+    hits = inputs.backend.matches("calibration", unique, target[:rung], advance,
+                                  pairs=rows.leading(rung))
     first = hits.float().mean(1)
     kept = torch.nonzero(~hopeless(hits)).squeeze(1)
     scores = first - 1.0
     scores[kept] = inputs.backend.matches("calibration", unique.take(kept), target, advance,
-                                          pairs=screen).float().mean(1)
+                                          pairs=rows.leading(screen)).float().mean(1)
     return scores
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The calibration pairs a variable is scored on: ``index`` (a (P',) long index into
+    the bank) or, when None, every pair; what ``ComputeBackend.matches`` takes as ``pairs``."""
+
+    index: Tensor | None
+
+    def of(self, per_pair: Tensor) -> Tensor:
+        """``per_pair``'s (P, ...) rows at these pairs."""
+        return per_pair if self.index is None else per_pair[self.index.to(per_pair.device)]
+
+    def leading(self, count: int) -> int | Tensor:
+        """The first ``count`` of these pairs."""
+        return count if self.index is None else self.index[:count]
+
+    def all(self) -> Tensor | None:
+        return self.index

@@ -17,7 +17,8 @@ from core.verdict import BankEvidence, ControlEvidence, bank_evidence, judge
 
 def calibration_evidence(bank: PairBank, variables: Sequence[str]) -> dict[str, BankEvidence]:
     """``core.verdict.bank_evidence`` of a calibration bank."""
-    return bank_evidence(variables, bank.counterfactual_labels, bank.base_labels)
+    scored = None if bank.scope is None else {v: bank.scored(v) for v in variables}
+    return bank_evidence(variables, bank.counterfactual_labels, bank.base_labels, scored)
 
 
 def handle_controls(handle: HandleResult, levels: Sequence[LevelResult],

@@ -86,15 +86,17 @@ class Judgement:
 
 
 def bank_evidence(variables: Sequence[str], counterfactual: Mapping[str, Tensor],
-                  base_labels: Tensor) -> dict[str, BankEvidence]:
+                  base_labels: Tensor, scored: Mapping[str, Tensor] | None = None
+                  ) -> dict[str, BankEvidence]:
     """Per variable, its change share and the variables observationally identical to it.
 
     Args:
         counterfactual: variable -> (P, O) counterfactual labels of the calibration bank.
         base_labels: (P, O) the bank's base labels.
+        scored: variable -> (P,) bool, the pairs that score it (a bank with a scope): its
+            change share is over those. None: every pair.
     """
     changed = {v: (counterfactual[v] != base_labels).any(-1) for v in variables}
-    pairs = int(base_labels.shape[0])
     out = {}
     for v in variables:
         identical = {}
@@ -108,7 +110,8 @@ def bank_evidence(variables: Sequence[str], counterfactual: Mapping[str, Tensor]
             agreement = float(same.double().mean())
             if agreement >= IDENTICAL_AGREEMENT:
                 identical[other] = agreement
-        count = int(changed[v].sum())
+        mine = changed[v] if scored is None else changed[v][scored[v]]
+        count, pairs = int(mine.sum()), int(mine.numel())
         out[v] = BankEvidence(count / pairs if pairs else 0.0, count, pairs, identical)
     return out
 

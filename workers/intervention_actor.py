@@ -257,9 +257,10 @@ class InterventionActor:
         return out.cpu()
 
     def matches(self, job_key: str, split: Split, interventions: Interventions,
-                targets: Tensor, pairs: int | None = None) -> Tensor:
+                targets: Tensor, pairs: int | Tensor | None = None) -> Tensor:
         """(N, P) bool exact matches of ``interventions`` on the job's ``split`` bank (its
-        first ``pairs`` pairs when given: calibration screening)."""
+        first ``pairs`` pairs, or the pairs a (P',) index names, when given: calibration
+        screening, a variable's own pairs)."""
         job = self._job(job_key)
         self._checkpoint(job_key)
         out = job.backend.matches(split, interventions.to(self.device),

@@ -166,11 +166,13 @@ class RayBackend:
         return torch.cat([parts[i] for i in range(len(bounds))]).to(self.device)
 
     def matches(self, split: Split, interventions: Interventions, targets: Tensor,
-                progress: Callable[[int], None] | None = None, pairs: int | None = None
-                ) -> Tensor:
+                progress: Callable[[int], None] | None = None,
+                pairs: int | Tensor | None = None) -> Tensor:
         """(N, P) bool exact matches, chunked over the N interventions (on the split's first
-        ``pairs`` pairs when given)."""
+        ``pairs`` pairs, or the pairs a (P',) index names, when given)."""
         targets_ref = ray.put(targets.cpu())
+        if isinstance(pairs, Tensor):
+            pairs = pairs.cpu()
         return self._chunked("matches", split, interventions, (targets_ref, pairs),
                              progress).to(targets.device)
 

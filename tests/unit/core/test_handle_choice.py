@@ -145,3 +145,33 @@ def test_the_sign_test_drops_by_the_pairs_where_two_candidates_disagree() -> Non
     rival[40:60] = False
     close[40:60] = True
     assert hopeless(torch.stack([rival, close])).tolist() == [False, False]
+
+
+def test_a_scoped_calibration_bank_scores_a_variable_on_its_own_pairs_alone() -> None:
+    inputs = planted_level_inputs(300, top_k=[1, 2, 3], strengths=STRENGTHS)
+    unique, _ = unique_candidates(candidate_interventions(
+        _candidates(), NEURONS, inputs.net.widths, {}, CPU))
+    target = inputs.banks.calibration.counterfactual_labels["P"]
+    scored = torch.arange(300) % 3 == 0  # P's pairs: every third
+    wrong = target.clone()
+    wrong[~scored] = 1 - wrong[~scored]  # labels no candidate can match, where P is not scored
+    hits = inputs.backend.matches("calibration", unique, target)
+    own = hits[:, scored].float().mean(1)
+
+    def scores(screen_pairs: int) -> tuple[torch.Tensor, int]:
+        return score_candidates(_with(inputs, screen_pairs=screen_pairs, finalists=3), unique,
+                                wrong, lambda done, of: None, scored)
+
+    exhaustive, total = scores(0)
+    torch.testing.assert_close(exhaustive, own)  # the unscored pairs' labels do not count
+    assert total == unique.count * 100  # and are not run
+    # screening counts P's own pairs: its first 64, then the finalists on its 100
+    halving, total = scores(64)
+    assert total == unique.count * 64 + 3 * 100
+    assert int(halving.argmax()) == int(own.argmax())
+    finalists = halving >= 0
+    assert int(finalists.sum()) == 3
+    torch.testing.assert_close(halving[finalists], own[finalists])
+    # on the first 64 of P's pairs, a screened-out candidate's score is its accuracy there
+    first = hits[:, torch.nonzero(scored).squeeze(1)[:64]].float().mean(1)
+    torch.testing.assert_close(halving[~finalists], first[~finalists] - 1.0)

@@ -44,6 +44,20 @@ def test_a_variable_that_never_moves_the_output_is_not_identifiable() -> None:
     assert judge("moving", GOOD, evidence["moving"], NO_CONTROLS).verdict is None
 
 
+def test_a_scoped_bank_gives_each_variable_its_change_share_over_its_own_pairs() -> None:
+    base = labels([0] * 100)
+    wx = labels([1, 0] * 25 + [0] * 50)  # WX's pairs (the first half): half change
+    yz = labels([0] * 50 + [1, 0, 0, 0] * 12 + [1, 0])  # YZ's pairs: a quarter change
+    first = torch.arange(100) < 50
+    evidence = bank_evidence(["WX", "YZ"], {"WX": wx, "YZ": yz}, base,
+                             {"WX": first, "YZ": ~first})
+    assert (evidence["WX"].changed_pairs, evidence["WX"].pairs) == (25, 50)
+    assert evidence["WX"].changed_share == 0.5
+    assert (evidence["YZ"].changed_pairs, evidence["YZ"].pairs) == (13, 50)
+    unscoped = bank_evidence(["WX", "YZ"], {"WX": wx, "YZ": yz}, base)
+    assert unscoped["WX"].changed_share == 0.25 and unscoped["WX"].pairs == 100
+
+
 def test_observationally_identical_variables_are_named() -> None:
     base = labels([0, 1] * 50)
     first = labels([1, 1, 0, 0] * 25)

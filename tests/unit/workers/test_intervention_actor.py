@@ -56,6 +56,10 @@ def test_actor_signatures_and_matches_equal_the_local_backend(tmp_path: Path) ->
     targets = torch.randint(0, 3, (12, 1))
     expected = local.matches("test", plan, targets)
     assert torch.equal(actor.matches("job", "test", plan.slice(1, 4), targets), expected[1:4])
+    # a variable's own pairs (a scoped bank): the named pairs alone, in the index's order
+    own = torch.tensor([7, 2, 11])
+    assert torch.equal(actor.matches("job", "test", plan, targets[own], own), expected[:, own])
+    assert torch.equal(local.matches("test", plan, targets[:5], pairs=5), expected[:, :5])
     # the predicted labels are what the matches compare to the targets
     predicted = actor.predictions("job", "test", plan.slice(1, 4))
     assert torch.equal(predicted, local.predictions("test", plan)[1:4])
