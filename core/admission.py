@@ -225,7 +225,8 @@ def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
     pairs = spec.pairs
     kinds = len(spec.coupling.cost)  # each kind's candidates are calibrated on their own
     candidates = _calibration_grid(spec)[1] // kinds
-    per_level_calibration = variables * kinds * _calibration_passes(spec, candidates)
+    per_level_calibration = variables * kinds * _calibration_passes(spec, candidates,
+                                                                    variables)
     levels = len(sites)
     per_level_test = variables * 2 * kinds * pairs.test
     terms = {
@@ -243,11 +244,14 @@ def estimate_forward_passes(spec: JobSpec, sites: Sequence[int], variables: int,
     return terms
 
 
-def _calibration_passes(spec: JobSpec, candidates: int) -> int:
+def _calibration_passes(spec: JobSpec, candidates: int, variables: int) -> int:
     """(candidate × pair) forwards of one variable's calibration of one cost kind: the
     first rung and the screening pairs for every candidate (none is assumed dropped), then
-    the finalists on the whole bank (``core.handle_choice.score_candidates``)."""
+    the finalists on the whole bank (``core.handle_choice.score_candidates``). A
+    per-variable calibration bank scores each variable on its own share of the pairs."""
     calibration = spec.pairs.calibration
+    if spec.pairs.calibration_scope == "per_variable":
+        calibration //= variables
     screen = spec.calibration.screen_pairs
     if not (0 < screen < calibration and candidates > spec.calibration.finalists):
         return candidates * calibration

@@ -28,6 +28,7 @@ from core.errors import SpecError
 # The job vocabularies, defined here only; the modules that act on them import them.
 BuiltinTask = Literal["hierarchical_equality", "binary_addition", "mcqa"]
 PairScheme = Literal["balanced", "paper"]
+CalibrationScope = Literal["shared", "per_variable"]
 Granularity = Literal["position", "layer", "step", "head", "block", "neuron", "pca"]
 LevelComponent = Literal["resid", "attn", "mlp"]
 LevelScope = Literal["shared", "per_variable"]
@@ -166,6 +167,21 @@ class PairsSpec(_Frozen):
         "invariant test banks; adder: each base with its structured sources; MCQA: the "
         "answer-position families) and ignores `changed_share`",
     )
+    calibration_scope: CalibrationScope = Field(
+        "shared",
+        description="`shared`: every calibration pair scores every variable (the paper "
+        "scheme's HEQ bank: the authors' WX-only and YZ-only pairs); `per_variable` (HEQ, "
+        "paper scheme): each variable's handle is chosen on its own calibration pairs, half "
+        "where its interchange changes the output and half where it does not (the test "
+        "banks' construction; `calibration` rounded down to a multiple of 4)",
+    )
+
+    @model_validator(mode="after")
+    def _scope_needs_paper(self) -> PairsSpec:
+        if self.calibration_scope == "per_variable" and self.scheme != "paper":
+            raise ValueError("calibration_scope per_variable needs scheme: paper (a balanced "
+                             "bank already scores every variable on every pair)")
+        return self
 
 
 class LevelSpec(_Frozen):

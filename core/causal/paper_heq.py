@@ -6,14 +6,15 @@ pool in random order, keeping a pair only while its *kind* still has room:
 
 - fit: half the pairs change the output under some variable's interchange, half under none;
 - calibration: half WX-only pairs (the WX interchange changes the output, the YZ one does
-  not), half YZ-only pairs;
+  not), half YZ-only pairs, each scored for both variables (or, ``calibration_scope:
+  per_variable``, the test banks' construction: each variable's own pairs, scored for it);
 - test: for each variable, ``n`` sensitive pairs (its interchange changes the output) and
   ``n`` invariant ones, each scored for that variable alone (``PairBank.scope``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -121,29 +122,50 @@ def _some_change(changes: dict[str, Tensor]) -> Tensor:
 
 
 def heq_paper_banks(task: HierarchicalEquality, fit: int, calibration: int, test: int,
-                    generators: tuple[torch.Generator, torch.Generator, torch.Generator]
-                    ) -> Banks:
+                    generators: tuple[torch.Generator, torch.Generator, torch.Generator],
+                    per_variable_calibration: bool = False) -> Banks:
     """The reference's HEQ banks: ``fit`` pairs, ``calibration`` pairs and ``2 * 2 * test``
-    test pairs (a sensitive and an invariant bank of ``test`` per variable)."""
+    test pairs (a sensitive and an invariant bank of ``test`` per variable).
+
+    With ``per_variable_calibration`` the calibration bank is the test banks' construction
+    instead: ``calibration // 4`` sensitive and as many invariant pairs per variable, each
+    scored for its variable alone (``PairBank.scope``).
+    """
     fit_gen, calibration_gen, test_gen = generators
     fit_bank = pool_pairs(task, fit, fit_gen,
                           [(_some_change, (fit + 1) // 2), (_none_changes, fit // 2)])
-    half = calibration // 2
-    calibration_bank = concat_banks([
-        pool_pairs(task, half, calibration_gen, [(_only("WX", "YZ"), half)], RARE_POOL_ROWS),
-        pool_pairs(task, calibration - half, calibration_gen,
-                   [(_only("YZ", "WX"), calibration - half)], RARE_POOL_ROWS),
-    ])
+    if per_variable_calibration:
+        per_kind = calibration // (2 * len(task.variables))
+        if per_kind < 1:
+            raise TaskError(f"a per-variable calibration bank of {calibration} pairs has no "
+                            "pair of each kind per variable (at least 4)", "pairs.calibration")
+        calibration_bank = scored_banks(task, task.variables, per_kind, calibration_gen)
+    else:
+        half = calibration // 2
+        calibration_bank = concat_banks([
+            pool_pairs(task, half, calibration_gen, [(_only("WX", "YZ"), half)],
+                       RARE_POOL_ROWS),
+            pool_pairs(task, calibration - half, calibration_gen,
+                       [(_only("YZ", "WX"), calibration - half)], RARE_POOL_ROWS),
+        ])
+    return Banks(fit=_shuffled(fit_bank, fit_gen),
+                 calibration=_shuffled(calibration_bank, calibration_gen),
+                 test=scored_banks(task, task.variables, test, test_gen))
+
+
+def scored_banks(task: HierarchicalEquality, variables: Sequence[str], n: int,
+                 generator: torch.Generator, pool_rows: int = POOL_ROWS) -> PairBank:
+    """For each of ``variables`` in turn, ``n`` pairs where its interchange changes the
+    output and ``n`` where it does not (each from a fresh pool of ``pool_rows`` rows), each
+    pair scored for that variable alone (``PairBank.scope``): the test banks' construction."""
     parts = []
-    for variable in task.variables:
+    for variable in variables:
         for kind in (_changes(variable), _changes(variable, changed=False)):
-            part = pool_pairs(task, test, test_gen, [(kind, test)])
+            part = pool_pairs(task, n, generator, [(kind, n)], pool_rows)
             scope = {v: torch.full((part.size,), v == variable) for v in task.variables}
             parts.append(PairBank(part.base, part.source, part.base_labels,
                                   part.counterfactual_labels, scope))
-    return Banks(fit=_shuffled(fit_bank, fit_gen),
-                 calibration=_shuffled(calibration_bank, calibration_gen),
-                 test=concat_banks(parts))
+    return concat_banks(parts)
 
 
 def _shuffled(bank: PairBank, generator: torch.Generator) -> PairBank:

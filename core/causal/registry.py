@@ -110,12 +110,18 @@ def paper_banks(task: CausalTask, pairs: PairsSpec,
     """The PLOT authors' banks of a built-in task (``pairs.scheme: paper``).
 
     HEQ: ``pairs.fit`` fit pairs, ``pairs.calibration`` WX-only / YZ-only calibration pairs
-    and 4 x ``pairs.test`` test pairs (``core.causal.paper_heq``); the adder: banks of
-    ``size // 26`` whole bases with their structured sources (``core.causal.paper_adder``);
-    MCQA: ``MultipleChoiceColours.sample_paper_bank`` for each bank.
+    (or, with ``calibration_scope: per_variable``, each variable's own sensitive and
+    invariant pairs) and 4 x ``pairs.test`` test pairs (``core.causal.paper_heq``); the
+    adder: banks of ``size // 26`` whole bases with their structured sources
+    (``core.causal.paper_adder``); MCQA: ``MultipleChoiceColours.sample_paper_bank`` for each bank.
     """
     if isinstance(task, HierarchicalEquality):
-        return heq_paper_banks(task, pairs.fit, pairs.calibration, pairs.test, generators)
+        return heq_paper_banks(task, pairs.fit, pairs.calibration, pairs.test, generators,
+                               per_variable_calibration=pairs.calibration_scope ==
+                               "per_variable")
+    if pairs.calibration_scope == "per_variable":
+        raise TaskError(f"{task.name} has no per-variable calibration bank (only "
+                        "hierarchical_equality's paper scheme has)", "pairs.calibration_scope")
     if isinstance(task, BinaryAddition):
         return adder_paper_banks(task, pairs.fit, pairs.calibration, pairs.test, generators[0])
     if isinstance(task, MultipleChoiceColours):

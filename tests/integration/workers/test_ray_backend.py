@@ -117,10 +117,16 @@ def test_a_job_whose_couplings_run_as_cpu_tasks_gives_the_in_process_result(
                        run_job(grid, context))
 
 
+@pytest.mark.parametrize("pairs", [
+    TINY_SPEC["pairs"],
+    # each variable screened and scored on its own pairs: an index of the bank, not a prefix
+    {"scheme": "paper", "calibration_scope": "per_variable", "fit": 200, "calibration": 200,
+     "test": 50},
+], ids=["shared", "per_variable"])
 def test_calibration_screening_on_actors_gives_the_in_process_result(
-        two_actors: ActorPool, context: JobContext) -> None:
+        two_actors: ActorPool, context: JobContext, pairs: dict[str, Any]) -> None:
     # enough candidates that successive halving screens on a prefix of the calibration bank
-    screened = JobSpec.model_validate({**TINY_SPEC, "calibration": {
+    screened = JobSpec.model_validate({**TINY_SPEC, "pairs": pairs, "calibration": {
         "top_k": [1, 2, 4, 8], "strengths": [0.5, 1.0, 2.0, 4.0], "screen_pairs": 50,
         "finalists": 3}})
     assert_same_result(run_on(two_actors, context, spec=screened), run_job(screened, context))

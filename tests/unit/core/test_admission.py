@@ -131,6 +131,9 @@ def test_the_estimate_of_the_heq_default_job_equals_a_hand_computation() -> None
     assert admission.forward_passes == sum(expected.values())
     assert admission.trace_bytes == 3000 * 2 * 48 * 4
     assert admission.das_trainings == 0 and admission.permutations == 16
+    # a per-variable calibration bank: each variable's finalists run on its own 500 pairs
+    scoped = submit({**HEQ, "pairs": {"scheme": "paper", "calibration_scope": "per_variable"}})
+    assert scoped.terms["calibration"] == 2 * 2 * (per_kind * (64 + 256) + 32 * 500)
 
 
 def test_full_das_counts_locations_dims_variables_and_restarts() -> None:

@@ -48,6 +48,36 @@ def test_heq_paper_banks_have_the_reference_kinds_and_sizes():
     assert not bool((pairs[:, :4] == pairs[:, 4:]).all(dim=1).any())  # base != source
 
 
+def test_heq_per_variable_calibration_scores_each_variable_on_its_own_pairs():
+    task = HierarchicalEquality()
+    spec = PairsSpec(scheme="paper", fit=40, calibration=202, test=20,
+                     calibration_scope="per_variable")
+    banks = make_banks(task, spec)
+    cal = banks.calibration
+    assert cal.size == 200  # 202 rounded down to 4 x 50
+    assert not bool((cal.scored("WX") & cal.scored("YZ")).any())
+    for variable in task.variables:
+        scored = cal.scored(variable)
+        assert int(scored.sum()) == 100
+        assert int(cal.changes_output(variable)[scored].sum()) == 50  # half sensitive
+    # the shared bank of the same seed is the authors' (both variables score every pair)
+    shared = make_banks(task, spec.model_copy(update={"calibration_scope": "shared"}))
+    assert shared.calibration.scope is None and torch.equal(shared.test.base, banks.test.base)
+
+
+def test_per_variable_calibration_is_refused_where_it_has_no_construction():
+    with pytest.raises(ValueError, match="calibration_scope per_variable needs scheme: paper"):
+        PairsSpec(calibration_scope="per_variable")
+    spec = PairsSpec(scheme="paper", fit=26, calibration=26, test=26,
+                     calibration_scope="per_variable")
+    with pytest.raises(TaskError) as error:
+        make_banks(BinaryAddition(), spec)
+    assert error.value.where == "pairs.calibration_scope"
+    with pytest.raises(TaskError) as error:
+        make_banks(HierarchicalEquality(), spec.model_copy(update={"calibration": 3}))
+    assert error.value.where == "pairs.calibration"
+
+
 def test_heq_paper_banks_are_seeded():
     task = HierarchicalEquality()
     spec = PairsSpec(scheme="paper", fit=50, calibration=50, test=20, seed=3)
