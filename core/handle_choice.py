@@ -21,6 +21,7 @@ from core.calibrate import (
 )
 from core.coupling import Coupling
 from core.engine import Interventions
+from core.errors import TaskError
 from core.level_inputs import LevelInputs
 from core.result import HandleResult
 from core.sites import Site
@@ -42,8 +43,11 @@ def calibrate_variable(
     soft = candidate_interventions(candidates, sites, directions, frames, device)
     unique, inverse = unique_candidates(soft)
     target = calibration.counterfactual_labels[variable]
-    scores, total = score_candidates(inputs, unique, target, progress,
-                                     calibration.scored(variable))
+    scored = calibration.scored(variable)
+    if not bool(scored.any()):
+        raise TaskError(f"no calibration pair scores {variable} (the bank's scope gives it "
+                        "none): its handle cannot be chosen", "pairs.calibration")
+    scores, total = score_candidates(inputs, unique, target, progress, scored)
     accuracy = scores[inverse]  # (N,)
     best = candidates[select_candidate(candidates, accuracy)]
     chosen = [best]

@@ -10,6 +10,7 @@ import torch
 
 from core.calibrate import Candidate, build_candidates, candidate_interventions, unique_candidates
 from core.coupling import Coupling
+from core.errors import TaskError
 from core.handle_choice import calibrate_variable, hopeless, score_candidates
 from core.level_inputs import LevelInputs
 from core.sites import Site
@@ -175,3 +176,17 @@ def test_a_scoped_calibration_bank_scores_a_variable_on_its_own_pairs_alone() ->
     # on the first 64 of P's pairs, a screened-out candidate's score is its accuracy there
     first = hits[:, torch.nonzero(scored).squeeze(1)[:64]].float().mean(1)
     torch.testing.assert_close(halving[~finalists], first[~finalists] - 1.0)
+
+
+def test_a_variable_no_calibration_pair_scores_is_refused_by_name() -> None:
+    inputs = planted_level_inputs(60, top_k=[1], strengths=[1.0])
+    calibration = inputs.banks.calibration
+    nobody = {v: torch.zeros(calibration.size, dtype=torch.bool)
+              for v in calibration.counterfactual_labels}
+    banks = dataclasses.replace(inputs.banks, calibration=dataclasses.replace(
+        calibration, scope=nobody))
+    with pytest.raises(TaskError, match="no calibration pair scores P") as error:
+        calibrate_variable(0, "P", [Candidate(0, 1, 1.0, (1,), (1.0,))], [PLAN], NEURONS,
+                           inputs.net.widths, {}, dataclasses.replace(inputs, banks=banks),
+                           lambda done, of: None)
+    assert error.value.where == "pairs.calibration"
