@@ -51,6 +51,7 @@ import torch
 
 from core.calibrate import IIA
 from core.causal.bank import Banks
+from core.causal.task import CausalTask
 from core.controls import run_controls
 from core.das_search import full_targets, run_das, run_das_targets
 from core.das_training import DasTarget, das_config
@@ -63,7 +64,14 @@ from core.nets.mlp import MLP
 from core.progressive import run_levels
 from core.result import DasResult, LevelResult
 from core.sites import is_token_net, parse_site, parse_token_location
-from core.spec import DasSpec, JobSpec, LevelSpec, PairScheme, parse_job_spec
+from core.spec import (
+    CalibrationScope,
+    DasSpec,
+    JobSpec,
+    LevelSpec,
+    PairScheme,
+    parse_job_spec,
+)
 
 METHODS = ("PLOT", "PLOT+guided DAS", "full DAS")
 PEER_METHODS = {"pyvene": "full DAS (pyvene)"}  # --peers: other libraries, MLP nets only
@@ -154,6 +162,7 @@ class SeedSetup:
     the default levels."""
 
     spec: JobSpec
+    task: CausalTask
     net: InterventableNet
     banks: Banks
     traces: dict[str, BankTraces]
@@ -162,35 +171,40 @@ class SeedSetup:
 
 
 def seed_setup(task_name: str, seed: int, context: JobContext,
-               sizes: tuple[int, int, int], scheme: PairScheme) -> SeedSetup:
+               sizes: tuple[int, int, int], scheme: PairScheme,
+               calibration_scope: CalibrationScope = "shared") -> SeedSetup:
     """Resolve ``task_name``'s default net for ``seed`` (trained into the cache on first
     use), draw its banks of ``sizes`` (fit, calibration, test) and trace them."""
     fit, calibration, test = sizes
     spec: JobSpec = parse_job_spec({
         "task": {"builtin": task_name}, "seed": seed,
         "pairs": {"fit": fit, "calibration": calibration, "test": test, "seed": seed,
-                  "scheme": scheme},
+                  "scheme": scheme, "calibration_scope": calibration_scope},
     })
     task = resolve_task(spec, context)
+    assert task is not None  # a built-in task
     net, _ = resolve_net(spec, context, task)
     banks = resolve_banks(spec, context, task, net)
     max_rows = context.max_rows(None)
     traces = {s: trace_bank(net, getattr(banks, s), max_rows)
               for s in ("fit", "calibration", "test")}
-    return SeedSetup(spec, net, banks, traces, max_rows, default_levels(spec, task, net))
+    return SeedSetup(spec, task, net, banks, traces, max_rows,
+                     default_levels(spec, task, net))
 
 
 def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
              das: dict[str, Any], peers: Sequence[str] = (),
              scheme: PairScheme = "balanced",
-             reuse: dict[tuple[str, int, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+             reuse: dict[tuple[str, int, str], dict[str, Any]] | None = None,
+             calibration_scope: CalibrationScope = "shared") -> dict[str, Any]:
     """The three methods on one task and seed, sharing the net, banks and traces.
 
     Args:
         reuse: (task, seed, scheme) -> a stored run whose full DAS is taken instead of
             training it again (``--reuse-full``; checked: same bank sizes, ranks, locations).
     """
-    setup = seed_setup(task_name, seed, context, bank_sizes(task_name, pairs, scheme), scheme)
+    setup = seed_setup(task_name, seed, context, bank_sizes(task_name, pairs, scheme), scheme,
+                       calibration_scope)
     spec, net, banks, traces, max_rows = (setup.spec, setup.net, setup.banks, setup.traces,
                                           setup.max_rows)
     controls_spec = spec.controls.model_copy(update={"seed": seed})
@@ -211,7 +225,8 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
     stored = (reuse or {}).get((task_name, seed, scheme))
     if stored is not None:
         check_reusable(stored, [banks.fit.size, banks.calibration.size, banks.test.size],
-                       full_spec.dims, list(dict.fromkeys(t.location for t in targets)))
+                       full_spec.dims, list(dict.fromkeys(t.location for t in targets)),
+                       calibration_scope)
         full_entry: dict[str, Any] = stored["methods"]["full DAS"]
     else:
         full = run_das_targets("full", targets, inputs, full_spec, seed)
@@ -255,7 +270,8 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
         methods[PEER_METHODS["pyvene"]] = pyvene_full_das(
             net, banks, full_spec.dims, das_config(full_spec, seed))
     return {
-        "task": task_name, "seed": seed, "scheme": scheme, "variables": list(banks.variables),
+        "task": task_name, "seed": seed, "scheme": scheme,
+        "calibration_scope": calibration_scope, "variables": list(banks.variables),
         "bank_sizes": [banks.fit.size, banks.calibration.size, banks.test.size],
         "dims": full_spec.dims,
         "full_das_locations": list(dict.fromkeys(t.location for t in targets)),
@@ -268,11 +284,14 @@ def run_seed(task_name: str, seed: int, context: JobContext, pairs: int,
 
 
 def check_reusable(stored: dict[str, Any], bank_sizes: list[int], dims: list[int],
-                   locations: list[str]) -> None:
-    """Refuse a stored full DAS drawn on other banks, ranks or locations."""
-    mine = {"bank_sizes": bank_sizes, "dims": list(dims), "full_das_locations": locations}
+                   locations: list[str], calibration_scope: CalibrationScope = "shared"
+                   ) -> None:
+    """Refuse a stored full DAS drawn on other banks, ranks or locations, or chosen on
+    another calibration bank."""
+    mine = {"bank_sizes": bank_sizes, "dims": list(dims), "full_das_locations": locations,
+            "calibration_scope": calibration_scope}
     for key, value in mine.items():
-        if stored[key] != value:
+        if stored.get(key, "shared" if key == "calibration_scope" else None) != value:
             raise SystemExit(f"--reuse-full: the stored run of {stored['task']} seed "
                              f"{stored['seed']} has {key} {stored[key]}, this one {value}")
 
@@ -452,7 +471,8 @@ def sweep(args: argparse.Namespace, context: JobContext) -> list[dict[str, Any]]
                 runs.append(run_seed(task, seed, context, args.pairs,
                                      {"dims": task_dims(task, args.dims),
                                       "max_epochs": args.max_epochs},
-                                     args.peers, args.scheme, reuse))
+                                     args.peers, args.scheme, reuse,
+                                     args.calibration_scope))
                 partial.write(json.dumps(runs[-1]) + "\n")
                 partial.flush()
     return runs
@@ -467,6 +487,10 @@ def main() -> None:
                         help="seeds, or inclusive ranges like 0..9")
     parser.add_argument("--scheme", choices=["balanced", "paper"], default="balanced",
                         help="pairs.scheme: our balanced banks or the PLOT authors' banks")
+    parser.add_argument("--calibration-scope", choices=["shared", "per_variable"],
+                        default="shared",
+                        help="pairs.calibration_scope (per_variable: HEQ paper banks, each "
+                        "variable chosen on its own sensitive and invariant pairs)")
     parser.add_argument("--pairs", type=int, default=1000,
                         help="pairs per bank (paper scheme: the adder's are 3328 / 1664 / 1664)")
     parser.add_argument("--dims", nargs="+", type=int, default=None,
@@ -500,13 +524,16 @@ def main() -> None:
         args.tasks = list(dict.fromkeys(r["task"] for r in runs))
         args.seeds = list(dict.fromkeys(r["seed"] for r in runs))
         args.scheme = "/".join(dict.fromkeys(r["scheme"] for r in runs))
+        args.calibration_scope = "/".join(dict.fromkeys(r.get("calibration_scope", "shared")
+                                                        for r in runs))
     else:
         runs = sweep(args, context)
     rows = summarize(runs)
     device = str(context.torch_device())
     dims = "; ".join(f"{t} {task_dims(t, args.dims)}" for t in args.tasks)
     header = (f"# PLOT vs PLOT-guided DAS vs full DAS\n\nseeds {args.seeds}, scheme "
-              f"{args.scheme}, {args.pairs} pairs per bank, dims {dims}, device {device}, "
+              f"{args.scheme}, calibration scope {args.calibration_scope}, {args.pairs} "
+              f"pairs per bank, dims {dims}, device {device}, "
               f"torch {torch.__version__}, "
               f"{platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} threads")
