@@ -269,7 +269,8 @@ def depth_locations(widths: Mapping[str, int], handles: Mapping[str, HandleResul
 def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
                     control: JobControl = NO_CONTROL) -> tuple[dict[str, list[DepthPoint]], int]:
     """Per variable, the test IIA of the whole-location interchange at its handle's
-    locations and every location after them; the cancel check is polled per location.
+    locations and every location after them (on the pairs that score the variable); the
+    cancel check is polled per location.
 
     Each location's interchange runs once, on the test bank only, and every variable
     whose profile passes through it is scored from its predicted labels. The test bank is
@@ -296,9 +297,10 @@ def run_depth_check(inputs: LevelInputs, handles: Mapping[str, HandleResult],
     out = {}
     for variable, (own, later) in wanted.items():
         target = test.counterfactual_labels[variable].to(device)
+        scored = test.scored(variable)  # a scoped test bank: the variable's own pairs
         out[variable] = [
-            DepthPoint(loc, float((predicted[loc].to(device) == target).all(-1).float().mean()),
-                       loc in own)
+            DepthPoint(loc, float((predicted[loc].to(device) == target).all(-1)[scored]
+                                  .float().mean()), loc in own)
             for loc in later]
     return out, len(locations) * test.size
 

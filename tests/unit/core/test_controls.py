@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -159,6 +160,14 @@ def test_the_depth_check_is_the_full_vector_interchange(inputs: LevelInputs) -> 
         assert 0.3 < copy < 0.7  # far below the planted handle's 1.0
     assert passes == test.size  # both variables' one location, run once
     assert not control_warnings(handles, None, {}, depth)
+    # a scoped test bank (the paper scheme's): each variable on its own pairs alone
+    even = torch.arange(test.size) % 2 == 0
+    scoped = dataclasses.replace(inputs, banks=dataclasses.replace(
+        inputs.banks, test=dataclasses.replace(test, scope={"P": even, "Q": ~even})))
+    depth, _ = run_depth_check(scoped, handles)
+    for variable, mine in (("P", even), ("Q", ~even)):
+        copy = (test.counterfactual_labels[variable] == source_labels)[mine]
+        torch.testing.assert_close(depth[variable][0].iia_test, float(copy.float().mean()))
 
 
 def _handle(variable: str, iia: float) -> HandleResult:
