@@ -186,7 +186,7 @@ class LocalBackend:
                 pairs: int | Tensor | None = None) -> Tensor:
         traces = self.split_traces(split)
         if isinstance(pairs, Tensor):
-            traces = traces.select(pairs)
+            traces = traces.select(pairs.cpu())  # a CPU index reads host and device traces
         elif pairs is not None:
             traces = traces.slice(0, pairs)
         return exact_matches(self.net, traces, interventions, targets, self.max_rows, progress)
