@@ -48,7 +48,7 @@ from core.causal.bank import Banks, PairBank
 from core.causal.heq import HierarchicalEquality
 from core.causal.paper_heq import scored_banks
 from core.causal.registry import make_banks
-from core.engine import trace_bank
+from core.engine import BankTraces, trace_bank
 from core.job import JobContext
 from core.level_inputs import LevelInputs
 from core.progressive import best_handles, run_levels
@@ -67,20 +67,27 @@ def scores(iia: IIA) -> dict[str, float | None]:
     return {"overall": iia.overall, **paper_score(iia)}
 
 
-def replaced(inputs: LevelInputs, calibration: PairBank | None = None,
-             test: PairBank | None = None, screen: bool = True) -> LevelInputs:
-    """``inputs`` with the calibration and / or test bank replaced (and traced); without
-    ``screen``, every candidate is scored on every calibration pair."""
+Traced = tuple[PairBank, BankTraces]  # a bank and its clean traces
+
+
+def traced(inputs: LevelInputs, bank: PairBank) -> Traced:
+    return bank, trace_bank(inputs.net, bank, inputs.max_rows)
+
+
+def replaced(inputs: LevelInputs, calibration: Traced | None = None,
+             test: Traced | None = None, screen: bool = True) -> LevelInputs:
+    """``inputs`` with the calibration and / or test bank replaced; without ``screen``,
+    every candidate is scored on every calibration pair."""
     banks, traces = inputs.banks, dict(inputs.traces)
     if calibration is not None:
-        traces["calibration"] = trace_bank(inputs.net, calibration, inputs.max_rows)
+        traces["calibration"] = calibration[1]
     if test is not None:
-        traces["test"] = trace_bank(inputs.net, test, inputs.max_rows)
+        traces["test"] = test[1]
     knobs = inputs.calibration if screen else inputs.calibration.model_copy(
         update={"screen_pairs": 0})
     return LevelInputs.local(
-        inputs.net, Banks(banks.fit, banks.calibration if calibration is None else calibration,
-                          banks.test if test is None else test),
+        inputs.net, Banks(banks.fit, banks.calibration if calibration is None else calibration[0],
+                          banks.test if test is None else test[0]),
         traces, inputs.coupling, knobs, inputs.max_rows)
 
 
@@ -89,18 +96,18 @@ def handle_entry(handle: HandleResult) -> dict[str, Any]:
 
 
 def chosen_on(inputs: LevelInputs, schedule: list[LevelSpec], variable: str,
-              pairs: str, bank: PairBank | None = None) -> dict[str, Any]:
+              pairs: str, bank: Traced | None = None) -> dict[str, Any]:
     """``variable``'s handle when the levels choose it on its pairs of ``bank`` (default:
     the test bank; ``pairs``: ``sensitive`` or ``scored``), every candidate on every pair,
     scored on ``bank``."""
-    on = inputs.banks.test if bank is None else bank
+    on = inputs.banks.test if bank is None else bank[0]
     mask = on.scored(variable)
     if pairs == "sensitive":
         mask = mask & on.changes_output(variable)
     chosen_pairs = on.subset(mask)  # every one scores the variable (the others: unused)
-    oracle = replaced(inputs, calibration=PairBank(
+    oracle = replaced(inputs, calibration=traced(inputs, PairBank(
         chosen_pairs.base, chosen_pairs.source, chosen_pairs.base_labels,
-        chosen_pairs.counterfactual_labels), test=bank, screen=False)
+        chosen_pairs.counterfactual_labels)), test=bank, screen=False)
     handle = best_handles(run_levels(schedule, oracle))[variable]
     return {**handle_entry(handle), "iia_chosen_on": handle.iia_calibration,
             "test": scores(handle.iia_test)}
@@ -125,13 +132,15 @@ def population(inputs: LevelInputs, schedule: list[LevelSpec], task: Hierarchica
     chosen on the job's per-variable calibration bank (``pairs.calibration_scope:
     per_variable``; also scored on the test bank), and the population's ceilings."""
     variables = list(inputs.banks.variables)
-    bank = scored_banks(task, variables, population_pairs,
-                        torch.Generator().manual_seed(POPULATION_SEED + pairs.seed), pool)
+    bank = traced(inputs, scored_banks(  # traced once, read by every run below
+        task, variables, population_pairs,
+        torch.Generator().manual_seed(POPULATION_SEED + pairs.seed), pool))
     chosen = best_handles(run_levels(schedule, replaced(inputs, test=bank)))
-    own = make_banks(task, pairs.model_copy(update={"calibration_scope": "per_variable"}))
-    on_test = best_handles(run_levels(schedule, replaced(inputs, calibration=own.calibration)))
+    own = traced(inputs, make_banks(
+        task, pairs.model_copy(update={"calibration_scope": "per_variable"})).calibration)
+    on_test = best_handles(run_levels(schedule, replaced(inputs, calibration=own)))
     on_population = best_handles(run_levels(
-        schedule, replaced(inputs, calibration=own.calibration, test=bank)))
+        schedule, replaced(inputs, calibration=own, test=bank)))
     out: dict[str, Any] = {}
     for variable in variables:
         out[variable] = {
@@ -145,7 +154,7 @@ def population(inputs: LevelInputs, schedule: list[LevelSpec], task: Hierarchica
                for kind in CEILINGS},
         }
     return {"pairs_per_kind": population_pairs, "pool_rows": pool,
-            "per_variable_calibration_pairs": own.calibration.size, "variables": out}
+            "per_variable_calibration_pairs": own[0].size, "variables": out}
 
 
 def run_seed(task_name: str, seed: int, scheme: PairScheme, context: JobContext,
@@ -197,7 +206,7 @@ def spread(values: list[float]) -> dict[str, Any]:
     return {"mean": statistics.fmean(values), "min": min(values), "per_seed": values}
 
 
-POPULATION_COLUMNS = {  # name -> (entry of a population cell, figure, where it is scored)
+POPULATION_COLUMNS = {  # name -> (entry of a population cell, its scores' key; None: itself)
     "chosen": ("chosen", None),
     "per_variable": ("per_variable_calibration", "population"),
     "ceiling_sensitive": ("ceiling_sensitive", "test"),

@@ -102,6 +102,25 @@ def hopeless(hits: Tensor, delta: float = HOPELESS_DELTA) -> Tensor:
     return best_only - own_only > margin
 
 
+@dataclass(frozen=True)
+class Rows:
+    """The calibration pairs a variable is scored on: ``index`` (a (P',) long index into
+    the bank) or, when None, every pair; what ``ComputeBackend.matches`` takes as ``pairs``."""
+
+    index: Tensor | None
+
+    def of(self, per_pair: Tensor) -> Tensor:
+        """``per_pair``'s (P, ...) rows at these pairs."""
+        return per_pair if self.index is None else per_pair[self.index.to(per_pair.device)]
+
+    def leading(self, count: int) -> int | Tensor:
+        """The first ``count`` of these pairs."""
+        return count if self.index is None else self.index[:count]
+
+
+ALL_PAIRS = Rows(None)
+
+
 def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
                      progress: Callable[[int, int], None], scored: Tensor | None = None
                      ) -> tuple[Tensor, int]:
@@ -138,23 +157,22 @@ def score_candidates(inputs: LevelInputs, unique: Interventions, target: Tensor,
 
     if not screening:
         return inputs.backend.matches("calibration", unique, target, advance,
-                                      pairs=rows.all()).float().mean(1), total
+                                      pairs=rows.index).float().mean(1), total
     first = screening_scores(inputs, unique, target[:screen], advance, rows)
     total = done[0] + spec.finalists * pairs
     order = torch.argsort(first, descending=True, stable=True)[: spec.finalists]
     final = inputs.backend.matches("calibration", unique.take(order), target, advance,
-                                   pairs=rows.all())
+                                   pairs=rows.index)
     scores = first - 1.0
     scores[order] = final.float().mean(1)
     return scores, total
 
 
 def screening_scores(inputs: LevelInputs, unique: Interventions, target: Tensor,
-                     advance: Callable[[int], None], rows: Rows | None = None) -> Tensor:
+                     advance: Callable[[int], None], rows: Rows = ALL_PAIRS) -> Tensor:
     """(U,) accuracy on the ``target``'s screening pairs (the leading ones of ``rows``); a
     candidate dropped at the first rung gets that rung's accuracy minus 1 (below every
     candidate that was kept)."""
-    rows = rows or Rows(None)
     screen = int(target.shape[0])
     rung = screen // RUNG_SHARE
     if rung < MIN_RUNG_PAIRS:
@@ -168,22 +186,3 @@ def screening_scores(inputs: LevelInputs, unique: Interventions, target: Tensor,
     scores[kept] = inputs.backend.matches("calibration", unique.take(kept), target, advance,
                                           pairs=rows.leading(screen)).float().mean(1)
     return scores
-
-
-@dataclass(frozen=True)
-class Rows:
-    """The calibration pairs a variable is scored on: ``index`` (a (P',) long index into
-    the bank) or, when None, every pair; what ``ComputeBackend.matches`` takes as ``pairs``."""
-
-    index: Tensor | None
-
-    def of(self, per_pair: Tensor) -> Tensor:
-        """``per_pair``'s (P, ...) rows at these pairs."""
-        return per_pair if self.index is None else per_pair[self.index.to(per_pair.device)]
-
-    def leading(self, count: int) -> int | Tensor:
-        """The first ``count`` of these pairs."""
-        return count if self.index is None else self.index[:count]
-
-    def all(self) -> Tensor | None:
-        return self.index
